@@ -1,0 +1,5 @@
+"""`python -m automap`."""
+
+from .cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,76 @@
+"""The `automap` command line: one subcommand per module in `automap.commands`.
+
+`main(argv)` returns the exit status: 0 success, 1 an automap error (one line on stderr, no traceback),
+2 a usage error, 3 an audit or verification that found problems, 130 an interruption. Anything else that
+escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from ._errors import AutomapError
+
+__all__ = ["entrypoint", "main"]
+
+# Subcommand modules, in the order `automap --help` lists them. Each exposes HELP, add_arguments(), run().
+_COMMANDS = ("inspect",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, subcommands included."""
+    parser = argparse.ArgumentParser(
+        prog="automap",
+        description="Convert model weights between PyTorch and MindSpore without hand-written rename rules.",
+    )
+    parser.add_argument("--version", action="version", version=f"automap {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        module = importlib.import_module(f"automap.commands.{name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run automap with `argv` (default: the process arguments) and return the exit status.
+
+    Args:
+        argv: command-line arguments without the program name.
+
+    Returns:
+        0 on success, 1 on an automap error, 2 on a usage error, 3 when an audit or check found problems.
+
+    Example:
+        >>> main(["inspect", "model.ckpt"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return int(args._run(args))
+    except AutomapError as error:
+        print(f"automap: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("automap: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `automap inspect big.ckpt | head`
+        sys.stderr.close()
+        status = 0
+    raise SystemExit(status)

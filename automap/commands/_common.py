@@ -1,0 +1,40 @@
+"""Arguments and helpers several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+
+from automap._types import Framework
+from automap.records import ParamTable
+
+
+def add_reading_options(parser: argparse.ArgumentParser) -> None:
+    """Options that control how checkpoints are read."""
+    parser.add_argument(
+        "--key",
+        help="for a PyTorch file holding several state dicts, which to read (e.g. 'model', or 'ema/model')",
+    )
+    parser.add_argument(
+        "--framework",
+        choices=["pytorch", "mindspore"],
+        help="naming convention of safetensors files and listings when automatic detection is wrong",
+    )
+    parser.add_argument(
+        "--unsafe-pickle",
+        action="store_true",
+        help="DANGEROUS: let PyTorch files run code while loading (full unpickling); only for files you trust",
+    )
+
+
+def load(path: str, args: argparse.Namespace, *, verify_crc: bool = False) -> ParamTable:
+    """Load one checkpoint with the reading options of `args`."""
+    from automap.io import load_checkpoint
+
+    framework: Framework | None = getattr(args, "framework", None)
+    return load_checkpoint(
+        path,
+        key=getattr(args, "key", None),
+        framework=framework,
+        unsafe_pickle=getattr(args, "unsafe_pickle", False),
+        verify_crc=verify_crc,
+    )

@@ -1,0 +1,157 @@
+"""Load and save checkpoints of either framework as `ParamTable`s.
+
+Formats are identified by content, not by name (a name that disagrees is reported in the table's notes).
+Framework adapters are imported only when a matching file arrives, so listing a `.ckpt` or a safetensors file
+never imports torch, and nothing here ever imports MindSpore.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from automap._errors import CheckpointFormatError, MissingDependencyError
+from automap._types import Framework, StrPath
+from automap.records import ParamRecord, ParamTable
+
+from . import _sniff
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+_MAX_JSON = 512 * 1024 * 1024
+
+
+def load_checkpoint(
+    path: StrPath,
+    *,
+    key: str | None = None,
+    framework: Framework | None = None,
+    unsafe_pickle: bool = False,
+    verify_crc: bool = False,
+) -> ParamTable:
+    """Read a checkpoint or listing into an ordered parameter table; tensor data is read lazily.
+
+    Args:
+        path: a PyTorch `.pth`/`.pt`/`.bin`, a `.safetensors` file or a sharded `*.index.json`, a MindSpore
+            `.ckpt`, or a JSON listing of names and shapes.
+        key: for PyTorch files holding several state dicts, which one to take (`"model"`, `"ema/model"`).
+        framework: whose naming conventions the file follows, when its format does not say (safetensors,
+            listings); guessed from the names when omitted.
+        unsafe_pickle: let PyTorch files run code while loading. Never use this on files you do not trust.
+        verify_crc: check a MindSpore checkpoint's CRC trailer (reads the whole file).
+
+    Returns:
+        The model parameters in file order; training state is set aside in `excluded`.
+
+    Raises:
+        CheckpointFormatError: the file is missing, unreadable, corrupt or ambiguous; the message says why.
+        MissingDependencyError: reading this file needs a framework that is not installed.
+
+    Example:
+        >>> table = load_checkpoint("model.ckpt")  # doctest: +SKIP
+        >>> [(p.name, p.shape) for p in table][:2]  # doctest: +SKIP
+        [('conv1.weight', (64, 3, 7, 7)), ('bn1.moving_mean', (64,))]
+    """
+    file = Path(path)
+    found = _sniff.sniff(file)
+    expected = _sniff.format_for_suffix(file)
+    table: ParamTable
+    if found == _sniff.TORCH:
+        table = _adapter("torch").read(file, key=key, unsafe_pickle=unsafe_pickle)
+    elif found == _sniff.SAFETENSORS:
+        table = _adapter("safetensors").read(file, framework=framework)
+    elif found == _sniff.MINDSPORE:
+        table = _adapter("mindspore").read(file, verify_crc=verify_crc, framework=framework or "mindspore")
+    else:
+        table = _read_json(file, framework)
+    if framework is not None and table.framework != framework:
+        table = ParamTable(framework, table.source, table.params, table.excluded, table.notes, table.format)
+    if (
+        expected is not None
+        and expected != found
+        and not (expected == _sniff.JSON and table.format.endswith("sharded"))
+    ):
+        note = f"the name says {expected} but the content is {found}; read as {found}"
+        table = ParamTable(
+            table.framework, table.source, table.params, table.excluded, (*table.notes, note), table.format
+        )
+    return table
+
+
+def save_checkpoint(
+    params: ParamTable | Sequence[ParamRecord],
+    path: StrPath,
+    *,
+    framework: Framework | None = None,
+    overwrite: bool = False,
+    crc: bool = False,
+) -> None:
+    """Write parameters (with data) to a checkpoint whose format follows the file name.
+
+    `.pth`/`.pt`/`.bin` are written with `torch.save`; `.safetensors` in the PyTorch or MindSpore flavour
+    (by `framework`); `.ckpt` as MindSpore's protobuf format; `.json` as a listing without data. The output is
+    replaced atomically: a failure never leaves a partial file.
+
+    Args:
+        params: a table or records, written in this order; data is read one tensor at a time.
+        path: the output file.
+        framework: the flavour for `.safetensors` and listings; defaults to the table's, else PyTorch.
+        overwrite: replace an existing file.
+        crc: append MindSpore's CRC trailer to a `.ckpt`.
+
+    Raises:
+        CheckpointFormatError: the suffix names no format automap writes.
+        ConversionError: the output exists (without `overwrite`) or cannot be written.
+
+    Example:
+        >>> save_checkpoint(load_checkpoint("model.pth"), "model.safetensors")  # doctest: +SKIP
+    """
+    records = list(params.params if isinstance(params, ParamTable) else params)
+    if framework is None:
+        framework = params.framework if isinstance(params, ParamTable) else "pytorch"
+    file = Path(path)
+    kind = _sniff.format_for_suffix(file)
+    if kind == _sniff.TORCH:
+        _adapter("torch").write(records, file, overwrite=overwrite)
+    elif kind == _sniff.SAFETENSORS:
+        _adapter("safetensors").write(records, file, framework=framework, overwrite=overwrite)
+    elif kind == _sniff.MINDSPORE:
+        _adapter("mindspore").write(records, file, crc=crc, overwrite=overwrite)
+    elif kind == _sniff.JSON:
+        _adapter("listing").write(records, file, framework=framework, overwrite=overwrite)
+    else:
+        msg = f"cannot tell what format to write for {file.name!r}; use one of {_sniff.known_suffixes()}"
+        raise CheckpointFormatError(msg)
+
+
+def _adapter(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"automap.io.{name}")
+    except ModuleNotFoundError as error:
+        if error.name not in {"torch", "safetensors"}:  # a bug inside the adapter, not a missing framework
+            raise
+        msg = f"this file needs {error.name}, which is not installed; run: pip install {error.name}"
+        raise MissingDependencyError(msg) from error
+
+
+def _read_json(file: Path, framework: Framework | None) -> ParamTable:
+    size = file.stat().st_size
+    if size > _MAX_JSON:
+        msg = f"{str(file)!r}: a {size}-byte JSON file is too large for a listing or index"
+        raise CheckpointFormatError(msg)
+    try:
+        document: Any = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:120]
+        msg = f"{str(file)!r}: not valid JSON ({detail})"
+        raise CheckpointFormatError(msg) from None
+    if isinstance(document, dict) and "weight_map" in document:
+        return _adapter("safetensors").read_index(file, document, framework=framework)  # type: ignore[no-any-return]
+    if isinstance(document, dict) and document.get("format") == "automap.mapping":
+        msg = f"{str(file)!r} is a mapping file, not a checkpoint or listing"
+        raise CheckpointFormatError(msg)
+    return _adapter("listing").read(file, document, framework=framework)  # type: ignore[no-any-return]

@@ -1,0 +1,141 @@
+"""Read and write listings: names, shapes and dtypes of a checkpoint as JSON, with no tensor data.
+
+A listing lets a user give a target template without a checkpoint, e.g. one written by
+`automap inspect --json`. Accepted forms, from the richest to the plainest:
+
+- `{"format": "automap.listing", "version": 1, "framework": "mindspore", "params": [{"name", "shape", "dtype"}]}`
+- `[{"name": "fc.weight", "shape": [10, 4], "dtype": "float32"}, ...]`
+- `{"fc.weight": [10, 4], ...}` or `{"fc.weight": {"shape": [10, 4], "dtype": "float16"}, ...}`
+
+The dtype defaults to float32 when a listing leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from automap._errors import CheckpointFormatError
+from automap._types import Framework, StrPath
+from automap.dtypes import get_dtype
+from automap.records import ParamRecord, ParamTable
+
+from ._atomic import atomic_output
+from ._framework import RawRecord, build_table, guess_framework
+
+__all__ = ["LISTING_FORMAT", "listing_document", "read", "table_from_json", "write"]
+
+LISTING_FORMAT = "automap.listing"
+_FRAMEWORKS = {"pytorch": "pytorch", "torch": "pytorch", "mindspore": "mindspore", "ms": "mindspore"}
+
+
+def read(path: StrPath, document: Any, *, framework: Framework | None = None) -> ParamTable:
+    """Build a table from a parsed listing document (see the module docstring for the forms accepted)."""
+    return table_from_json(document, str(path), framework=framework)
+
+
+def table_from_json(document: Any, source: str, *, framework: Framework | None = None) -> ParamTable:
+    """Build a data-less table from any accepted listing form."""
+    declared: str | None = None
+    entries: list[tuple[str, Any]]
+    excluded_names: frozenset[str] = frozenset()
+    if isinstance(document, dict) and document.get("format") == LISTING_FORMAT:
+        version = document.get("version")
+        if version != 1:
+            msg = f"{source!r}: listing version {version!r} is not supported (this automap reads version 1)"
+            raise CheckpointFormatError(msg)
+        declared = document.get("framework")
+        params = document.get("params")
+        excluded = document.get("excluded", [])
+        if not isinstance(params, list) or not isinstance(excluded, list):
+            msg = f"{source!r}: a listing needs 'params' (and optionally 'excluded') as lists"
+            raise CheckpointFormatError(msg)
+        entries = [(_name(source, e), e) for e in params + excluded]
+        excluded_names = frozenset(_name(source, e) for e in excluded)
+    elif isinstance(document, list):
+        entries = [(_name(source, e), e) for e in document]
+    elif isinstance(document, dict):
+        entries = list(document.items())
+    else:
+        msg = f"{source!r}: not a listing (expected a JSON object or list of parameters)"
+        raise CheckpointFormatError(msg)
+    records: list[RawRecord] = [(name, *_shape_dtype(source, name, value), None) for name, value in entries]
+    if framework is None:
+        if declared is not None and declared not in _FRAMEWORKS:
+            msg = f"{source!r}: unknown framework {declared!r}; use 'pytorch' or 'mindspore'"
+            raise CheckpointFormatError(msg)
+        framework = _FRAMEWORKS[declared] if declared else guess_framework(r[0] for r in records)  # type: ignore[assignment]
+    names = [r[0] for r in records]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        msg = f"{source!r}: parameter {duplicate!r} is listed twice"
+        raise CheckpointFormatError(msg)
+    return build_table(
+        framework,  # type: ignore[arg-type]
+        source,
+        records,
+        (),
+        "listing",
+        excluded_names=excluded_names,
+    )
+
+
+def listing_document(table: ParamTable) -> dict[str, Any]:
+    """The JSON document `write` saves and `automap inspect --json` prints for a table."""
+
+    def entry(record: ParamRecord, training_state: bool) -> dict[str, Any]:
+        return {
+            "index": record.index,
+            "name": record.name,
+            "shape": list(record.shape),
+            "dtype": record.dtype,
+            "numel": record.numel,
+            "nbytes": record.nbytes,
+            "training_state": training_state,
+        }
+
+    return {
+        "format": LISTING_FORMAT,
+        "version": 1,
+        "framework": table.framework,
+        "source": table.source,
+        "file_format": table.format,
+        "notes": list(table.notes),
+        "totals": {"params": len(table), "numel": table.total_numel, "nbytes": table.total_nbytes},
+        "params": [entry(r, False) for r in table.params],
+        "excluded": [entry(r, True) for r in table.excluded],
+    }
+
+
+def write(records: Sequence[ParamRecord], path: StrPath, *, framework: Framework, overwrite: bool = False) -> None:
+    """Write a listing of `records` (names, shapes, dtypes; no data)."""
+    table = ParamTable(framework, str(path), tuple(r.with_index(i) for i, r in enumerate(records)), format="listing")
+    text = json.dumps(listing_document(table), indent=1) + "\n"
+    with atomic_output(path, overwrite=overwrite) as handle:
+        handle.write(text.encode())
+
+
+def _name(source: str, entry: Any) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        msg = f"{source!r}: every listed parameter needs a string 'name'; got {str(entry)[:80]!r}"
+        raise CheckpointFormatError(msg)
+    return str(entry["name"])
+
+
+def _shape_dtype(source: str, name: str, value: Any) -> tuple[tuple[int, ...], str]:
+    shape, dtype = (value, "float32") if isinstance(value, list) else (None, None)
+    if isinstance(value, dict):
+        shape, dtype = value.get("shape"), value.get("dtype", "float32")
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**48 for d in shape)):
+        msg = f"{source!r}: parameter {name!r} needs 'shape' as a list of non-negative integers; got {shape!r}"
+        raise CheckpointFormatError(msg)
+    if not isinstance(dtype, str):
+        msg = f"{source!r}: parameter {name!r} has a non-string dtype {dtype!r}"
+        raise CheckpointFormatError(msg)
+    try:
+        get_dtype(dtype)
+    except CheckpointFormatError as error:
+        msg = f"{source!r}: parameter {name!r}: {error}"
+        raise CheckpointFormatError(msg) from None
+    return tuple(shape), dtype

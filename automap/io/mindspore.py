@@ -1,0 +1,366 @@
+"""Read and write MindSpore `.ckpt` files by their protobuf wire format, without importing MindSpore.
+
+A `.ckpt` is a serialized `Checkpoint` message: a stream of `Value{tag, TensorProto{dims, tensor_type,
+tensor_content}}` records. `mindspore.save_checkpoint` splits tensors larger than 512 MB into several
+consecutive records with the same tag, each holding a slice of the bytes, and may append a CRC trailer
+(`b"crc_num"` + 10 bytes, big-endian CRC32 of everything before it). Reading records where each tensor's
+bytes lie in the file and maps them lazily; writing streams one tensor at a time. Both are checked against
+MindSpore's own `save_checkpoint`/`load_checkpoint` in the tests.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+import mmap
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from automap._errors import CheckpointFormatError
+from automap._types import Array, Framework, StrPath
+from automap.dtypes import dtype_from_mindspore, get_dtype
+from automap.records import ParamRecord, ParamTable
+
+from ._atomic import atomic_output
+from ._framework import RawRecord, build_table
+from ._sniff import open_regular
+
+__all__ = ["read", "write"]
+
+_CRC_MARK = b"crc_num"
+_CRC_TRAILER = len(_CRC_MARK) + 10
+SLICE_BYTES = 512 * 1024 * 1024  # MindSpore slices tensors above this size
+_MAX_NAME = 64 * 1024
+
+
+class _CorruptError(Exception):
+    """Raised inside the parser; turned into one CheckpointFormatError naming the file and offset."""
+
+
+def read(path: StrPath, *, verify_crc: bool = False, framework: Framework = "mindspore") -> ParamTable:
+    """Read a `.ckpt`; tensor bytes stay on disk until a record's `read()` is called.
+
+    Args:
+        path: the checkpoint.
+        verify_crc: when the file has a CRC trailer, check it (reads the whole file once).
+        framework: whose naming the checkpoint follows (MindSpore unless the caller knows better).
+    """
+    file = Path(path)
+    size = open_regular(file)
+    with file.open("rb") as handle:
+        data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    end = size
+    notes: list[str] = []
+    if size >= _CRC_TRAILER and data[size - _CRC_TRAILER : size - 10] == _CRC_MARK:
+        end = size - _CRC_TRAILER
+        stored = int.from_bytes(data[size - 10 : size], "big")
+        if verify_crc:
+            if _crc32(data, end) != stored:
+                msg = (
+                    f"{str(file)!r}: CRC check failed: the checkpoint is damaged; save or download it again "
+                    "(or convert without --verify-crc to read it anyway)"
+                )
+                raise CheckpointFormatError(msg)
+            notes.append("CRC trailer present and verified")
+        else:
+            notes.append("CRC trailer present (not verified)")
+    try:
+        chunks = _parse(data, end)
+    except _CorruptError as error:
+        msg = f"{str(file)!r}: not a valid MindSpore checkpoint: {error}; the file is truncated or corrupt"
+        raise CheckpointFormatError(msg) from None
+    records, skipped = _assemble(file, data, chunks)
+    if skipped:
+        notes.append(f"skipped {len(skipped)} non-tensor entr{'y' if len(skipped) == 1 else 'ies'}: {skipped[:3]}")
+    return build_table(framework, str(file), records, notes, "mindspore-ckpt")
+
+
+def write(
+    records: Sequence[ParamRecord],
+    path: StrPath,
+    *,
+    crc: bool = False,
+    overwrite: bool = False,
+) -> None:
+    """Write records as a `.ckpt` that `mindspore.load_checkpoint` reads, streaming one tensor at a time.
+
+    Args:
+        records: parameters with data, written in this order.
+        path: the output file (replaced atomically).
+        crc: append MindSpore's CRC trailer, as `save_checkpoint(..., crc_check=True)` does.
+        overwrite: replace an existing file.
+    """
+    with atomic_output(path, overwrite=overwrite) as handle:
+        sink = _CrcSink(handle)
+        for record in records:
+            _write_record(sink, record)
+        if crc:
+            handle.write(_CRC_MARK + sink.crc.to_bytes(10, "big"))
+
+
+class _CrcSink:
+    """A file wrapper that keeps the running CRC32 of everything written."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.crc = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.crc = binascii.crc32(data, self.crc)
+        self.handle.write(data)
+
+
+def _write_record(sink: _CrcSink, record: ParamRecord) -> None:
+    if record.numel == 0:
+        msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"
+        raise CheckpointFormatError(msg)
+    array = np.ascontiguousarray(record.read())
+    raw = array.reshape(-1).view(np.uint8).data
+    type_name = get_dtype(record.dtype).mindspore.encode()
+    name = record.name.encode("utf-8")
+    # Slice on row boundaries, as save_checkpoint does with numpy.array_split along axis 0.
+    rows = record.shape[0] if record.shape else 1
+    row_bytes = len(raw) // rows
+    cuts = _array_split_bounds(rows, max(1, math.ceil(len(raw) / SLICE_BYTES)))
+    for lo, hi in cuts:
+        content = raw[lo * row_bytes : hi * row_bytes]
+        tensor = b"".join(_field_varint(1, d) for d in record.shape)
+        tensor += _field_bytes_header(2, len(type_name)) + type_name
+        tensor_head = tensor + _field_bytes_header(3, len(content))
+        tensor_len = len(tensor_head) + len(content)
+        value_head = _field_bytes_header(1, len(name)) + name + _field_bytes_header(2, tensor_len)
+        value_len = len(value_head) + tensor_len
+        sink.write(_field_bytes_header(1, value_len) + value_head + tensor_head)
+        sink.write(content)
+
+
+def _array_split_bounds(rows: int, pieces: int) -> list[tuple[int, int]]:
+    """Row ranges numpy.array_split(rows, pieces) produces: the first rows % pieces parts get one extra."""
+    base, extra = divmod(rows, pieces)
+    bounds, start = [], 0
+    for i in range(pieces):
+        stop = start + base + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_varint(field: int, value: int) -> bytes:
+    return _varint(field << 3) + _varint(value)
+
+
+def _field_bytes_header(field: int, length: int) -> bytes:
+    return _varint(field << 3 | 2) + _varint(length)
+
+
+def _crc32(data: mmap.mmap, end: int) -> int:
+    crc, step = 0, 64 * 1024 * 1024
+    for start in range(0, end, step):
+        crc = zlib.crc32(data[start : min(end, start + step)], crc)
+    return crc
+
+
+class _Chunk:
+    __slots__ = ("dims", "length", "offset", "tag", "type_name")
+
+    def __init__(self, tag: str, dims: tuple[int, ...], type_name: str | None, offset: int, length: int) -> None:
+        self.tag, self.dims, self.type_name, self.offset, self.length = tag, dims, type_name, offset, length
+
+
+def _read_varint(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            msg = f"truncated varint at byte {pos}"
+            raise _CorruptError(msg)
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            msg = f"overlong varint at byte {pos}"
+            raise _CorruptError(msg)
+
+
+def _read_key(data: mmap.mmap, pos: int, end: int) -> tuple[int, int, int]:
+    key, pos = _read_varint(data, pos, end)
+    return key >> 3, key & 7, pos
+
+
+def _read_length(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    length, pos = _read_varint(data, pos, end)
+    if length > end - pos:
+        msg = f"a field at byte {pos} declares {length} bytes but only {end - pos} remain"
+        raise _CorruptError(msg)
+    return length, pos
+
+
+def _skip(data: mmap.mmap, wire: int, pos: int, end: int) -> int:
+    if wire == 0:
+        return _read_varint(data, pos, end)[1]
+    if wire == 2:
+        length, pos = _read_length(data, pos, end)
+        return pos + length
+    if wire in (1, 5):
+        step = 8 if wire == 1 else 4
+        if pos + step > end:
+            msg = f"truncated fixed-width field at byte {pos}"
+            raise _CorruptError(msg)
+        return pos + step
+    msg = f"unsupported protobuf wire type {wire} at byte {pos}"
+    raise _CorruptError(msg)
+
+
+def _parse(data: mmap.mmap, end: int) -> list[_Chunk]:
+    chunks: list[_Chunk] = []
+    pos = 0
+    while pos < end:
+        field, wire, pos = _read_key(data, pos, end)
+        if field == 1 and wire == 2:
+            length, pos = _read_length(data, pos, end)
+            chunks.append(_parse_value(data, pos, pos + length))
+            pos += length
+        elif field == 0:
+            msg = f"invalid field number 0 at byte {pos}"
+            raise _CorruptError(msg)
+        else:
+            pos = _skip(data, wire, pos, end)
+    return chunks
+
+
+def _parse_value(data: mmap.mmap, pos: int, end: int) -> _Chunk:
+    start = pos
+    tag: str | None = None
+    dims: list[int] = []
+    type_name: str | None = None
+    offset = length = -1
+    while pos < end:
+        field, wire, pos = _read_key(data, pos, end)
+        if field == 1 and wire == 2:
+            size, pos = _read_length(data, pos, end)
+            if size > _MAX_NAME:
+                msg = f"a parameter name at byte {pos} is {size} bytes long"
+                raise _CorruptError(msg)
+            try:
+                tag = bytes(data[pos : pos + size]).decode("utf-8")
+            except UnicodeDecodeError:
+                msg = f"a parameter name at byte {pos} is not valid UTF-8"
+                raise _CorruptError(msg) from None
+            pos += size
+        elif field == 2 and wire == 2:
+            size, pos = _read_length(data, pos, end)
+            dims, type_name, offset, length = _parse_tensor(data, pos, pos + size)
+            pos += size
+        else:  # a map tensor (field 3) or an unknown field: skipped, reported as non-tensor
+            pos = _skip(data, wire, pos, end)
+    if tag is None:
+        msg = f"an entry at byte {start} has no name"
+        raise _CorruptError(msg)
+    return _Chunk(tag, tuple(dims), type_name, offset, length)
+
+
+def _parse_tensor(data: mmap.mmap, pos: int, end: int) -> tuple[list[int], str, int, int]:
+    dims: list[int] = []
+    type_name: str | None = None
+    offset = length = -1
+    while pos < end:
+        field, wire, pos = _read_key(data, pos, end)
+        if field == 1 and wire == 0:
+            value, pos = _read_varint(data, pos, end)
+            dims.append(value)
+        elif field == 1 and wire == 2:  # packed dims
+            size, pos = _read_length(data, pos, end)
+            stop = pos + size
+            while pos < stop:
+                value, pos = _read_varint(data, pos, stop)
+                dims.append(value)
+        elif field == 2 and wire == 2:
+            size, pos = _read_length(data, pos, end)
+            type_name = bytes(data[pos : pos + min(size, 64)]).decode("ascii", "replace")
+            pos += size
+        elif field == 3 and wire == 2:
+            length, pos = _read_length(data, pos, end)
+            offset = pos
+            pos += length
+        else:
+            pos = _skip(data, wire, pos, end)
+    if any(d >= 1 << 63 for d in dims):
+        msg = "a negative dimension"
+        raise _CorruptError(msg)
+    if type_name is None or offset < 0:
+        msg = f"a tensor ending at byte {end} lacks its type or content"
+        raise _CorruptError(msg)
+    return dims, type_name, offset, length
+
+
+def _assemble(file: Path, data: mmap.mmap, chunks: list[_Chunk]) -> tuple[list[RawRecord], list[str]]:
+    """Join consecutive slices of one tag into records; check each against its declared shape and type."""
+    records: list[RawRecord] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while i < len(chunks):
+        first = chunks[i]
+        j = i + 1
+        while j < len(chunks) and chunks[j].tag == first.tag:
+            j += 1
+        group = chunks[i:j]
+        i = j
+        where = f"{str(file)!r}: parameter {first.tag!r}"
+        if first.tag in seen:
+            msg = f"{where} occurs twice; the file is corrupt"
+            raise CheckpointFormatError(msg)
+        seen.add(first.tag)
+        if first.type_name is None or first.type_name == "str" or first.offset < 0:
+            skipped.append(first.tag)
+            continue
+        dtype = dtype_from_mindspore(first.type_name)
+        if dtype is None:
+            msg = f"{where} has tensor type {first.type_name!r}, which automap does not support"
+            raise CheckpointFormatError(msg)
+        if any(c.dims != first.dims or c.type_name != first.type_name for c in group):
+            msg = f"{where}: its slices disagree on shape or type; the file is corrupt"
+            raise CheckpointFormatError(msg)
+        shape = () if first.dims == (0,) else first.dims  # MindSpore writes scalars as dims [0] or []
+        expected = math.prod(shape) * dtype.itemsize
+        actual = sum(c.length for c in group)
+        if actual != expected:
+            msg = (
+                f"{where}: {dtype.name}{list(shape)} needs {expected} bytes but the file holds {actual}; "
+                "the file is corrupt"
+            )
+            raise CheckpointFormatError(msg)
+        spans = [(c.offset, c.length) for c in group]
+        records.append((first.tag, shape, dtype.name, _loader(data, spans, dtype.storage, shape)))
+    return records, skipped
+
+
+def _loader(data: mmap.mmap, spans: list[tuple[int, int]], storage: str, shape: tuple[int, ...]) -> Callable[[], Array]:
+    def load() -> Array:
+        if len(spans) == 1:
+            offset, length = spans[0]
+            flat = np.frombuffer(data, dtype=np.uint8, count=length, offset=offset)
+        else:
+            flat = np.concatenate([np.frombuffer(data, np.uint8, count=n, offset=o) for o, n in spans])
+        return flat.view(storage).reshape(shape)
+
+    return load

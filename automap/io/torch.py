@@ -1,0 +1,268 @@
+"""Read and write PyTorch checkpoints (`.pth`, `.pt`, `.bin`) through `torch.load(weights_only=True)`.
+
+Code from a checkpoint never runs: torch's restricted unpickler allows tensors and plain containers only, and
+the full unpickler is reachable only through the loudly named `unsafe_pickle` opt-in. Checkpoints in torch's
+zip format are memory-mapped, so listing one reads no tensor data. Training scripts wrap state dicts in
+containers (`{"state_dict": ...}`, `{"model": ..., "optimizer": ...}`, EMA copies): the single candidate is
+unwrapped and named in the notes; when several exist the reader refuses to guess and lists them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import sys
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automap._errors import CheckpointFormatError, UnsafeCheckpointError
+from automap._types import Array, StrPath
+from automap.dtypes import get_dtype
+from automap.records import ParamRecord, ParamTable
+
+from ._atomic import atomic_output
+from ._framework import RawRecord, build_table
+
+__all__ = ["read", "write"]
+
+_TORCH_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "float64",
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.float8_e4m3fn: "float8_e4m3fn",
+    torch.float8_e5m2: "float8_e5m2",
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.int16: "int16",
+    torch.int8: "int8",
+    torch.uint64: "uint64",
+    torch.uint32: "uint32",
+    torch.uint16: "uint16",
+    torch.uint8: "uint8",
+    torch.bool: "bool",
+}
+_FROM_NAME = {name: dtype for dtype, name in _TORCH_DTYPES.items()}
+# Signed twins used to move bits between numpy and torch, which lack some unsigned/float8 conversions.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+_WRAPPERS = frozenset({"module.", "_orig_mod."})
+_OPTIMIZER_KEYS = frozenset({"optimizer", "optimizers", "optim", "optimizer_state_dict", "opt_state", "scheduler"})
+
+
+def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) -> ParamTable:
+    """Read a PyTorch checkpoint; tensors of zip-format files stay memory-mapped until read.
+
+    Args:
+        path: the file.
+        key: which state dict to take when the file holds several (`"model"`, or a nested path `"a/b"`).
+        unsafe_pickle: allow arbitrary pickled objects. This RUNS CODE FROM THE FILE; only for files you trust.
+
+    Raises:
+        UnsafeCheckpointError: the file needs code execution to load and `unsafe_pickle` is off.
+        CheckpointFormatError: the file is corrupt, or no unique state dict can be found.
+    """
+    file = Path(path)
+    obj = _load(file, unsafe_pickle)
+    if unsafe_pickle and isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    state, where, optimizer = _select_state_dict(file, obj, key)
+    notes: list[str] = []
+    if where:
+        notes.append(f"state dict taken from key {where!r}")
+    records: list[RawRecord] = []
+    for name, value in state.items():
+        records.append((name, tuple(value.shape), _dtype_name(file, name, value), _tensor_loader(value)))
+    prefix = _shared_prefix([r[0] for r in records])
+    if prefix:
+        wrapper = " (added by a DataParallel/DDP or compile wrapper)" if prefix in _WRAPPERS else ""
+        notes.append(f"every name starts with {prefix!r}{wrapper}; names are kept as stored")
+    table = build_table("pytorch", str(file), records, notes, "pytorch")
+    if optimizer:
+        extra = tuple(
+            ParamRecord(name, tuple(t.shape), _dtype_name(file, name, t), i, _tensor_loader(t))
+            for i, (name, t) in enumerate(optimizer.items())
+        )
+        table = ParamTable(
+            table.framework,
+            table.source,
+            table.params,
+            table.excluded + extra,
+            (*table.notes, f"{len(extra)} optimizer/training-state tensors set aside"),
+            table.format,
+        )
+    return table
+
+
+def write(records: Sequence[ParamRecord], path: StrPath, *, overwrite: bool = False) -> None:
+    """Write records as a plain state dict with `torch.save`, in the records' order."""
+    state = {record.name: to_torch(record.read(), record.dtype) for record in records}
+    with atomic_output(path, overwrite=overwrite) as handle:
+        torch.save(state, handle)
+
+
+def to_torch(array: Array, dtype: str) -> torch.Tensor:
+    """A torch tensor with the exact bits of a storage array."""
+    target = _FROM_NAME[dtype]
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")  # torch.from_numpy warns on read-only memory
+    if dtype == "bool":
+        return torch.from_numpy(array)
+    container = np.dtype(np.uint8) if array.dtype.itemsize == 1 else np.dtype(f"<i{array.dtype.itemsize}")
+    return torch.from_numpy(array.view(container)).view(target)
+
+
+def to_numpy(tensor: torch.Tensor) -> Array:
+    """The storage array (raw bits for bfloat16/float8) of a tensor."""
+    name = _TORCH_DTYPES[tensor.dtype]
+    tensor = tensor.detach().cpu().contiguous()
+    storage = np.dtype(get_dtype(name).storage)
+    if tensor.dtype == torch.bool:
+        return tensor.numpy()
+    return tensor.view(_BITS[storage.itemsize]).numpy().view(storage)
+
+
+def _load(file: Path, unsafe_pickle: bool) -> Any:
+    is_zip = zipfile.is_zipfile(file)
+    try:
+        if unsafe_pickle:
+            print(
+                f"automap: WARNING: unpickling {file} with code execution ENABLED (--unsafe-pickle); "
+                "only do this for files you trust",
+                file=sys.stderr,
+            )
+            return torch.load(file, map_location="cpu", weights_only=False, mmap=is_zip)
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text) or re.search(
+            r"(Unsupported operand \d+|Unsupported class [\w.]+)", text
+        )
+        what = f"it references {found.group(1)}" if found else "it holds objects torch's safe loader does not allow"
+        if "Weights only load failed" in text or found:
+            msg = (
+                f"{str(file)!r} refused: loading it would run code from the file ({what}). automap loads tensors "
+                "only; re-save the weights as a state dict (torch.save(model.state_dict(), ...)), or, only if you "
+                "trust the file completely, pass --unsafe-pickle"
+            )
+            raise UnsafeCheckpointError(msg) from None
+        msg = f"{str(file)!r}: not a readable PyTorch checkpoint ({_first_line(text)}); the file may be corrupt"
+        raise CheckpointFormatError(msg) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as error:
+        msg = (
+            f"{str(file)!r}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(str(error))}); "
+            "the file is truncated or corrupt"
+        )
+        raise CheckpointFormatError(msg) from None
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return line[:200]
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def _is_optimizer_state(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and "state" in obj and "param_groups" in obj
+
+
+def _candidates(obj: Any, path: tuple[str, ...] = (), depth: int = 0) -> list[tuple[tuple[str, ...], Any]]:
+    """Every mapping of names to tensors inside `obj` (depth-limited), as (key path, mapping) pairs."""
+    if _is_state_dict(obj):
+        return [(path, obj)]
+    if not isinstance(obj, Mapping) or depth >= 4 or _is_optimizer_state(obj):
+        return []
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    found = [(path, tensors)] if len(tensors) >= 2 else []
+    for k, v in obj.items():
+        if isinstance(k, str) and k.lower() not in _OPTIMIZER_KEYS and isinstance(v, Mapping):
+            found.extend(_candidates(v, (*path, k), depth + 1))
+    return found
+
+
+def _optimizer_tensors(obj: Any) -> dict[str, torch.Tensor]:
+    """Tensors of optimizer state found beside the model, flattened to dotted names."""
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(value: Any, name: str, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            out[name] = value
+        elif isinstance(value, Mapping) and depth < 6:
+            for k, v in value.items():
+                walk(v, f"{name}.{k}" if name else str(k), depth + 1)
+        elif isinstance(value, list | tuple) and depth < 6:
+            for i, v in enumerate(value):
+                walk(v, f"{name}.{i}", depth + 1)
+
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if isinstance(k, str) and (k.lower() in _OPTIMIZER_KEYS or _is_optimizer_state(v)):
+                walk(v, k, 0)
+    return out
+
+
+def _select_state_dict(file: Path, obj: Any, key: str | None) -> tuple[Mapping[str, torch.Tensor], str, dict[str, Any]]:
+    if key is not None:
+        node = obj
+        for part in key.split("/"):
+            if not isinstance(node, Mapping) or part not in node:
+                keys = sorted(str(k) for k in node) if isinstance(node, Mapping) else []
+                msg = f"{str(file)!r}: no key {key!r} (at {part!r}); keys there: {keys[:20]}"
+                raise CheckpointFormatError(msg)
+            node = node[part]
+        found = _candidates(node)
+        if not found:
+            msg = f"{str(file)!r}: key {key!r} holds no tensors"
+            raise CheckpointFormatError(msg)
+        return found[0][1], key, _optimizer_tensors(obj)
+    if isinstance(obj, torch.Tensor):
+        msg = f"{str(file)!r} holds a single tensor, not a state dict"
+        raise CheckpointFormatError(msg)
+    found = _candidates(obj)
+    if not found:
+        kind = type(obj).__name__
+        msg = f"{str(file)!r} holds no state dict (a {kind} without named tensors)"
+        raise CheckpointFormatError(msg)
+    if len(found) > 1:
+        listing = ", ".join(f"{'/'.join(p) or '<top level>'!r} ({len(d)} tensors)" for p, d in found)
+        first = next(("/".join(p) for p, _ in found if p), "model")
+        msg = f"{str(file)!r} holds several state dicts: {listing}; choose one with --key {first}"
+        raise CheckpointFormatError(msg)
+    where, state = found[0]
+    return state, "/".join(where), _optimizer_tensors(obj)
+
+
+def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        msg = f"{str(file)!r}: tensor {name!r} is {tensor.layout}/quantized; automap handles dense tensors only"
+        raise CheckpointFormatError(msg)
+    dtype = _TORCH_DTYPES.get(tensor.dtype)
+    if dtype is None:
+        msg = f"{str(file)!r}: tensor {name!r} has dtype {tensor.dtype}, which automap does not support"
+        raise CheckpointFormatError(msg)
+    return dtype
+
+
+def _tensor_loader(tensor: torch.Tensor) -> Callable[[], Array]:
+    return lambda: to_numpy(tensor)
+
+
+def _shared_prefix(names: list[str]) -> str:
+    """A first name component every name shares (e.g. `module.` from DataParallel), or ""."""
+    if len(names) < 2 or "." not in names[0]:
+        return ""
+    first = names[0].split(".", 1)[0] + "."
+    return first if all(n.startswith(first) for n in names) else ""

@@ -1,0 +1,313 @@
+"""Mapping files: a `NameMapping` as versioned, human-editable JSON, and the plain flat form.
+
+The versioned file (`"format": "automap.mapping", "version": 1`) keeps one pair per target parameter in
+target order, with confidence, transform, shapes, evidence and alternatives; keys are written in a fixed
+order and small values on one line, so the file reads well, diffs well and can be edited by hand. The flat
+form `{target_name: source_name}` is what hand-made workflows use; every reader accepts either.
+
+Mapping files are untrusted input: size, nesting, types and transforms are checked, and any problem is
+reported as a `MappingFileError` naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._errors import MappingFileError
+from ._types import StrPath
+from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
+from .transforms import parse_steps
+
+__all__ = ["MAPPING_FORMAT", "fingerprint", "load_mapping", "mapping_from_json", "mapping_to_json", "save_mapping"]
+
+MAPPING_FORMAT = "automap.mapping"
+VERSION = 1
+_MAX_BYTES = 256 * 1024 * 1024
+_FRAMEWORKS = ("pytorch", "mindspore")
+
+
+def fingerprint(table: ParamTable) -> str:
+    """A short hash of a table's names, shapes and dtypes, to tell later whether a file is the same model."""
+    digest = hashlib.sha256()
+    for record in table.params:
+        digest.update(f"{record.name}\t{list(record.shape)}\t{record.dtype}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
+    """The versioned JSON document of a mapping, keys in their documented order."""
+
+    def endpoint(side: Endpoint) -> dict[str, Any]:
+        return {"path": side.path, "framework": side.framework, "params": side.params, "fingerprint": side.fingerprint}
+
+    def source(value: Source) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    def shape(value: Any) -> Any:
+        if value is None:
+            return None
+        if value and isinstance(value[0], tuple):
+            return [list(s) for s in value]
+        return list(value)
+
+    def pair(match: Match) -> dict[str, Any]:
+        return {
+            "target": match.target,
+            "source": source(match.source),
+            "confidence": round(float(match.confidence), 4),
+            "transform": [dict(s) for s in match.transform] or None,
+            "target_shape": list(match.target_shape),
+            "source_shape": shape(match.source_shape),
+            "evidence": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in match.evidence.items()},
+            "alternatives": [
+                {"source": source(a.source), "confidence": round(float(a.confidence), 4)}
+                | ({"transform": [dict(s) for s in a.transform]} if a.transform else {})
+                for a in match.alternatives
+            ],
+            "pinned": match.pinned,
+        }
+
+    return {
+        "format": MAPPING_FORMAT,
+        "version": VERSION,
+        "source": endpoint(mapping.source),
+        "target": endpoint(mapping.target),
+        "threshold": mapping.threshold,
+        "notes": list(mapping.notes),
+        "pairs": [pair(p) for p in mapping.pairs],
+        "unmatched_source": list(mapping.unmatched_source),
+        "excluded_source": list(mapping.excluded_source),
+        "excluded_target": list(mapping.excluded_target),
+    }
+
+
+def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, overwrite: bool = True) -> None:
+    """Write a mapping file atomically.
+
+    Args:
+        mapping: the mapping.
+        path: the output file.
+        flat: write the plain `{target: source}` dict instead of the versioned file.
+        overwrite: replace an existing file.
+
+    Raises:
+        ConversionError: the file exists (without `overwrite`) or cannot be written.
+
+    Example:
+        >>> save_mapping(infer_mapping("model.pth", "template.ckpt"), "mapping.json")  # doctest: +SKIP
+    """
+    from .io._atomic import atomic_output
+
+    document: Any = mapping.flat() if flat else mapping_to_json(mapping)
+    text = _dump(document, 0) + "\n"
+    with atomic_output(path, overwrite=overwrite) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def load_mapping(path: StrPath) -> NameMapping:
+    """Read a mapping file, versioned or flat.
+
+    Args:
+        path: a file written by `save_mapping` (or `automap infer`), possibly edited by hand, or a flat
+            `{target_name: source_name}` JSON object.
+
+    Returns:
+        The mapping. Pairs of a flat file count as reviewed: confidence 1 and pinned.
+
+    Raises:
+        MappingFileError: the file is missing, not JSON, of an unknown version, or inconsistent; the message
+            names the entry.
+
+    Example:
+        >>> mapping = load_mapping("mapping.json")  # doctest: +SKIP
+        >>> [p.target for p in mapping.doubtful]  # doctest: +SKIP
+        ['layers.0.attention_norm.weight']
+    """
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > _MAX_BYTES:
+            msg = f"{str(file)!r}: {size} bytes is too large for a mapping file"
+            raise MappingFileError(msg)
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"{str(file)!r}: no such mapping file"
+        raise MappingFileError(msg) from None
+    except (OSError, UnicodeDecodeError) as error:
+        msg = f"{str(file)!r}: cannot read the mapping file: {error}"
+        raise MappingFileError(msg) from None
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        msg = f"{str(file)!r}: JSON nested too deeply"
+        raise MappingFileError(msg) from None
+    except ValueError as error:
+        msg = f"{str(file)!r}: not valid JSON: {error}; fix the file or re-run automap infer"
+        raise MappingFileError(msg) from None
+    return mapping_from_json(document, where=str(file))
+
+
+def mapping_from_json(document: Any, *, where: str = "mapping") -> NameMapping:
+    """Build a mapping from a parsed versioned or flat document, checking every field."""
+    if not isinstance(document, dict):
+        msg = f"{where!r}: a mapping must be a JSON object"
+        raise MappingFileError(msg)
+    fmt = document.get("format")
+    if fmt == MAPPING_FORMAT:
+        return _versioned(document, where)
+    if "pairs" in document or (isinstance(fmt, str) and fmt.startswith("automap")):
+        msg = f"{where!r}: 'format' is {fmt!r}, expected {MAPPING_FORMAT!r}; is this an automap mapping file?"
+        raise MappingFileError(msg)
+    return _flat(document, where)
+
+
+def _flat(document: dict[str, Any], where: str) -> NameMapping:
+    pairs = []
+    for target, source in document.items():
+        pairs.append(Match(target, _source(source, f"{where!r}: target {target!r}"), 1.0, pinned=True))
+    unknown = Endpoint("", "pytorch", 0)
+    return NameMapping(unknown, unknown, tuple(pairs), notes=("read from a flat {target: source} mapping",))
+
+
+def _versioned(document: dict[str, Any], where: str) -> NameMapping:
+    version = document.get("version")
+    if version != VERSION:
+        msg = f"{where!r}: mapping version {version!r} is not supported; this automap reads version {VERSION}"
+        raise MappingFileError(msg)
+    threshold = document.get("threshold", 0.5)
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        msg = f"{where!r}: 'threshold' must be a number in [0, 1]"
+        raise MappingFileError(msg)
+    pairs_raw = document.get("pairs")
+    if not isinstance(pairs_raw, list):
+        msg = f"{where!r}: 'pairs' must be a list"
+        raise MappingFileError(msg)
+    pairs = tuple(_pair(entry, f"{where!r}: pair {number}") for number, entry in enumerate(pairs_raw))
+    seen: set[str] = set()
+    for match in pairs:
+        if match.target in seen:
+            msg = f"{where!r}: target {match.target!r} appears in two pairs; keep one"
+            raise MappingFileError(msg)
+        seen.add(match.target)
+    return NameMapping(
+        source=_endpoint(document.get("source"), f"{where!r}: 'source'"),
+        target=_endpoint(document.get("target"), f"{where!r}: 'target'"),
+        pairs=pairs,
+        threshold=float(threshold),
+        unmatched_source=_names(document.get("unmatched_source", []), f"{where!r}: 'unmatched_source'"),
+        excluded_source=_names(document.get("excluded_source", []), f"{where!r}: 'excluded_source'"),
+        excluded_target=_names(document.get("excluded_target", []), f"{where!r}: 'excluded_target'"),
+        notes=_names(document.get("notes", []), f"{where!r}: 'notes'"),
+    )
+
+
+def _endpoint(raw: Any, where: str) -> Endpoint:
+    if not isinstance(raw, dict):
+        msg = f"{where} must be an object with 'path' and 'framework'"
+        raise MappingFileError(msg)
+    framework = raw.get("framework")
+    if framework not in _FRAMEWORKS:
+        msg = f"{where}: framework must be one of {list(_FRAMEWORKS)}, got {framework!r}"
+        raise MappingFileError(msg)
+    path, params, print_ = raw.get("path", ""), raw.get("params", 0), raw.get("fingerprint", "")
+    if not isinstance(path, str) or type(params) is not int or not isinstance(print_, str):
+        msg = f"{where}: 'path' and 'fingerprint' must be strings and 'params' an integer"
+        raise MappingFileError(msg)
+    return Endpoint(path, framework, params, print_)
+
+
+def _names(raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        msg = f"{where} must be a list of names"
+        raise MappingFileError(msg)
+    return tuple(raw)
+
+
+def _source(raw: Any, where: str) -> Source:
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and raw and all(isinstance(n, str) for n in raw):
+        return raw[0] if len(raw) == 1 else tuple(raw)
+    msg = f"{where}: 'source' must be a name, a list of names to concatenate, or null"
+    raise MappingFileError(msg)
+
+
+def _shape(raw: Any, where: str) -> tuple[int, ...]:
+    if isinstance(raw, list) and all(type(d) is int and 0 <= d < 2**48 for d in raw):
+        return tuple(raw)
+    msg = f"{where} must be a list of non-negative integers"
+    raise MappingFileError(msg)
+
+
+def _pair(raw: Any, where: str) -> Match:
+    if not isinstance(raw, dict) or not isinstance(raw.get("target"), str):
+        msg = f"{where}: each pair needs a 'target' name"
+        raise MappingFileError(msg)
+    where = f"{where} (target {raw['target']!r})"
+    source = _source(raw.get("source"), where)
+    confidence = raw.get("confidence", 1.0)
+    if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+        msg = f"{where}: 'confidence' must be a number in [0, 1]"
+        raise MappingFileError(msg)
+    source_shape: Any = None
+    if raw.get("source_shape") is not None:
+        shapes = raw["source_shape"]
+        if isinstance(source, tuple):
+            if not isinstance(shapes, list) or len(shapes) != len(source):
+                msg = f"{where}: 'source_shape' needs one shape per source"
+                raise MappingFileError(msg)
+            source_shape = tuple(_shape(s, f"{where}: 'source_shape'") for s in shapes)
+        else:
+            source_shape = _shape(shapes, f"{where}: 'source_shape'")
+    evidence = raw.get("evidence", {})
+    if not isinstance(evidence, dict) or not all(isinstance(v, int | float | str) for v in evidence.values()):
+        msg = f"{where}: 'evidence' must map names to numbers or strings"
+        raise MappingFileError(msg)
+    alternatives = []
+    for alt in raw.get("alternatives", []) or []:
+        if not isinstance(alt, dict) or not isinstance(alt.get("confidence", 0), int | float):
+            msg = f"{where}: each alternative needs 'source' and 'confidence'"
+            raise MappingFileError(msg)
+        alternatives.append(
+            Alternative(
+                _source(alt.get("source"), where),
+                float(alt.get("confidence", 0)),
+                parse_steps(alt.get("transform"), where=f"{where} alternative"),
+            )
+        )
+    pinned = raw.get("pinned", False)
+    if not isinstance(pinned, bool):
+        msg = f"{where}: 'pinned' must be true or false"
+        raise MappingFileError(msg)
+    return Match(
+        target=raw["target"],
+        source=source,
+        confidence=float(confidence),
+        transform=parse_steps(raw.get("transform"), where=where),
+        target_shape=_shape(raw.get("target_shape", []), f"{where}: 'target_shape'"),
+        source_shape=source_shape,
+        evidence=_evidence(evidence),
+        alternatives=tuple(alternatives),
+        pinned=pinned,
+    )
+
+
+def _evidence(raw: Mapping[str, Any]) -> dict[str, float | str]:
+    return {str(k): (v if isinstance(v, str) else float(v)) for k, v in raw.items()}
+
+
+def _dump(value: Any, level: int) -> str:
+    """JSON with small values kept on one line: readable, diffable, editable."""
+    compact = json.dumps(value, ensure_ascii=False)
+    if len(compact) + 2 * level <= 110 or not isinstance(value, dict | list) or not value:
+        return compact
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, list):
+        items = [inner + _dump(v, level + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dump(v, level + 1)}" for k, v in value.items()]
+    return "{\n" + ",\n".join(items) + "\n" + pad + "}"

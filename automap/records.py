@@ -1,0 +1,251 @@
+"""In-memory views of checkpoints: an ordered table of parameter records with lazily read tensor data.
+
+A `ParamTable` looks the same whatever framework or format wrote the file, so everything downstream
+(inference, conversion, audit) is written once. Tensor data is read only when `ParamRecord.read()` is called,
+so listing a 10 GB checkpoint reads its headers, not its weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from ._errors import CheckpointFormatError
+from ._types import Array, Framework
+from .dtypes import get_dtype
+
+__all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable"]
+
+ArrayLoader = Callable[[], Array]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRecord:
+    """One named tensor of a checkpoint: its name, shape, dtype and position in file order.
+
+    `read()` returns the data as a numpy array of the dtype's storage type (raw bits for bfloat16/float8).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    index: int
+    loader: ArrayLoader | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the data in bytes."""
+        return self.numel * get_dtype(self.dtype).itemsize
+
+    @property
+    def has_data(self) -> bool:
+        """False for records of a listing, which carries names and shapes only."""
+        return self.loader is not None
+
+    def read(self) -> Array:
+        """Read the tensor data.
+
+        Returns:
+            A numpy array of shape `shape` in the dtype's storage type.
+
+        Raises:
+            CheckpointFormatError: the record has no data (a listing) or the file disagrees with its header.
+        """
+        if self.loader is None:
+            msg = f"{self.name!r} has no tensor data: it comes from a listing of names and shapes"
+            raise CheckpointFormatError(msg)
+        array = self.loader()
+        storage = np.dtype(get_dtype(self.dtype).storage)
+        if array.dtype != storage or tuple(array.shape) != self.shape:
+            msg = (
+                f"{self.name!r}: data read as {array.dtype}{list(array.shape)}, "
+                f"header says {self.dtype}{list(self.shape)}; the file is corrupt"
+            )
+            raise CheckpointFormatError(msg)
+        return array
+
+    def with_index(self, index: int) -> ParamRecord:
+        """The same record at another position."""
+        return ParamRecord(self.name, self.shape, self.dtype, index, self.loader)
+
+
+@dataclass(frozen=True)
+class ParamTable:
+    """The parameters of one checkpoint in file order, plus what the reader set aside.
+
+    Attributes:
+        framework: which framework's conventions the names follow.
+        source: where the table came from (a path, or a short description).
+        params: model parameters in file order; `index` is the position in this tuple.
+        excluded: training state (optimizer moments, step counters) kept out of `params`.
+        notes: facts the reader found worth telling a person (a container key, a shared prefix).
+        format: the file format read ("pytorch", "safetensors", "mindspore-ckpt", "listing", ...).
+    """
+
+    framework: Framework
+    source: str
+    params: tuple[ParamRecord, ...]
+    excluded: tuple[ParamRecord, ...] = ()
+    notes: tuple[str, ...] = ()
+    format: str = ""
+    _by_name: Mapping[str, ParamRecord] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, ParamRecord] = {}
+        for position, record in enumerate(self.params):
+            if record.index != position:
+                msg = f"record {record.name!r} has index {record.index}, expected {position}"
+                raise ValueError(msg)
+            if record.name in by_name:
+                msg = f"{self.source}: parameter name {record.name!r} occurs twice; the file is corrupt"
+                raise CheckpointFormatError(msg)
+            by_name[record.name] = record
+        object.__setattr__(self, "_by_name", MappingProxyType(by_name))
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __iter__(self) -> Iterator[ParamRecord]:
+        return iter(self.params)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __getitem__(self, name: str) -> ParamRecord:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            msg = f"{self.source}: no parameter named {name!r}"
+            raise KeyError(msg) from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter names in file order."""
+        return tuple(r.name for r in self.params)
+
+    @property
+    def has_data(self) -> bool:
+        """True when every parameter carries tensor data (a checkpoint, not a listing)."""
+        return all(r.has_data for r in self.params)
+
+    @property
+    def total_numel(self) -> int:
+        """Elements over all model parameters."""
+        return sum(r.numel for r in self.params)
+
+    @property
+    def total_nbytes(self) -> int:
+        """Bytes over all model parameters."""
+        return sum(r.nbytes for r in self.params)
+
+    def get(self, name: str) -> ParamRecord | None:
+        """The record called `name`, or None."""
+        return self._by_name.get(name)
+
+
+Source = str | tuple[str, ...] | None
+"""A pair's source: one name, several names concatenated in order (a fused target), or None (unmatched)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """A runner-up source for a target, with the confidence it would have had."""
+
+    source: Source
+    confidence: float
+    transform: tuple[Mapping[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One target parameter and where its value comes from.
+
+    Attributes:
+        target: the target parameter's name.
+        source: the source name, a tuple of names to concatenate, or None when nothing was found.
+        confidence: probability-like score in [0, 1] that this pair is right.
+        transform: layout steps turning the source tensor(s) into the target's (see `automap.transforms`).
+        target_shape: the target's shape.
+        source_shape: the source's shape (a tuple of shapes for several sources), None when unmatched.
+        evidence: per-signal scores and short notes explaining the choice.
+        alternatives: the best other sources, most likely first.
+        pinned: fixed by a person (a `--pin` file or `automap audit --accept`), not inferred.
+    """
+
+    target: str
+    source: Source
+    confidence: float
+    transform: tuple[Mapping[str, object], ...] = ()
+    target_shape: tuple[int, ...] = ()
+    source_shape: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
+    evidence: Mapping[str, float | str] = field(default_factory=dict)
+    alternatives: tuple[Alternative, ...] = ()
+    pinned: bool = False
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The source names this pair reads (empty when unmatched)."""
+        if self.source is None:
+            return ()
+        return (self.source,) if isinstance(self.source, str) else self.source
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What a mapping knows of one side: where it came from and a fingerprint of its names and shapes."""
+
+    path: str
+    framework: Framework
+    params: int
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NameMapping:
+    """A complete mapping from a source checkpoint to a target's parameters, in the target's order.
+
+    Attributes:
+        source: the source side.
+        target: the target side.
+        pairs: one `Match` per target parameter, in target order.
+        threshold: confidence below which a pair needs review.
+        unmatched_source: source parameters no target uses.
+        excluded_source: source entries set aside as training state.
+        excluded_target: target entries set aside as training state.
+        notes: model-level observations (e.g. a transpose convention applied to a layer family).
+    """
+
+    source: Endpoint
+    target: Endpoint
+    pairs: tuple[Match, ...]
+    threshold: float = 0.5
+    unmatched_source: tuple[str, ...] = ()
+    excluded_source: tuple[str, ...] = ()
+    excluded_target: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def doubtful(self) -> tuple[Match, ...]:
+        """Pairs below the threshold, and targets with no source: what a person should review."""
+        return tuple(p for p in self.pairs if p.source is None or (p.confidence < self.threshold and not p.pinned))
+
+    def pair_for(self, target: str) -> Match | None:
+        """The pair of one target parameter, or None."""
+        return next((p for p in self.pairs if p.target == target), None)
+
+    def flat(self) -> dict[str, str | list[str]]:
+        """The plain `{target: source}` dict hand-made workflows use (unmatched targets left out)."""
+        return {
+            p.target: (p.source if isinstance(p.source, str) else list(p.source))
+            for p in self.pairs
+            if p.source is not None
+        }
