@@ -1,0 +1,1 @@
+"""automap's benchmarks: the accuracy zoo (`benchmarks.zoo`) and performance measurements."""
