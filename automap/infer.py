@@ -1,0 +1,576 @@
+"""Infer a `NameMapping` from two parameter tables: the orchestration of tokens, features and solver passes.
+
+Pass 1 scores candidates on names, shapes and proportional position and solves. What its confident pairs
+show is then fed back: token correspondences that recur (`classifier`~`head`), which module pairs with which
+(so a bias with a unique shape pulls its module's weight along), and where the two file orders align (anchors
+for a better position estimate). Pass 2 solves again with all of it. Finally each target gets its source,
+layout transform, confidence, evidence and alternatives.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import MappingFileError
+from ._types import Array, StrPath
+from .features import (
+    FEATURES,
+    FeatureContext,
+    Side,
+    SlotRule,
+    build_sides,
+    candidate_pairs,
+    numbered_slots,
+    score_candidates,
+    total_weight,
+)
+from .graph import owner
+from .mapping import fingerprint
+from .names import TokenWeights
+from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from .shapes import Part, concat_steps, relate
+from .solver import Assignment, Solution, candidate_costs, solve
+
+__all__ = ["infer_mapping"]
+
+_UNMATCHED_SHARE = 0.62  # a target stays unmatched rather than take a candidate this bad (share of all weight)
+_CONFIDENT = 0.8
+_REFINEMENTS = 3  # passes that feed what confident pairs showed back into the scores
+_LEVELS = 3  # module levels above a parameter that structural context looks at
+
+
+def infer_mapping(
+    source: ParamTable | StrPath,
+    target: ParamTable | StrPath,
+    *,
+    threshold: float = 0.5,
+    pins: NameMapping | None = None,
+    weights: Mapping[str, float] | None = None,
+    learn: bool = True,
+) -> NameMapping:
+    """Infer which source parameter feeds each target parameter, with a confidence for every pair.
+
+    Args:
+        source: the checkpoint (or table) whose values will be converted.
+        target: the checkpoint, listing or table whose names, shapes and order the result must have; its
+            values are never read.
+        threshold: confidence below which a pair is reported as needing review.
+        pins: a (partial, possibly hand-edited) mapping whose pairs are kept as they are; everything else is
+            solved around them.
+        weights: feature weights overriding the defaults (0 switches a feature off), for ablations.
+        learn: feed correspondences learned from confident pairs into a second pass.
+
+    Returns:
+        One pair per target parameter, in target order.
+
+    Raises:
+        CheckpointFormatError: a path cannot be read.
+        MappingFileError: a pin names a parameter that does not exist.
+
+    Example:
+        >>> mapping = infer_mapping("model.pth", "template.ckpt")  # doctest: +SKIP
+        >>> [(p.target, p.source, round(p.confidence, 2)) for p in mapping.pairs][:1]  # doctest: +SKIP
+        [('conv1.weight', 'conv1.weight', 1.0)]
+    """
+    source_table, target_table = _table(source), _table(target)
+    pinned = _pinned_pairs(pins, source_table, target_table)
+    free_source = _subtable(source_table, {n for m in pinned.values() for n in m.source_names})
+    free_target = _subtable(target_table, set(pinned))
+    inferred: dict[str, Match] = {}
+    notes: list[str] = []
+    if len(free_target) and len(free_source):
+        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn)
+    pairs = []
+    for record in target_table.params:
+        match = (
+            pinned.get(record.name)
+            or inferred.get(record.name)
+            or Match(record.name, None, 0.0, target_shape=record.shape)
+        )
+        pairs.append(match)
+    used = {n for m in pairs for n in m.source_names}
+    return NameMapping(
+        source=Endpoint(source_table.source, source_table.framework, len(source_table), fingerprint(source_table)),
+        target=Endpoint(target_table.source, target_table.framework, len(target_table), fingerprint(target_table)),
+        pairs=tuple(pairs),
+        threshold=threshold,
+        unmatched_source=tuple(n for n in source_table.names if n not in used),
+        excluded_source=tuple(r.name for r in source_table.excluded),
+        excluded_target=tuple(r.name for r in target_table.excluded),
+        notes=tuple(notes),
+    )
+
+
+def _table(value: ParamTable | StrPath) -> ParamTable:
+    if isinstance(value, ParamTable):
+        return value
+    from .io import load_checkpoint
+
+    return load_checkpoint(Path(value))
+
+
+def _subtable(table: ParamTable, drop: set[str]) -> ParamTable:
+    if not drop:
+        return table
+    kept = [r for r in table.params if r.name not in drop]
+    return ParamTable(
+        table.framework, table.source, tuple(r.with_index(i) for i, r in enumerate(kept)), format=table.format
+    )
+
+
+def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTable) -> dict[str, Match]:
+    if pins is None:
+        return {}
+    out: dict[str, Match] = {}
+    for match in pins.pairs:
+        if not match.pinned or match.source is None:
+            continue
+        if match.target not in target:
+            msg = f"pinned target {match.target!r} is not a parameter of {target.source}"
+            raise MappingFileError(msg)
+        missing = [n for n in match.source_names if n not in source]
+        if missing:
+            msg = f"pinned pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
+            raise MappingFileError(msg)
+        shapes = [source[n].shape for n in match.source_names]
+        out[match.target] = replace(
+            match,
+            confidence=1.0,
+            target_shape=target[match.target].shape,
+            source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
+            evidence={"pinned": "fixed by a person"},
+            alternatives=(),
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- the passes
+
+
+def _infer(
+    source: ParamTable, target: ParamTable, weights: dict[str, float], learn: bool
+) -> tuple[dict[str, Match], list[str]]:
+    s_side, t_side = build_sides(source, target)
+    candidates = candidate_pairs(s_side, t_side)
+    if len(candidates.target) == 0:
+        return {}, ["no source tensor has a shape compatible with any target"]
+    token_weights = TokenWeights(s_side.tokens, t_side.tokens)
+    ctx = FeatureContext(s_side, t_side, candidates, token_weights)
+    unmatched = _UNMATCHED_SHARE * total_weight()
+    first = {**weights, "module": 0.0}
+    solution, scores = _solve_pass(ctx, first, unmatched)
+    notes: list[str] = []
+    if learn:
+        previous: dict[int, int | None] = {}
+        for _ in range(_REFINEMENTS):
+            confident = _confident_pairs(solution, s_side, t_side)
+            ctx.learned = _learn_tokens(confident, s_side, t_side)
+            ctx.module_affinity = _module_affinity(confident, s_side, t_side)
+            ctx.predicted_position = _predicted_positions(confident, s_side, t_side)
+            ctx.number_slots = _learn_number_slots(confident, s_side, t_side)
+            solution, scores = _solve_pass(ctx, weights, unmatched)
+            current = {t: a.source for t, a in solution.assignments.items()}
+            if current == previous:
+                break
+            previous = current
+        if ctx.learned:
+            shown = ", ".join(f"{t}~{c.most_common(1)[0][0]}" for t, c in sorted(ctx.learned.items())[:8])
+            notes.append(f"learned name correspondences: {shown}")
+    _order_parts(solution, ctx)
+    matches = _matches(solution, scores, ctx, notes)
+    return matches, notes
+
+
+def _solve_pass(
+    ctx: FeatureContext, weights: Mapping[str, float], unmatched: float
+) -> tuple[Solution, dict[str, Array]]:
+    scores = score_candidates(ctx, weights)
+    costs, strong = candidate_costs(scores, weights)
+    templates = [_index_template(ctx.source.table.params[n.base].name) for n in ctx.source.nodes]
+    return solve(ctx.source, ctx.target, ctx.candidates, costs, strong, unmatched, templates=templates), scores
+
+
+def _index_template(name: str) -> str:
+    """A name with its container indices blanked: `blocks.3.attn.qkv.weight` -> `blocks.#.attn.qkv.weight`."""
+    return ".".join("#" if c.isdigit() else c for c in name.split("."))
+
+
+def _confident_pairs(solution: Solution, source: Side, target: Side) -> list[tuple[int, int, float]]:
+    """(target param, source param, confidence) of whole-tensor pairs the first pass is sure of."""
+    out = []
+    for a in solution.assignments.values():
+        if a.source is None or a.order_only or a.confidence < _CONFIDENT:
+            continue
+        t_node, s_node = target.nodes[a.target], source.nodes[a.source]
+        out.append((t_node.base, s_node.base, a.confidence))
+    return out
+
+
+def _learn_tokens(pairs: Sequence[tuple[int, int, float]], source: Side, target: Side) -> dict[str, Counter[str]]:
+    """Target words that confident pairs consistently pair with one source word (`classifier` -> `head`).
+
+    Components are aligned from the leaf end, so an extra wrapper prefix on one side does not shift them. Only
+    words the other name does not already explain are counted, and a correspondence must recur and dominate.
+    """
+    together: dict[str, Counter[str]] = defaultdict(Counter)
+    seen: Counter[str] = Counter()
+    for t, s, _ in pairs:
+        t_tokens, s_tokens = target.tokens[t], source.tokens[s]
+        t_all, s_all = set(t_tokens.path) | set(t_tokens.leaf), set(s_tokens.path) | set(s_tokens.leaf)
+        for t_words, s_words in zip(reversed(t_tokens.words[:-1]), reversed(s_tokens.words[:-1]), strict=False):
+            t_new = [w for w in t_words if w not in s_all]
+            s_new = [w for w in s_words if w not in t_all]
+            for word in t_new:
+                seen[word] += 1
+                together[word].update(s_new)
+    learned: dict[str, Counter[str]] = {}
+    for word, counts in together.items():
+        best, count = counts.most_common(1)[0] if counts else ("", 0)
+        if count >= 2 and count >= 0.6 * seen[word]:
+            learned[word] = Counter({best: count})
+    return learned
+
+
+def _learn_number_slots(pairs: Sequence[tuple[int, int, float]], source: Side, target: Side) -> dict[str, SlotRule]:
+    """For each numbered slot of the target names, the source slot whose value it determines, if any.
+
+    A rule needs at least two distinct target values, a source slot that is not constant, and observations
+    that agree (each target value maps to one source value in nine cases out of ten).
+    """
+    observations: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for t, s, _ in pairs:
+        s_slots = numbered_slots(source.table.names[s])
+        for t_slot, t_value in numbered_slots(target.table.names[t]):
+            for s_slot, s_value in s_slots:
+                observations[(t_slot, s_slot)].append((t_value, s_value))
+    best: dict[str, tuple[float, SlotRule]] = {}
+    for (t_slot, s_slot), seen in observations.items():
+        by_value: dict[int, Counter[int]] = defaultdict(Counter)
+        for t_value, s_value in seen:
+            by_value[t_value][s_value] += 1
+        if len(by_value) < 2 or len({s for _, s in seen}) < 2:
+            continue
+        table = {t_value: counts.most_common(1)[0][0] for t_value, counts in by_value.items()}
+        agreeing = sum(counts[table[t_value]] for t_value, counts in by_value.items())
+        if agreeing < 0.9 * len(seen) or len(seen) < 3:
+            continue
+        offsets = {s_value - t_value for t_value, s_value in table.items()}
+        rule = SlotRule(s_slot, table, offsets.pop() if len(offsets) == 1 else None)
+        score = agreeing * len(by_value)
+        if t_slot not in best or score > best[t_slot][0]:
+            best[t_slot] = (score, rule)
+    return {slot: rule for slot, (_, rule) in best.items()}
+
+
+def _module_affinity(
+    pairs: Sequence[tuple[int, int, float]], source: Side, target: Side
+) -> dict[tuple[str, str], float]:
+    """How much each (target module, source module) pair is the same module, judged by confident pairs.
+
+    Every ancestor of a confident pair's target votes for every ancestor of its source; a vote count becomes a
+    Jaccard-like overlap, votes / (size_t + size_s - votes), so the most *specific* source module wins over a
+    wrapper that contains everything.
+    """
+    votes: Counter[tuple[str, str]] = Counter()
+    for t, s, confidence in pairs:
+        for t_module in target.tree.ancestors(target.table.names[t], _LEVELS):
+            for s_module in source.tree.ancestors(source.table.names[s], _LEVELS + 1):
+                votes[(t_module, s_module)] += confidence
+    t_size, s_size = _module_sizes(target), _module_sizes(source)
+    return {(mt, ms): v / (t_size[mt] + s_size[ms] - v) for (mt, ms), v in votes.items()}
+
+
+def _module_sizes(side: Side) -> Counter[str]:
+    sizes: Counter[str] = Counter()
+    for name in side.table.names:
+        for module in side.tree.ancestors(name, 32):
+            sizes[module] += 1
+    return sizes
+
+
+def _predicted_positions(pairs: Sequence[tuple[int, int, float]], source: Side, target: Side) -> Array | None:
+    """Where each target node should sit in the source order, interpolated between monotone anchors."""
+    if len(pairs) < 2:
+        return None
+    n_t, n_s = max(len(target.table) - 1, 1), max(len(source.table) - 1, 1)
+    points = sorted((t / n_t, s / n_s) for t, s, _ in pairs)
+    keep = _longest_increasing([p[1] for p in points])
+    xs = np.array([points[i][0] for i in keep])
+    ys = np.array([points[i][1] for i in keep])
+    return np.interp(target.position, xs, ys)
+
+
+def _longest_increasing(values: Sequence[float]) -> list[int]:
+    """Indices of a longest non-decreasing subsequence (patience sorting)."""
+    import bisect
+
+    tails: list[float] = []
+    tail_index: list[int] = []
+    previous = [-1] * len(values)
+    for i, value in enumerate(values):
+        pos = bisect.bisect_right(tails, value)
+        if pos == len(tails):
+            tails.append(value)
+            tail_index.append(i)
+        else:
+            tails[pos] = value
+            tail_index[pos] = i
+        previous[i] = tail_index[pos - 1] if pos > 0 else -1
+    out, i = [], tail_index[-1] if tail_index else -1
+    while i >= 0:
+        out.append(i)
+        i = previous[i]
+    return out[::-1]
+
+
+# ---------------------------------------------------------------------------------------------- fused tensors
+
+
+def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
+    """Decide which piece of a fused tensor goes with which partner, once the partners are chosen.
+
+    The assignment picks *which* tensors pair with the pieces of a fused one; the order of the pieces is
+    settled here, by the strongest evidence available: container indices that number the partners like the
+    pieces (`experts.0..7` for the 8 slices of a stacked tensor), else piece names (`qkv` -> q, k, v) when
+    the assignment already follows them, else file order, which is then reported as order-only.
+    """
+    lookup = {
+        (int(t), int(s)): i for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True))
+    }
+    groups: dict[tuple[str, int, int, int], list[Assignment]] = defaultdict(list)
+    for a in solution.assignments.values():
+        if a.source is None:
+            continue
+        t_part, s_part = ctx.target.nodes[a.target].part, ctx.source.nodes[a.source].part
+        if s_part is not None:
+            groups[("source", ctx.source.nodes[a.source].base, s_part.axis, s_part.parts)].append(a)
+        elif t_part is not None:
+            groups[("target", ctx.target.nodes[a.target].base, t_part.axis, t_part.parts)].append(a)
+    for (side, _, _, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        fused_on_source = side == "source"
+        partner = (
+            (lambda a: ctx.target.nodes[a.target].base)
+            if fused_on_source
+            else (lambda a: ctx.source.nodes[a.source].base)
+        )  # type: ignore[index]
+        partner_names = (ctx.target if fused_on_source else ctx.source).table.names
+        pieces = sorted(members, key=lambda a: _piece(ctx, a, fused_on_source))
+        partners = sorted(members, key=partner)
+        by_index = _numbered_partners([partner_names[partner(a)] for a in partners], len(pieces))
+        if by_index is not None:
+            ordered, how = [partners[i] for i in by_index], "container indices"
+        elif all(a.order_only is False and a.confidence >= 0.5 for a in members):
+            continue  # names already told the pieces apart
+        else:
+            ordered, how = partners, "file order"
+        # snapshot before rewriting: the same assignment objects appear as pieces and as partners
+        piece_nodes = [(a.source if fused_on_source else a.target) for a in pieces]
+        partner_nodes = [(a.target if fused_on_source else a.source) for a in ordered]
+        for node, other in zip(piece_nodes, partner_nodes, strict=True):
+            t, s = (other, node) if fused_on_source else (node, other)
+            candidate = lookup.get((t, s))  # type: ignore[arg-type]
+            if candidate is None:
+                continue
+            holder = solution.assignments[t]  # type: ignore[index]
+            holder.source, holder.candidate = s, candidate
+            if how == "file order":
+                holder.order_only = True
+                holder.confidence = min(holder.confidence, 0.45)
+
+
+def _piece(ctx: FeatureContext, a: Assignment, fused_on_source: bool) -> int:
+    node = ctx.source.nodes[a.source] if fused_on_source else ctx.target.nodes[a.target]  # type: ignore[index]
+    return node.part.index if node.part is not None else 0
+
+
+def _numbered_partners(names: Sequence[str], count: int) -> list[int] | None:
+    """When the partners differ only in one container index running 0..count-1 (or 1..count), their order by it."""
+    split = [n.split(".") for n in names]
+    if len({len(s) for s in split}) != 1:
+        return None
+    differing = [i for i in range(len(split[0])) if len({s[i] for s in split}) > 1]
+    if len(differing) != 1 or not all(s[differing[0]].isdigit() for s in split):
+        return None
+    numbers = [int(s[differing[0]]) for s in split]
+    base = min(numbers)
+    if sorted(numbers) != list(range(base, base + count)) or base not in (0, 1):
+        return None
+    return sorted(range(len(numbers)), key=lambda i: numbers[i])
+
+
+# --------------------------------------------------------------------------------------------- building pairs
+
+
+def _matches(
+    solution: Solution, scores: Mapping[str, Array], ctx: FeatureContext, notes: list[str]
+) -> dict[str, Match]:
+    source, target = ctx.source, ctx.target
+    s_names, t_records = source.table.names, target.table.params
+    part_rows: dict[int, list[Assignment]] = defaultdict(list)
+    for a in solution.assignments.values():
+        node = target.nodes[a.target]
+        if node.part is not None and a.source is not None:
+            part_rows[node.base].append(a)
+    out: dict[str, Match] = {}
+    for record in t_records:
+        whole = solution.assignments.get(record.index)
+        if whole is not None and whole.source is not None:
+            out[record.name] = _single(whole, record, scores, ctx)
+        elif part_rows.get(record.index):
+            built = _concatenated(
+                sorted(part_rows[record.index], key=lambda a: target.nodes[a.target].part.index), record, scores, ctx
+            )  # type: ignore[union-attr]
+            if built is not None:
+                out[record.name] = built
+        if record.name not in out:
+            rivals = whole.rivals if whole is not None else ()
+            out[record.name] = Match(
+                record.name,
+                None,
+                0.0,
+                target_shape=record.shape,
+                evidence={"note": "no source tensor fits well enough"},
+                alternatives=tuple(Alternative(_source_name(source, c), 0.0) for c, _ in rivals if c is not None),
+            )
+    _apply_transpose_convention(out, target.table, notes)
+    del s_names
+    return out
+
+
+def _source_name(source: Side, node: int | None) -> str | None:
+    if node is None:
+        return None
+    return source.table.params[source.nodes[node].base].name
+
+
+def _evidence(a: Assignment, scores: Mapping[str, Array]) -> dict[str, float | str]:
+    evidence: dict[str, float | str] = {}
+    if a.candidate is not None:
+        for name in FEATURES:
+            if name in scores:
+                evidence[name] = float(scores[name][a.candidate])
+    evidence["decided_by"] = "order only (interchangeable candidates)" if a.order_only else "names and structure"
+    return evidence
+
+
+def _alternatives(a: Assignment, source: Side) -> tuple[Alternative, ...]:
+    out = []
+    for node, share in a.rivals:
+        name = _source_name(source, node) if node is not None else None
+        if name is None:
+            continue
+        part = source.nodes[node].part if node is not None else None
+        steps = ({"op": "split", "axis": part.axis, "parts": part.parts, "index": part.index},) if part else ()
+        out.append(Alternative(name, round(share, 4), steps))
+    return tuple(out[:3])
+
+
+def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx: FeatureContext) -> Match:
+    source = ctx.source
+    assert a.source is not None and a.candidate is not None
+    node = source.nodes[a.source]
+    base = source.table.params[node.base]
+    relation = ctx.candidates.relation[a.candidate]
+    steps: list[Mapping[str, Any]] = []
+    if node.part is not None:
+        steps.append({"op": "split", "axis": node.part.axis, "parts": node.part.parts, "index": node.part.index})
+    steps.extend(relation.steps)
+    return Match(
+        target=record.name,
+        source=base.name,
+        confidence=float(a.confidence),
+        transform=tuple(steps),
+        target_shape=record.shape,
+        source_shape=base.shape,
+        evidence=_evidence(a, scores),
+        alternatives=_alternatives(a, source),
+    )
+
+
+def _concatenated(
+    parts: list[Assignment], record: ParamRecord, scores: Mapping[str, Array], ctx: FeatureContext
+) -> Match | None:
+    source, target = ctx.source, ctx.target
+    first = target.nodes[parts[0].target].part
+    assert first is not None
+    kinds = {ctx.candidates.relation[a.candidate].kind for a in parts if a.candidate is not None}
+    if (
+        len(kinds) != 1
+        or len(parts) != first.parts
+        or any(source.nodes[a.source].part for a in parts if a.source is not None)
+    ):
+        return None
+    names = tuple(source.table.params[source.nodes[a.source].base].name for a in parts if a.source is not None)
+    shapes = tuple(source.table.params[source.nodes[a.source].base].shape for a in parts if a.source is not None)
+    relation = ctx.candidates.relation[parts[0].candidate]  # type: ignore[index]
+    steps = concat_steps(Part(first.axis, first.parts, 0), relation, record.shape, shapes)
+    if steps is None:
+        return None
+    weakest = min(parts, key=lambda a: a.confidence)
+    evidence = _evidence(weakest, scores)
+    evidence["note"] = f"built by concatenating {len(names)} source tensors"
+    return Match(
+        target=record.name,
+        source=names,
+        confidence=float(weakest.confidence),
+        transform=tuple(steps),
+        target_shape=record.shape,
+        source_shape=shapes,
+        evidence=evidence,
+        alternatives=(),
+    )
+
+
+def _template(name: str) -> str:
+    return ".".join("#" if c.isdigit() else c for c in name.split("."))
+
+
+def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, notes: list[str]) -> None:
+    """Give square 2-D pairs the transpose convention of the nearest non-square 2-D pairs around them.
+
+    Whether a port stores linear weights as `(in, out)` is a property of the model, not of one tensor; shape
+    can only tell for non-square weights. The vote is taken in the innermost enclosing module (by template,
+    so all layers count together) that has non-square 2-D pairs, then the whole model.
+    """
+    votes: dict[str, Counter[bool]] = defaultdict(Counter)
+    for match in matches.values():
+        shape = match.target_shape
+        if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
+            transposed = any(s.get("op") == "transpose" for s in match.transform)
+            for scope in _scopes(match.target):
+                votes[scope][transposed] += 1
+    flipped = 0
+    for name, match in matches.items():
+        shape = match.target_shape
+        if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str):
+            continue
+        if any(s.get("op") in ("transpose", "reshape") for s in match.transform):
+            continue
+        for scope in _scopes(name):
+            if votes[scope]:
+                transposed, count = votes[scope].most_common(1)[0]
+                if transposed and count > votes[scope][False]:
+                    evidence = dict(match.evidence)
+                    evidence["note"] = (
+                        f"square weight transposed like the non-square 2-D weights in {scope or 'the model'!r}"
+                    )
+                    matches[name] = replace(match, transform=(*match.transform, {"op": "transpose"}), evidence=evidence)
+                    flipped += 1
+                break
+    if flipped:
+        notes.append(f"{flipped} square 2-D weights transposed to follow the model's (in, out) storage convention")
+    del target
+
+
+def _scopes(name: str) -> list[str]:
+    """Enclosing module templates of a parameter, innermost first, ending with the whole model ("")."""
+    parts = _template(name).split(".")[:-1]
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)] + [""]

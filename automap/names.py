@@ -1,0 +1,197 @@
+"""Parameter names as tokens: splitting, convention classes, compound splitting and token weights.
+
+A name such as `encoder.layer.3.attention.self.query.weight` is split into components on `.`, and each
+component into word and number tokens on `_`, `-`, case changes and digit boundaries. Word tokens are then
+*expanded*: a token that belongs to a convention class of the lexicon (`gamma`/`weight`, `attn`/`attention`,
+...) also carries the class's id, so that spellings of one concept match while identical spellings still match
+best. Compound tokens that one side writes as one word and the other as two (`qkv` vs `q`, `k`, `v`;
+`downsample` vs `down`, `sample`) are split against the vocabulary of both sides. Everything here is pure
+string work: no framework, no model-specific rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+__all__ = ["NameTokens", "TokenWeights", "Vocabulary", "number_contexts", "split_component", "tokenize"]
+
+_PIECE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_MAX_PHRASE = 3
+
+
+@cache
+def _lexicon() -> tuple[dict[str, str], int]:
+    """Map every spelling in the lexicon to its class id ("=weight"); also the longest phrase length."""
+    data = json.loads(resources.files("automap").joinpath("lexicon.json").read_text(encoding="utf-8"))
+    classes: dict[str, str] = {}
+    longest = 1
+    for members in data["classes"]:
+        class_id = "=" + members[0]
+        for member in members:
+            classes[member] = class_id
+            longest = max(longest, member.count("_") + 1)
+    return classes, longest
+
+
+def split_component(component: str) -> list[str]:
+    """`weight_ih_l0_reverse` -> `[weight, ih, l, 0, reverse]`; `convBlock2` -> `[conv, block, 2]`."""
+    return [piece.lower() for piece in _PIECE.findall(component)]
+
+
+@dataclass(frozen=True, slots=True)
+class NameTokens:
+    """The tokens of one parameter name.
+
+    Attributes:
+        leaf: word tokens of the last component, expanded with convention classes.
+        path: word tokens of the other components, expanded.
+        numbers: the numbers in the name, in order (`layers.3.conv1` -> (3, 1)).
+        words: the raw word tokens of each component, innermost last (for learning correspondences).
+    """
+
+    leaf: tuple[str, ...]
+    path: tuple[str, ...]
+    numbers: tuple[int, ...]
+    words: tuple[tuple[str, ...], ...]
+
+
+def _expand(words: Sequence[str], whole: str = "") -> list[str]:
+    """Words plus the class ids (once each) of any word or `_`-joined phrase the lexicon knows."""
+    classes, longest = _lexicon()
+    found: list[str] = []
+    for size in range(1, min(longest, _MAX_PHRASE) + 1):
+        for start in range(len(words) - size + 1):
+            class_id = classes.get("_".join(words[start : start + size]))
+            if class_id is not None and class_id not in found:
+                found.append(class_id)
+    if whole in classes and classes[whole] not in found:
+        found.append(classes[whole])
+    return [*words, *found]
+
+
+def tokenize(name: str, vocabulary: Vocabulary | None = None) -> NameTokens:
+    """Tokens of `name`; with the *other* side's vocabulary, compounds split into words that side uses."""
+    components = name.split(".")
+    per_component: list[tuple[str, ...]] = []
+    numbers: list[int] = []
+    for component in components:
+        words: list[str] = []
+        for piece in split_component(component):
+            if piece.isdigit():
+                numbers.append(int(piece[:18]))
+            elif vocabulary is not None:
+                words.extend(vocabulary.segment(piece))
+            else:
+                words.append(piece)
+        per_component.append(tuple(words))
+    # A whole component can be a phrase of the lexicon (`moving_mean`, `embedding_table`).
+    leaf = _expand(per_component[-1], components[-1].lower())
+    path: list[str] = []
+    for component, words in zip(components[:-1], per_component[:-1], strict=True):
+        path.extend(_expand(words, component.lower()))
+    return NameTokens(tuple(leaf), tuple(path), tuple(numbers), tuple(per_component))
+
+
+class Vocabulary:
+    """The word tokens of one side's names, used to split the other side's compounds (`qkv`, `wq`).
+
+    A word the other side also uses is kept whole; one it does not use is split into words it does use.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        classes, _ = _lexicon()
+        words: set[str] = set()
+        for name in names:
+            for component in name.split("."):
+                words.update(p for p in split_component(component) if not p.isdigit())
+        words.update(w for w in classes if "_" not in w)
+        self.words = frozenset(words)
+
+    @cache  # noqa: B019 - one vocabulary per inference; the cache dies with it
+    def segment(self, word: str) -> tuple[str, ...]:
+        """Split `word` into known words when it is not one itself; otherwise keep it whole.
+
+        Every piece must be a known word; single-letter pieces are allowed only in short words (at most four
+        letters), the way fused projections are spelled (`qkv`, `wq`).
+        """
+        if word in self.words or len(word) < 2 or len(word) > 24:
+            return (word,)
+        best = self._split(word)
+        return best if best is not None else (word,)
+
+    def _split(self, word: str) -> tuple[str, ...] | None:
+        short = len(word) <= 4
+        # dynamic programming: fewest pieces, all known, single letters only in short words
+        best: list[tuple[str, ...] | None] = [None] * (len(word) + 1)
+        best[0] = ()
+        for end in range(1, len(word) + 1):
+            for start in range(end):
+                prefix = best[start]
+                piece = word[start:end]
+                if prefix is None or piece not in self.words or (len(piece) == 1 and not short):
+                    continue
+                candidate = (*prefix, piece)
+                current = best[end]
+                if current is None or len(candidate) < len(current):
+                    best[end] = candidate
+        result = best[len(word)]
+        return result if result is not None and len(result) > 1 else None
+
+
+class TokenWeights:
+    """Inverse document frequency of tokens over both name lists: rare tokens say more than `weight`."""
+
+    def __init__(self, source: Sequence[NameTokens], target: Sequence[NameTokens]) -> None:
+        self._weights: dict[str, float] = {}
+        counts_s = Counter(t for n in source for t in set(n.leaf + n.path))
+        counts_t = Counter(t for n in target for t in set(n.leaf + n.path))
+        n_s, n_t = max(len(source), 1), max(len(target), 1)
+        for token in counts_s.keys() | counts_t.keys():
+            # a token's share of names, averaged over the sides it appears on
+            share = 0.5 * (counts_s[token] / n_s + counts_t[token] / n_t)
+            self._weights[token] = math.log(1.0 + 1.0 / max(share, 1e-9))
+
+    def __call__(self, token: str) -> float:
+        return self._weights.get(token, math.log(2.0))
+
+    def similarity(self, a: Sequence[str], b: Sequence[str]) -> float:
+        """Weighted Dice coefficient of two token multisets, in [0, 1]; 1 when both are empty."""
+        if not a and not b:
+            return 1.0
+        ca, cb = Counter(a), Counter(b)
+        shared = sum(min(ca[t], cb[t]) * self(t) for t in ca.keys() & cb.keys())
+        total = sum(c * self(t) for t, c in ca.items()) + sum(c * self(t) for t, c in cb.items())
+        return 2.0 * shared / total if total > 0 else 0.0
+
+
+def number_contexts(name: str) -> dict[tuple[str, ...], int]:
+    """Each number of a name keyed by the words it qualifies, in canonical (lexicon class) spelling.
+
+    `layer1.0.bn2.weight` -> `{("=layers",): 1, ("=layers", "[]"): 0, ("=norm",): 2}`: a number inside a word
+    qualifies that word; a component that is only a number is an index into the nearest named container before
+    it. Two names' numbers are comparable only where these keys agree, so `conv1.convs.0` and
+    `down1.maxpool_conv.1.double_conv.4` share no key and their numbers are not compared at all.
+    """
+    classes, _ = _lexicon()
+    out: dict[tuple[str, ...], int] = {}
+    context: tuple[str, ...] = ()
+    for component in name.split(".")[:-1]:
+        pieces = split_component(component)
+        words = tuple(classes.get(p, p) for p in pieces if not p.isdigit())
+        numbers = [int(p[:18]) for p in pieces if p.isdigit()]
+        if words:
+            context = tuple(classes.get(component.lower(), "") or w for w in words[:1]) + words[1:]
+            key = context
+        else:
+            context = (*context, "[]")
+            key = context
+        for occurrence, number in enumerate(numbers):
+            out.setdefault(key if occurrence == 0 else (*key, f"@{occurrence}"), number)
+    return out

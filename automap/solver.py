@@ -1,0 +1,208 @@
+"""Turn candidate scores into one consistent assignment, and measure how sure each chosen pair is.
+
+The cost of a candidate is the weighted sum of `1 - score` over features. A target may stay unmatched at cost
+`unmatched`; a target split into parts (to be built by concatenation) pays its unmatched cost spread over its
+parts, so "whole", "all parts" and "nothing" compete fairly. `scipy.optimize.linear_sum_assignment` solves the
+rectangular problem; a source (or target) used both whole and through its parts is an inconsistency, resolved
+by forbidding the costlier option and solving again.
+
+Confidence is the probability-like share of the chosen pair against its alternatives, where an alternative's
+"distance" is the cost increase of the best exchange that would make it happen (a 2-swap with whoever holds
+that source). A decision that only the weak features (file order) carry is capped below the audit threshold,
+however large its margin: among interchangeable candidates, order alone is not proof.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ._types import Array
+from .features import FEATURES, Candidates, Side
+
+__all__ = ["Assignment", "Solution", "solve"]
+
+INF = 1e9
+_TAU = 0.25  # cost units per e-fold of odds between two alternatives
+_ORDER_ONLY_CAP = 0.45
+_STRONG_EPS = 0.15
+
+
+@dataclass
+class Assignment:
+    """One target node's choice and how sure it is."""
+
+    target: int  # target node
+    source: int | None  # source node, None = unmatched
+    candidate: int | None  # index into the candidate arrays
+    cost: float
+    confidence: float = 1.0
+    order_only: bool = False
+    rivals: tuple[tuple[int | None, float], ...] = ()  # (source node, confidence), best first
+
+
+@dataclass
+class Solution:
+    """All target nodes' assignments (parts included) and the cost matrix they came from."""
+
+    assignments: dict[int, Assignment]
+    costs: Array  # per candidate
+
+
+def candidate_costs(scores: Mapping[str, Array], weights: Mapping[str, float]) -> tuple[Array, Array]:
+    """Total and strong-only costs per candidate."""
+    total = np.zeros_like(next(iter(scores.values())))
+    strong = np.zeros_like(total)
+    for name, values in scores.items():
+        weight = weights.get(name, FEATURES[name].weight)
+        part = weight * (1.0 - np.clip(values, 0.0, 1.0))
+        total = total + part
+        if not FEATURES[name].weak:
+            strong = strong + part
+    return total, strong
+
+
+def solve(
+    source: Side,
+    target: Side,
+    candidates: Candidates,
+    costs: Array,
+    strong_costs: Array,
+    unmatched: float,
+    forbidden: set[int] | None = None,
+    templates: Sequence[str] | None = None,
+) -> Solution:
+    """The minimum-cost consistent assignment, with confidence for every chosen pair."""
+    forbidden = set(forbidden or ())
+    n_t, n_s = len(target.nodes), len(source.nodes)
+    t_parts = _parts_count(target)
+    for _ in range(8):
+        matrix = np.full((n_t, n_s + n_t), INF)
+        usable = np.array([i not in forbidden for i in range(len(costs))], dtype=bool)
+        rows, cols = candidates.target[usable], candidates.source[usable]
+        # a part of a target carries 1/k of it: k parts together weigh what one whole pair does
+        share = np.array([1.0 / t_parts.get(int(r), 1) for r in rows])
+        np.minimum.at(matrix, (rows, cols), costs[usable] * share)
+        dummy = np.array([unmatched / t_parts.get(i, 1) if target.nodes[i].part else unmatched for i in range(n_t)])
+        matrix[np.arange(n_t), n_s + np.arange(n_t)] = dummy
+        row_index, col_index = linear_sum_assignment(matrix)
+        chosen = {int(r): int(c) for r, c in zip(row_index, col_index, strict=True)}
+        conflict = _conflicts(source, target, chosen, n_s, matrix)
+        if not conflict:
+            break
+        forbidden.update(
+            i
+            for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
+            if (int(t), int(s)) in conflict
+        )
+    lookup = {
+        (int(t), int(s)): i
+        for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
+        if i not in forbidden
+    }
+    assignments: dict[int, Assignment] = {}
+    for t, c in chosen.items():
+        if c >= n_s or matrix[t, c] >= INF:
+            assignments[t] = Assignment(t, None, None, float(dummy[t]))
+        else:
+            assignments[t] = Assignment(t, c, lookup[(t, c)], float(matrix[t, c]))
+    _confidence(assignments, matrix, dummy, n_s, strong_costs, lookup, templates)
+    return Solution(assignments, costs)
+
+
+def _parts_count(side: Side) -> dict[int, int]:
+    return {i: n.part.parts for i, n in enumerate(side.nodes) if n.part is not None}
+
+
+def _conflicts(source: Side, target: Side, chosen: dict[int, int], n_s: int, matrix: Array) -> set[tuple[int, int]]:
+    """Pairs to forbid so that no tensor is used both whole and in parts, and parts come in complete sets."""
+    bad: set[tuple[int, int]] = set()
+    # sources: whole and parts of one tensor both used -> drop the costlier side
+    uses: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for t, c in chosen.items():
+        if c < n_s and matrix[t, c] < INF:
+            node = source.nodes[c]
+            key = "whole" if node.part is None else f"parts{node.part.axis}/{node.part.parts}"
+            uses[node.base][key].append((t, c))
+    for groups in uses.values():
+        if len(groups) > 1:
+            best = min(groups, key=lambda k: sum(matrix[t, c] for t, c in groups[k]) / len(groups[k]))
+            bad.update(p for k, pairs in groups.items() if k != best for p in pairs)
+    # targets: whole matched and parts matched, or an incomplete set of parts
+    t_uses: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for t, c in chosen.items():
+        if c < n_s and matrix[t, c] < INF:
+            node = target.nodes[t]
+            key = "whole" if node.part is None else f"parts{node.part.axis}/{node.part.parts}"
+            t_uses[node.base][key].append((t, c))
+    for groups in t_uses.values():
+        for key, pairs in groups.items():
+            if key != "whole" and (len(groups) > 1 or len(pairs) < int(key.split("/")[1])):
+                bad.update(pairs)
+    return bad
+
+
+def _confidence(
+    assignments: dict[int, Assignment],
+    matrix: Array,
+    dummy: Array,
+    n_s: int,
+    strong_costs: Array,
+    lookup: Mapping[tuple[int, int], int],
+    templates: Sequence[str] | None,
+) -> None:
+    holder = {a.source: a.target for a in assignments.values() if a.source is not None}
+    for a in assignments.values():
+        if a.source is None:
+            alternatives = np.argsort(matrix[a.target, :n_s])[:4]
+            deltas = [(int(c), float(matrix[a.target, c] - a.cost)) for c in alternatives if matrix[a.target, c] < INF]
+            a.rivals = tuple((c, 0.0) for c, _ in deltas)
+            a.confidence = 0.0
+            continue
+        row = matrix[a.target, :n_s]
+        order = np.argsort(row)[:12]
+        options: list[tuple[int | None, float, float]] = []  # (source, delta, strong delta)
+        for c in order:
+            c = int(c)
+            if c == a.source or row[c] >= INF:
+                continue
+            other = holder.get(c)
+            if other is None:
+                delta = row[c] - a.cost
+                strong = _strong(lookup, strong_costs, a.target, c) - _strong(lookup, strong_costs, a.target, a.source)
+            else:
+                back = matrix[other, a.source]
+                if back >= INF:
+                    continue
+                delta = row[c] + back - a.cost - matrix[other, c]
+                strong = (
+                    _strong(lookup, strong_costs, a.target, c)
+                    + _strong(lookup, strong_costs, other, a.source)
+                    - _strong(lookup, strong_costs, a.target, a.source)
+                    - _strong(lookup, strong_costs, other, c)
+                )
+            options.append((c, max(float(delta), 0.0), float(strong)))
+        options.append((None, max(float(dummy[a.target] - a.cost), 0.0), float(dummy[a.target] - a.cost)))
+        options.sort(key=lambda o: o[1])
+        odds = [np.exp(-d / _TAU) for _, d, _ in options]
+        total = 1.0 + float(np.sum(odds))
+        a.confidence = 1.0 / total
+        a.rivals = tuple((c, float(o / total)) for (c, _, _), o in zip(options[:4], odds[:4], strict=False))
+        closest = options[0]
+        # Repeated blocks (`blocks.3` vs `blocks.4`) are enumerated in order by every port; siblings with
+        # different roles (`q` vs `k`, `norm1` vs `norm2`) are not. Only the latter is order-only doubt.
+        block_order = templates is not None and closest[0] is not None and templates[closest[0]] == templates[a.source]
+        if closest[0] is not None and closest[2] < _STRONG_EPS and closest[1] > 0 and not block_order:
+            a.order_only = True
+            a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
+        elif closest[0] is not None and closest[1] <= 1e-9:
+            a.confidence = min(a.confidence, 0.5)
+
+
+def _strong(lookup: Mapping[tuple[int, int], int], strong_costs: Array, t: int, s: int) -> float:
+    index = lookup.get((t, s))
+    return float(strong_costs[index]) if index is not None else 0.0
