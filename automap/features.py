@@ -158,7 +158,8 @@ def _part_nodes(table: ParamTable, other: ParamTable) -> list[Node]:
         for axis in {0, len(shape) - 1}:
             size = shape[axis]
             # a few fused pieces (qkv, gate-up, LSTM gates), or a stack unstacked into its slices (experts)
-            counts = [*range(2, min(size, _MAX_FUSED) + 1)] + ([size] if _MAX_FUSED < size <= _MAX_PARTS else [])
+            unstack = axis == 0 and len(shape) >= 3 and _MAX_FUSED < size <= _MAX_PARTS
+            counts = [*range(2, min(size, _MAX_FUSED) + 1)] + ([size] if unstack else [])
             for parts in counts:
                 if size % parts:
                     continue
@@ -176,7 +177,8 @@ def _part_nodes(table: ParamTable, other: ParamTable) -> list[Node]:
 
 def _node_tokens(side: Side, node: Node) -> NameTokens:
     """A part inherits its tensor's tokens; when the owning module's name splits into exactly `parts` words
-    (`qkv` -> q, k, v), part `i` takes word `i` instead of the whole name."""
+    (`qkv` -> q, k, v), part `i` takes word `i` instead of the whole name.
+    """
     tokens = side.tokens[node.base]
     if node.part is None or len(tokens.words) < 2:
         return tokens
@@ -316,7 +318,8 @@ def numbers_feature(ctx: FeatureContext) -> Array:
 
 def numbered_slots(name: str) -> list[tuple[str, int]]:
     """The numbers of a name keyed by where they stand: `layer1.0.conv2.weight` ->
-    `[("layer#", 1), ("layer#.#", 0), ("layer#.#.conv#", 2)]`."""
+    `[("layer#", 1), ("layer#.#", 0), ("layer#.#.conv#", 2)]`.
+    """
     slots: list[tuple[str, int]] = []
     prefix: list[str] = []
     for component in name.split(".")[:-1]:
@@ -354,7 +357,8 @@ def _number_similarity(target: Mapping[tuple[str, ...], int], source: Mapping[tu
 @feature("module", weight=2.0)
 def module_feature(ctx: FeatureContext) -> Array:
     """Does the source sit inside the source module that best corresponds to each of the target's enclosing
-    modules (as judged by where their other, confidently matched parameters went)?"""
+    modules (as judged by where their other, confidently matched parameters went)?
+    """
     affinity = ctx.module_affinity
     if not affinity:
         return np.full(len(ctx.candidates.target), 0.5)
@@ -411,6 +415,66 @@ def _group_ranks(side: Side) -> list[tuple[int, int]]:
         for rank, index in enumerate(members):
             ranks[index] = (rank, len(members))
     return ranks
+
+
+@feature("local_order", weight=1.0, weak=True)
+def local_order_feature(ctx: FeatureContext) -> Array:
+    """Same rank among like tensors (same shape and kind) inside corresponding blocks?
+
+    File order is only trustworthy locally: ports reorder whole groups (MindSpore training checkpoints list
+    BatchNorm statistics after all trainable weights) but keep the order of like tensors within a block. The
+    block is the innermost enclosing module of the target whose best-corresponding source module (by what
+    confident pairs showed) contains the source.
+    """
+    affinity = ctx.module_affinity
+    if not affinity:
+        return np.full(len(ctx.candidates.target), 0.5)
+    best: dict[str, tuple[float, str]] = {}
+    for (t_module, s_module), value in affinity.items():
+        if value > best.get(t_module, (0.0, ""))[0]:
+            best[t_module] = (value, s_module)
+    t_rank = _ranks_within(ctx.target)
+    s_rank = _ranks_within(ctx.source)
+    out = np.full(len(ctx.candidates.target), 0.5)
+    cache: dict[tuple[int, int], float] = {}
+    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
+        tb, sb = ctx.target.nodes[t].base, ctx.source.nodes[s].base
+        key = (tb, sb)
+        if key not in cache:
+            cache[key] = 0.5
+            s_name = ctx.source.table.names[sb]
+            for t_module in ctx.target.tree.ancestors(ctx.target.table.names[tb], 3):
+                s_module = best.get(t_module, (0.0, None))[1]
+                if s_module is None or not (s_module == "" or s_name.startswith(s_module + ".")):
+                    continue
+                rt, nt = t_rank(tb, t_module)
+                rs, ns = s_rank(sb, s_module)
+                if nt > 1 or ns > 1:
+                    cache[key] = (1.0 if rt == rs else 0.0) if nt == ns else 1.0 - abs(rt / nt - rs / ns)
+                break
+        out[i] = cache[key]
+    return out
+
+
+def _ranks_within(side: Side) -> Callable[[int, str], tuple[int, int]]:
+    """rank(param, module): position of a parameter among like parameters (shape, kind) below a module."""
+    kinds = [
+        (record.shape, tuple(sorted(t for t in tokens.leaf if t.startswith("="))) or tokens.leaf)
+        for record, tokens in zip(side.table.params, side.tokens, strict=True)
+    ]
+    memo: dict[tuple[str, tuple[Shape, tuple[str, ...]]], list[int]] = {}
+
+    def rank(index: int, module: str) -> tuple[int, int]:
+        key = (module, kinds[index])
+        if key not in memo:
+            prefix = module + "." if module else ""
+            memo[key] = [
+                i for i, name in enumerate(side.table.names) if name.startswith(prefix) and kinds[i] == kinds[index]
+            ]
+        members = memo[key]
+        return members.index(index), len(members)
+
+    return rank
 
 
 @feature("order", weight=1.0, weak=True)

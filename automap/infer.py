@@ -30,11 +30,10 @@ from .features import (
     score_candidates,
     total_weight,
 )
-from .graph import owner
 from .mapping import fingerprint
 from .names import TokenWeights
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
-from .shapes import Part, concat_steps, relate
+from .shapes import Part, concat_steps
 from .solver import Assignment, Solution, candidate_costs, solve
 
 __all__ = ["infer_mapping"]
@@ -368,9 +367,13 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         if by_index is not None:
             ordered, how = [partners[i] for i in by_index], "container indices"
         elif all(a.order_only is False and a.confidence >= 0.5 for a in members):
-            continue  # names already told the pieces apart
+            ordered, how = partners, "names"
         else:
             ordered, how = partners, "file order"
+        if how != "file order":
+            _set_confidence(members, ctx, fused_on_source)
+            if how == "names":
+                continue  # the assignment already follows the piece names
         # snapshot before rewriting: the same assignment objects appear as pieces and as partners
         piece_nodes = [(a.source if fused_on_source else a.target) for a in pieces]
         partner_nodes = [(a.target if fused_on_source else a.source) for a in ordered]
@@ -384,6 +387,19 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
             if how == "file order":
                 holder.order_only = True
                 holder.confidence = min(holder.confidence, 0.45)
+
+
+def _set_confidence(members: list[Assignment], ctx: FeatureContext, fused_on_source: bool) -> None:
+    """Once the pieces are ordered by evidence, only rivals outside the group speak against a member."""
+    group = {(a.target if fused_on_source else a.source) for a in members}
+    for a in members:
+        if a.confidence <= 0:
+            continue
+        odds_per_share = 1.0 / a.confidence  # rivals' shares are odds divided by the same total
+        outside = sum(share * odds_per_share for node, share in a.rivals if node not in group and node is not None)
+        a.confidence = 1.0 / (1.0 + outside)
+        a.order_only = False
+    del ctx
 
 
 def _piece(ctx: FeatureContext, a: Assignment, fused_on_source: bool) -> int:
@@ -543,6 +559,8 @@ def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, n
     votes: dict[str, Counter[bool]] = defaultdict(Counter)
     for match in matches.values():
         shape = match.target_shape
+        if not _is_layer_weight(match):
+            continue
         if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
             transposed = any(s.get("op") == "transpose" for s in match.transform)
             for scope in _scopes(match.target):
@@ -550,7 +568,7 @@ def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, n
     flipped = 0
     for name, match in matches.items():
         shape = match.target_shape
-        if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str):
+        if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str) or not _is_layer_weight(match):
             continue
         if any(s.get("op") in ("transpose", "reshape") for s in match.transform):
             continue
@@ -568,6 +586,18 @@ def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, n
     if flipped:
         notes.append(f"{flipped} square 2-D weights transposed to follow the model's (in, out) storage convention")
     del target
+
+
+def _is_layer_weight(match: Match) -> bool:
+    """A layer's weight on both sides (`weight`, `kernel`, ...), not a free parameter such as `text_projection`,
+    whose layout follows how the model multiplies with it rather than the layer convention.
+    """
+    from .names import tokenize
+
+    return isinstance(match.source, str) and all(
+        "=weight" in tokenize(name).leaf and not tokenize(name).leaf[0].startswith(("gamma", "embedding"))
+        for name in (match.target, match.source)
+    )
 
 
 def _scopes(name: str) -> list[str]:

@@ -175,6 +175,7 @@ def number_contexts(name: str) -> dict[tuple[str, ...], int]:
     """Each number of a name keyed by the words it qualifies, in canonical (lexicon class) spelling.
 
     `layer1.0.bn2.weight` -> `{("=layers",): 1, ("=layers", "[]"): 0, ("=norm",): 2}`: a number inside a word
+    (`bn2`, or a leaf such as `weight_hh_l1`)
     qualifies that word; a component that is only a number is an index into the nearest named container before
     it. Two names' numbers are comparable only where these keys agree, so `conv1.convs.0` and
     `down1.maxpool_conv.1.double_conv.4` share no key and their numbers are not compared at all.
@@ -182,7 +183,7 @@ def number_contexts(name: str) -> dict[tuple[str, ...], int]:
     classes, _ = _lexicon()
     out: dict[tuple[str, ...], int] = {}
     context: tuple[str, ...] = ()
-    for component in name.split(".")[:-1]:
+    for component in name.split("."):
         pieces = split_component(component)
         words = tuple(classes.get(p, p) for p in pieces if not p.isdigit())
         numbers = [int(p[:18]) for p in pieces if p.isdigit()]

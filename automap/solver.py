@@ -199,8 +199,8 @@ def _confidence(
         if closest[0] is not None and closest[2] < _STRONG_EPS and closest[1] > 0 and not block_order:
             a.order_only = True
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
-        elif closest[0] is not None and closest[1] <= 1e-9:
-            a.confidence = min(a.confidence, 0.5)
+        elif closest[0] is not None and closest[1] <= 1e-6:
+            a.confidence = min(a.confidence, _ORDER_ONLY_CAP)  # a tie: nothing decided it
 
 
 def _strong(lookup: Mapping[tuple[int, int], int], strong_costs: Array, t: int, s: int) -> float:
