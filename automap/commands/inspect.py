@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from itertools import zip_longest
 
 from automap._format import human_bytes, render_table, shape_text
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the listing(s)."""
     if len(args.files) > 2:
-        print("automap: error: inspect takes one or two files")
+        print(f"automap: error: inspect takes one or two files, got {len(args.files)}", file=sys.stderr)
         return 2
     tables = [load(f, args, verify_crc=args.verify) for f in args.files]
     if args.verify:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from automap._errors import CheckpointFormatError, MissingDependencyError
+from automap._errors import CheckpointFormatError, ConversionError, MissingDependencyError
 from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
@@ -105,7 +105,8 @@ def save_checkpoint(
 
     Raises:
         CheckpointFormatError: the suffix names no format automap writes.
-        ConversionError: the output exists (without `overwrite`) or cannot be written.
+        ConversionError: the output exists (without `overwrite`) or cannot be written, a name occurs twice, or
+            records without data (a listing) go to a format that stores data.
 
     Example:
         >>> save_checkpoint(load_checkpoint("model.pth"), "model.safetensors")  # doctest: +SKIP
@@ -115,17 +116,34 @@ def save_checkpoint(
         framework = params.framework if isinstance(params, ParamTable) else "pytorch"
     file = Path(path)
     kind = _sniff.format_for_suffix(file)
+    if kind is None:
+        msg = f"cannot tell what format to write for {file.name!r}; use one of {_sniff.known_suffixes()}"
+        raise CheckpointFormatError(msg)
+    _check_records(records, file, with_data=kind != _sniff.JSON)
     if kind == _sniff.TORCH:
         _adapter("torch").write(records, file, overwrite=overwrite)
     elif kind == _sniff.SAFETENSORS:
         _adapter("safetensors").write(records, file, framework=framework, overwrite=overwrite)
     elif kind == _sniff.MINDSPORE:
         _adapter("mindspore").write(records, file, crc=crc, overwrite=overwrite)
-    elif kind == _sniff.JSON:
-        _adapter("listing").write(records, file, framework=framework, overwrite=overwrite)
     else:
-        msg = f"cannot tell what format to write for {file.name!r}; use one of {_sniff.known_suffixes()}"
-        raise CheckpointFormatError(msg)
+        _adapter("listing").write(records, file, framework=framework, overwrite=overwrite)
+
+
+def _check_records(records: Sequence[ParamRecord], file: Path, *, with_data: bool) -> None:
+    """Refuse, before anything is written, records that no format could store faithfully."""
+    seen: set[str] = set()
+    for record in records:
+        if record.name in seen:
+            msg = f"cannot write {str(file)!r}: parameter {record.name!r} occurs twice; names must be unique"
+            raise ConversionError(msg)
+        seen.add(record.name)
+        if with_data and not record.has_data:
+            msg = (
+                f"cannot write {str(file)!r}: parameter {record.name!r} has no tensor data (it comes from a "
+                "listing of names and shapes); a listing can only be saved as .json"
+            )
+            raise ConversionError(msg)
 
 
 def _adapter(name: str) -> ModuleType:
@@ -144,7 +162,7 @@ def _read_json(file: Path, framework: Framework | None) -> ParamTable:
         msg = f"{str(file)!r}: a {size}-byte JSON file is too large for a listing or index"
         raise CheckpointFormatError(msg)
     try:
-        document: Any = json.loads(file.read_text(encoding="utf-8"))
+        document: Any = json.loads(file.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:120]
         msg = f"{str(file)!r}: not valid JSON ({detail})"

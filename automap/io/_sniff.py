@@ -24,6 +24,10 @@ _SUFFIXES = {
 }
 
 _ENCRYPTED_MAGIC = b"\x5e\x3a\x7f"  # bytes 1..3 of a MindSpore checkpoint saved with enc_key
+# Byte 0 of an encrypted checkpoint names the cipher: 0xd8 AES-GCM, 0xd9 AES-CBC, 0xda SM4-CBC (room left for more).
+_ENCRYPTED_FIRST = range(0xD8, 0xE0)
+_HEAD = 4096  # enough to tell a JSON text from a protobuf record whose first name is long
+_TEXT_BYTES = frozenset(b"\t\n\r") | frozenset(range(0x20, 0x100))
 
 
 def format_for_suffix(path: Path) -> str | None:
@@ -70,7 +74,7 @@ def sniff(path: Path) -> str:
     size = open_regular(path)
     try:
         with path.open("rb") as handle:
-            head = handle.read(16)
+            head = handle.read(_HEAD)
     except OSError as error:
         msg = f"{str(path)!r}: cannot read: {error.strerror or error}"
         raise CheckpointFormatError(msg) from None
@@ -82,17 +86,23 @@ def sniff(path: Path) -> str:
         header_len = int.from_bytes(head[:8], "little")
         if 0 < header_len <= min(size - 8, 2**32):
             return SAFETENSORS
-    if head[:1] in (b"\xd8", b"\xd9") and head[1:4] == _ENCRYPTED_MAGIC:
+    if len(head) >= 4 and head[0] in _ENCRYPTED_FIRST and head[1:4] == _ENCRYPTED_MAGIC:
         msg = (
             f"{str(path)!r} is an encrypted MindSpore checkpoint; decrypt it first: "
             "mindspore.load_checkpoint(path, dec_key=KEY, dec_mode=MODE), then save_checkpoint without enc_key"
         )
         raise CheckpointFormatError(msg)
+    # JSON before protobuf: a JSON text may start with a newline (0x0a), which is also how a .ckpt starts. JSON
+    # never holds raw control bytes, while a .ckpt's first record holds some (field keys 0x12, 0x08) right after
+    # its first name.
+    text = head.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
+    if text.lstrip(b" \t\r\n")[:1] in (b"{", b"[") and (text[:1] != b"\n" or _TEXT_BYTES.issuperset(text)):
+        return JSON
     if head[:1] == b"\x0a":
         return MINDSPORE  # protobuf field 1, length-delimited: Checkpoint.value
-    if head.lstrip()[:1] in (b"{", b"["):
-        return JSON
     expected = format_for_suffix(path)
+    if expected in (SAFETENSORS, JSON):
+        return expected  # nothing else matched either; these readers validate fully and say what is wrong
     hint = f" although its name says {expected}" if expected else ""
     msg = (
         f"{str(path)!r} is not a checkpoint automap can read{hint}: its first bytes match no known format "

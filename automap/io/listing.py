@@ -53,6 +53,13 @@ def table_from_json(document: Any, source: str, *, framework: Framework | None =
             raise CheckpointFormatError(msg)
         entries = [(_name(source, e), e) for e in params + excluded]
         excluded_names = frozenset(_name(source, e) for e in excluded)
+    elif isinstance(document, dict) and isinstance(document.get("checkpoints"), list):
+        count = len(document["checkpoints"])
+        msg = (
+            f"{source!r} holds {count} listings (the output of `automap inspect A B --json`); "
+            "save one file's listing at a time: automap inspect FILE --json"
+        )
+        raise CheckpointFormatError(msg)
     elif isinstance(document, list):
         entries = [(_name(source, e), e) for e in document]
     elif isinstance(document, dict):

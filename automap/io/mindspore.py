@@ -1,8 +1,8 @@
 """Read and write MindSpore `.ckpt` files by their protobuf wire format, without importing MindSpore.
 
 A `.ckpt` is a serialized `Checkpoint` message: a stream of `Value{tag, TensorProto{dims, tensor_type,
-tensor_content}}` records. `mindspore.save_checkpoint` splits tensors larger than 512 MB into several
-consecutive records with the same tag, each holding a slice of the bytes, and may append a CRC trailer
+tensor_content}}` records. `mindspore.save_checkpoint` splits the bytes of tensors larger than 512 MB into
+several consecutive records with the same tag, each holding a slice of at most 512 MB, and may append a CRC trailer
 (`b"crc_num"` + 10 bytes, big-endian CRC32 of everything before it). Reading records where each tensor's
 bytes lie in the file and maps them lazily; writing streams one tensor at a time. Both are checked against
 MindSpore's own `save_checkpoint`/`load_checkpoint` in the tests.
@@ -33,7 +33,7 @@ __all__ = ["read", "write"]
 
 _CRC_MARK = b"crc_num"
 _CRC_TRAILER = len(_CRC_MARK) + 10
-SLICE_BYTES = 512 * 1024 * 1024  # MindSpore slices tensors above this size
+SLICE_BYTES = 512 * 1024 * 1024  # MindSpore cuts tensor data into records of at most this many bytes
 _MAX_NAME = 64 * 1024
 
 
@@ -68,6 +68,8 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework = "min
             notes.append("CRC trailer present and verified")
         else:
             notes.append("CRC trailer present (not verified)")
+    elif verify_crc:
+        notes.append("no CRC trailer: the file was saved without crc_check, so there is nothing to verify")
     try:
         chunks = _parse(data, end)
     except _CorruptError as error:
@@ -94,6 +96,10 @@ def write(
         crc: append MindSpore's CRC trailer, as `save_checkpoint(..., crc_check=True)` does.
         overwrite: replace an existing file.
     """
+    for record in records:
+        if record.numel == 0:
+            msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"
+            raise CheckpointFormatError(msg)
     with atomic_output(path, overwrite=overwrite) as handle:
         sink = _CrcSink(handle)
         for record in records:
@@ -115,38 +121,22 @@ class _CrcSink:
 
 
 def _write_record(sink: _CrcSink, record: ParamRecord) -> None:
-    if record.numel == 0:
-        msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"
-        raise CheckpointFormatError(msg)
     array = np.ascontiguousarray(record.read())
     raw = array.reshape(-1).view(np.uint8).data
     type_name = get_dtype(record.dtype).mindspore.encode()
     name = record.name.encode("utf-8")
-    # Slice on row boundaries, as save_checkpoint does with numpy.array_split along axis 0.
-    rows = record.shape[0] if record.shape else 1
-    row_bytes = len(raw) // rows
-    cuts = _array_split_bounds(rows, max(1, math.ceil(len(raw) / SLICE_BYTES)))
-    for lo, hi in cuts:
-        content = raw[lo * row_bytes : hi * row_bytes]
-        tensor = b"".join(_field_varint(1, d) for d in record.shape)
-        tensor += _field_bytes_header(2, len(type_name)) + type_name
+    tensor = b"".join(_field_varint(1, d) for d in record.shape)
+    tensor += _field_bytes_header(2, len(type_name)) + type_name
+    # Cut the bytes into SLICE_BYTES pieces, one record each, exactly as save_checkpoint does for a Tensor: a
+    # protobuf bytes field cannot exceed 2 GB, and a reader joins consecutive records of one name.
+    for start in range(0, len(raw), SLICE_BYTES):
+        content = raw[start : start + SLICE_BYTES]
         tensor_head = tensor + _field_bytes_header(3, len(content))
         tensor_len = len(tensor_head) + len(content)
         value_head = _field_bytes_header(1, len(name)) + name + _field_bytes_header(2, tensor_len)
         value_len = len(value_head) + tensor_len
         sink.write(_field_bytes_header(1, value_len) + value_head + tensor_head)
         sink.write(content)
-
-
-def _array_split_bounds(rows: int, pieces: int) -> list[tuple[int, int]]:
-    """Row ranges numpy.array_split(rows, pieces) produces: the first rows % pieces parts get one extra."""
-    base, extra = divmod(rows, pieces)
-    bounds, start = [], 0
-    for i in range(pieces):
-        stop = start + base + (1 if i < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
 
 
 def _varint(value: int) -> bytes:

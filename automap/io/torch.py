@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from automap._types import Array, StrPath
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output
+from ._atomic import atomic_output, check_writable
 from ._framework import RawRecord, build_table
 
 __all__ = ["read", "write"]
@@ -52,7 +53,19 @@ _FROM_NAME = {name: dtype for dtype, name in _TORCH_DTYPES.items()}
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 _WRAPPERS = frozenset({"module.", "_orig_mod."})
-_OPTIMIZER_KEYS = frozenset({"optimizer", "optimizers", "optim", "optimizer_state_dict", "opt_state", "scheduler"})
+_OPTIMIZER_KEYS = frozenset(
+    {
+        "optimizer",
+        "optimizers",
+        "optim",
+        "optimizer_state_dict",
+        "opt_state",
+        "scheduler",
+        "lr_scheduler",
+        "optimizer_states",  # PyTorch Lightning
+        "lr_schedulers",
+    }
+)
 
 
 def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) -> ParamTable:
@@ -68,11 +81,13 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
         CheckpointFormatError: the file is corrupt, or no unique state dict can be found.
     """
     file = Path(path)
-    obj = _load(file, unsafe_pickle)
+    obj, in_memory = _load(file, unsafe_pickle)
     if unsafe_pickle and isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     state, where, optimizer = _select_state_dict(file, obj, key)
     notes: list[str] = []
+    if in_memory:
+        notes.append(f"tensor data was read into memory at load: {in_memory}")
     if where:
         notes.append(f"state dict taken from key {where!r}")
     records: list[RawRecord] = []
@@ -101,6 +116,7 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
 
 def write(records: Sequence[ParamRecord], path: StrPath, *, overwrite: bool = False) -> None:
     """Write records as a plain state dict with `torch.save`, in the records' order."""
+    check_writable(path, overwrite=overwrite)  # before reading every tensor into memory
     state = {record.name: to_torch(record.read(), record.dtype) for record in records}
     with atomic_output(path, overwrite=overwrite) as handle:
         torch.save(state, handle)
@@ -127,38 +143,67 @@ def to_numpy(tensor: torch.Tensor) -> Array:
     return tensor.view(_BITS[storage.itemsize]).numpy().view(storage)
 
 
-def _load(file: Path, unsafe_pickle: bool) -> Any:
-    is_zip = zipfile.is_zipfile(file)
+def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
+    """The unpickled object, and why its tensors were read into memory (None: they stay memory-mapped)."""
+    if unsafe_pickle:
+        print(
+            f"automap: WARNING: unpickling {file} with code execution ENABLED (--unsafe-pickle); "
+            "only do this for files you trust",
+            file=sys.stderr,
+        )
     try:
-        if unsafe_pickle:
-            print(
-                f"automap: WARNING: unpickling {file} with code execution ENABLED (--unsafe-pickle); "
-                "only do this for files you trust",
-                file=sys.stderr,
-            )
-            return torch.load(file, map_location="cpu", weights_only=False, mmap=is_zip)
-        return torch.load(file, map_location="cpu", weights_only=True, mmap=is_zip)
+        # Only the zip format can be memory-mapped; the legacy format is read into memory.
+        mapped = zipfile.is_zipfile(file)
+        with warnings.catch_warnings():
+            # torch warns about odd pickle protocols before failing on a corrupt file; the error says enough.
+            warnings.simplefilter("ignore", UserWarning)
+            if str(file).endswith(".safetensors"):
+                # torch.load hands a path with this ending to safetensors; an open file keeps it on torch's
+                # reader (memory-mapping needs the path, so this misnamed file is read into memory).
+                with file.open("rb") as handle:
+                    obj = torch.load(handle, map_location="cpu", weights_only=not unsafe_pickle)
+                return obj, "its name ends in .safetensors, so torch reads it through an open file"
+            obj = torch.load(file, map_location="cpu", weights_only=not unsafe_pickle, mmap=mapped)
+            return obj, None if mapped else "legacy (non-zip) PyTorch format, which cannot be memory-mapped"
     except pickle.UnpicklingError as error:
         text = str(error)
+        # torch prefixes every failure of its restricted unpickler with "Weights only load failed", a corrupt
+        # pickle included; only these messages mean the file asks for code or objects beyond tensors.
         found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text) or re.search(
-            r"(Unsupported operand \d+|Unsupported class [\w.]+)", text
+            r"(unrecognized function [^\s,]+|new object for .*? but got [^\s,]+|"
+            r"Can only build .*? but got [^\s,]+|Unsupported class [\w.]+)",
+            text,
         )
-        what = f"it references {found.group(1)}" if found else "it holds objects torch's safe loader does not allow"
-        if "Weights only load failed" in text or found:
+        if found:
+            what = f"it references {found.group(1)}"
             msg = (
                 f"{str(file)!r} refused: loading it would run code from the file ({what}). automap loads tensors "
                 "only; re-save the weights as a state dict (torch.save(model.state_dict(), ...)), or, only if you "
                 "trust the file completely, pass --unsafe-pickle"
             )
             raise UnsafeCheckpointError(msg) from None
-        msg = f"{str(file)!r}: not a readable PyTorch checkpoint ({_first_line(text)}); the file may be corrupt"
+        msg = f"{str(file)!r}: not a readable PyTorch checkpoint ({_unpickler_detail(text)}); the file is corrupt"
         raise CheckpointFormatError(msg) from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as error:
+    except Exception as error:  # torch's parsers raise many kinds (struct.error, AssertionError, ...) on bad bytes
+        if "TorchScript" in str(error):
+            msg = (
+                f"{str(file)!r} is a TorchScript archive, not a state dict; load it with torch.jit.load and save "
+                "its weights with torch.save(module.state_dict(), ...)"
+            )
+            raise CheckpointFormatError(msg) from None
         msg = (
             f"{str(file)!r}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(str(error))}); "
             "the file is truncated or corrupt"
         )
         raise CheckpointFormatError(msg) from None
+
+
+def _unpickler_detail(text: str) -> str:
+    """The restricted unpickler's own complaint, without the advice torch wraps around it."""
+    tail = text.split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return _first_line(useful[0] if useful else text)
 
 
 def _first_line(text: str) -> str:
@@ -223,31 +268,41 @@ def _select_state_dict(file: Path, obj: Any, key: str | None) -> tuple[Mapping[s
                 msg = f"{str(file)!r}: no key {key!r} (at {part!r}); keys there: {keys[:20]}"
                 raise CheckpointFormatError(msg)
             node = node[part]
-        found = _candidates(node)
+        found = [((*key.split("/"), *p), d) for p, d in _candidates(node)]
         if not found:
             msg = f"{str(file)!r}: key {key!r} holds no tensors"
             raise CheckpointFormatError(msg)
-        return found[0][1], key, _optimizer_tensors(obj)
+        _refuse_several(file, found)
+        return found[0][1], "/".join(found[0][0]), _optimizer_tensors(obj)
     if isinstance(obj, torch.Tensor):
-        msg = f"{str(file)!r} holds a single tensor, not a state dict"
+        msg = f"{str(file)!r} holds a single tensor, not a state dict; save a dict of named tensors instead"
         raise CheckpointFormatError(msg)
     found = _candidates(obj)
     if not found:
         kind = type(obj).__name__
         msg = f"{str(file)!r} holds no state dict (a {kind} without named tensors)"
         raise CheckpointFormatError(msg)
+    _refuse_several(file, found)
+    where, state = found[0]
+    return state, "/".join(where), _optimizer_tensors(obj)
+
+
+def _refuse_several(file: Path, found: list[tuple[tuple[str, ...], Any]]) -> None:
+    """Refuse to guess between several state dicts (a model and its EMA copy, ...): list them with a hint."""
     if len(found) > 1:
         listing = ", ".join(f"{'/'.join(p) or '<top level>'!r} ({len(d)} tensors)" for p, d in found)
         first = next(("/".join(p) for p, _ in found if p), "model")
         msg = f"{str(file)!r} holds several state dicts: {listing}; choose one with --key {first}"
         raise CheckpointFormatError(msg)
-    where, state = found[0]
-    return state, "/".join(where), _optimizer_tensors(obj)
 
 
 def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:
     if tensor.layout != torch.strided or tensor.is_quantized:
-        msg = f"{str(file)!r}: tensor {name!r} is {tensor.layout}/quantized; automap handles dense tensors only"
+        kind = "quantized" if tensor.is_quantized else f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+        msg = (
+            f"{str(file)!r}: tensor {name!r} is {kind}; automap handles dense tensors only "
+            "(convert it with .to_dense() or .dequantize() and save again)"
+        )
         raise CheckpointFormatError(msg)
     dtype = _TORCH_DTYPES.get(tensor.dtype)
     if dtype is None:
