@@ -52,6 +52,7 @@ class Side:
     nodes: list[Node]
     node_tokens: list[NameTokens] = field(default_factory=list)
     position: Array = field(default_factory=lambda: np.zeros(0))  # relative position in [0, 1] per node
+    lexicon: bool = True  # whether convention classes are in use (off only for ablations)
 
     def name(self, node: int) -> str:
         """Display name of a node: `qkv.weight` or `qkv.weight[1/3 on axis 0]`."""
@@ -118,11 +119,12 @@ def feature(
 # ---------------------------------------------------------------------------------------------------- sides
 
 
-def build_sides(source: ParamTable, target: ParamTable) -> tuple[Side, Side]:
+def build_sides(source: ParamTable, target: ParamTable, *, lexicon: bool = True) -> tuple[Side, Side]:
     """Tokenize both tables against each other's vocabulary and create nodes, parts included."""
-    source_vocab, target_vocab = Vocabulary(source.names), Vocabulary(target.names)
-    source_side = Side(source, ModuleTree(source), [tokenize(n, target_vocab) for n in source.names], [])
-    target_side = Side(target, ModuleTree(target), [tokenize(n, source_vocab) for n in target.names], [])
+    source_vocab, target_vocab = Vocabulary(source.names, lexicon=lexicon), Vocabulary(target.names, lexicon=lexicon)
+    source_side = Side(source, ModuleTree(source), [tokenize(n, target_vocab, lexicon=lexicon) for n in source.names], [])
+    target_side = Side(target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], [])
+    source_side.lexicon = target_side.lexicon = lexicon
     for side, other in ((source_side, target_side), (target_side, source_side)):
         side.nodes = [Node(r.index, None, r.shape) for r in side.table.params]
         side.nodes += _part_nodes(side.table, other.table)
@@ -188,7 +190,7 @@ def _node_tokens(side: Side, node: Node) -> NameTokens:
     name = side.table.params[node.base].name
     components = name.split(".")
     components[-2] = words[node.part.index]
-    return tokenize(".".join(components))
+    return tokenize(".".join(components), lexicon=side.lexicon)
 
 
 # ------------------------------------------------------------------------------------------------ candidates
@@ -292,8 +294,9 @@ def numbers_feature(ctx: FeatureContext) -> Array:
     feature checks those learned correspondences instead.
     """
     slots = ctx.number_slots
-    t_raw = [number_contexts(ctx.target.table.names[n.base]) for n in ctx.target.nodes]
-    s_raw = [number_contexts(ctx.source.table.names[n.base]) for n in ctx.source.nodes]
+    lexicon = ctx.target.lexicon
+    t_raw = [number_contexts(ctx.target.table.names[n.base], lexicon=lexicon) for n in ctx.target.nodes]
+    s_raw = [number_contexts(ctx.source.table.names[n.base], lexicon=lexicon) for n in ctx.source.nodes]
     t_slots = [numbered_slots(ctx.target.table.names[n.base]) for n in ctx.target.nodes]
     s_slots = [dict(numbered_slots(ctx.source.table.names[n.base])) for n in ctx.source.nodes]
     cache: dict[tuple[int, int], float] = {}

@@ -52,6 +52,7 @@ def infer_mapping(
     pins: NameMapping | None = None,
     weights: Mapping[str, float] | None = None,
     learn: bool = True,
+    lexicon: bool = True,
 ) -> NameMapping:
     """Infer which source parameter feeds each target parameter, with a confidence for every pair.
 
@@ -64,6 +65,7 @@ def infer_mapping(
             solved around them.
         weights: feature weights overriding the defaults (0 switches a feature off), for ablations.
         learn: feed correspondences learned from confident pairs into a second pass.
+        lexicon: use the lexicon of naming conventions (switch off only to measure what it contributes).
 
     Returns:
         One pair per target parameter, in target order.
@@ -84,7 +86,7 @@ def infer_mapping(
     inferred: dict[str, Match] = {}
     notes: list[str] = []
     if len(free_target) and len(free_source):
-        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn)
+        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn, lexicon)
     pairs = []
     for record in target_table.params:
         match = (
@@ -153,9 +155,9 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
 
 
 def _infer(
-    source: ParamTable, target: ParamTable, weights: dict[str, float], learn: bool
+    source: ParamTable, target: ParamTable, weights: dict[str, float], learn: bool, lexicon: bool
 ) -> tuple[dict[str, Match], list[str]]:
-    s_side, t_side = build_sides(source, target)
+    s_side, t_side = build_sides(source, target, lexicon=lexicon)
     candidates = candidate_pairs(s_side, t_side)
     if len(candidates.target) == 0:
         return {}, ["no source tensor has a shape compatible with any target"]

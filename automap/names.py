@@ -62,8 +62,10 @@ class NameTokens:
     words: tuple[tuple[str, ...], ...]
 
 
-def _expand(words: Sequence[str], whole: str = "") -> list[str]:
+def _expand(words: Sequence[str], whole: str = "", lexicon: bool = True) -> list[str]:
     """Words plus the class ids (once each) of any word or `_`-joined phrase the lexicon knows."""
+    if not lexicon:
+        return list(words)
     classes, longest = _lexicon()
     found: list[str] = []
     for size in range(1, min(longest, _MAX_PHRASE) + 1):
@@ -76,7 +78,7 @@ def _expand(words: Sequence[str], whole: str = "") -> list[str]:
     return [*words, *found]
 
 
-def tokenize(name: str, vocabulary: Vocabulary | None = None) -> NameTokens:
+def tokenize(name: str, vocabulary: Vocabulary | None = None, *, lexicon: bool = True) -> NameTokens:
     """Tokens of `name`; with the *other* side's vocabulary, compounds split into words that side uses."""
     components = name.split(".")
     per_component: list[tuple[str, ...]] = []
@@ -92,10 +94,10 @@ def tokenize(name: str, vocabulary: Vocabulary | None = None) -> NameTokens:
                 words.append(piece)
         per_component.append(tuple(words))
     # A whole component can be a phrase of the lexicon (`moving_mean`, `embedding_table`).
-    leaf = _expand(per_component[-1], components[-1].lower())
+    leaf = _expand(per_component[-1], components[-1].lower(), lexicon)
     path: list[str] = []
     for component, words in zip(components[:-1], per_component[:-1], strict=True):
-        path.extend(_expand(words, component.lower()))
+        path.extend(_expand(words, component.lower(), lexicon))
     return NameTokens(tuple(leaf), tuple(path), tuple(numbers), tuple(per_component))
 
 
@@ -105,13 +107,14 @@ class Vocabulary:
     A word the other side also uses is kept whole; one it does not use is split into words it does use.
     """
 
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], *, lexicon: bool = True) -> None:
         classes, _ = _lexicon()
         words: set[str] = set()
         for name in names:
             for component in name.split("."):
                 words.update(p for p in split_component(component) if not p.isdigit())
-        words.update(w for w in classes if "_" not in w)
+        if lexicon:
+            words.update(w for w in classes if "_" not in w)
         self.words = frozenset(words)
 
     @cache  # noqa: B019 - one vocabulary per inference; the cache dies with it
@@ -171,7 +174,7 @@ class TokenWeights:
         return 2.0 * shared / total if total > 0 else 0.0
 
 
-def number_contexts(name: str) -> dict[tuple[str, ...], int]:
+def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...], int]:
     """Each number of a name keyed by the words it qualifies, in canonical (lexicon class) spelling.
 
     `layer1.0.bn2.weight` -> `{("=layers",): 1, ("=layers", "[]"): 0, ("=norm",): 2}`: a number inside a word
@@ -180,7 +183,7 @@ def number_contexts(name: str) -> dict[tuple[str, ...], int]:
     it. Two names' numbers are comparable only where these keys agree, so `conv1.convs.0` and
     `down1.maxpool_conv.1.double_conv.4` share no key and their numbers are not compared at all.
     """
-    classes, _ = _lexicon()
+    classes = _lexicon()[0] if lexicon else {}
     out: dict[tuple[str, ...], int] = {}
     context: tuple[str, ...] = ()
     for component in name.split("."):

@@ -1,0 +1,176 @@
+"""Score inferred mappings against ground truth, beside two baselines, for the accuracy benchmark.
+
+A ground truth maps each target name to its source name(s) and layout steps. A pair counts as correct when it
+names the same source(s) and its transform does the same thing to the data (checked by applying both to a
+random array, so `unsqueeze` and an equivalent `reshape` agree). The baselines show how hard a pair is:
+*exact name* pairs equal names (shapes permitting), *order* pairs the i-th source with the i-th target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._format import render_table
+from .records import NameMapping, ParamTable
+from .shapes import relate
+from .transforms import apply_steps
+
+__all__ = ["PairResult", "Truth", "baseline_exact_name", "baseline_order", "render_results", "score_mapping"]
+
+Truth = Mapping[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]]
+
+
+@dataclass
+class PairResult:
+    """One zoo pair's figures."""
+
+    name: str
+    source_params: int
+    target_params: int
+    total: int = 0
+    correct: int = 0
+    wrong: int = 0
+    unmatched: int = 0
+    wrong_flagged: int = 0
+    right_above: int = 0
+    seconds: float = 0.0
+    baselines: dict[str, float] = field(default_factory=dict)
+    ablations: dict[str, float] = field(default_factory=dict)
+    numeric: str = "not run"
+    wrong_pairs: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Share of target parameters mapped exactly right."""
+        return self.correct / self.total if self.total else 1.0
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for the results file."""
+        return {
+            "pair": self.name,
+            "source_params": self.source_params,
+            "target_params": self.target_params,
+            "total": self.total,
+            "correct": self.correct,
+            "wrong": self.wrong,
+            "unmatched": self.unmatched,
+            "accuracy": round(self.accuracy, 4),
+            "wrong_flagged": self.wrong_flagged,
+            "right_above_threshold": self.right_above,
+            "seconds": round(self.seconds, 3),
+            "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
+            "ablations": {k: round(v, 4) for k, v in self.ablations.items()},
+            "numeric_equivalence": self.numeric,
+            "wrong_pairs": self.wrong_pairs,
+        }
+
+
+def same_pair(truth_sources: Sequence[str], truth_steps: Sequence[Mapping[str, Any]], sources: Sequence[str],
+              steps: Sequence[Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Whether a pair reads the same sources and moves their data the same way as the truth."""
+    if tuple(sources) != tuple(truth_sources):
+        return False
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shapes[s]).astype(np.float32) for s in sources]
+    try:
+        expected, got = apply_steps(arrays, truth_steps), apply_steps(arrays, steps)
+    except Exception:  # noqa: BLE001 - any failure to apply means "not the same"
+        return False
+    return expected.shape == got.shape and bool(np.array_equal(expected, got))
+
+
+def score_mapping(name: str, mapping: NameMapping, truth: Truth, source: ParamTable, target: ParamTable,
+                  seconds: float = 0.0) -> PairResult:
+    """Compare a mapping with the truth, pair by pair, and count how the confidence separates right from wrong."""
+    shapes = {r.name: r.shape for r in source.params}
+    result = PairResult(name, len(source), len(target), seconds=seconds)
+    for pair in mapping.pairs:
+        if pair.target not in truth:
+            continue
+        result.total += 1
+        sources, steps = truth[pair.target]
+        confident = pair.confidence >= mapping.threshold
+        if pair.source is None:
+            result.unmatched += 1
+            result.wrong_pairs.append(f"{pair.target}: unmatched (truth {', '.join(sources)})")
+        elif same_pair(sources, steps, pair.source_names, pair.transform, shapes):
+            result.correct += 1
+            result.right_above += confident
+        else:
+            result.wrong += 1
+            result.wrong_flagged += not confident
+            result.wrong_pairs.append(
+                f"{pair.target}: got {', '.join(pair.source_names)} (confidence {pair.confidence:.2f}), "
+                f"truth {', '.join(sources)}"
+            )
+    return result
+
+
+def _accuracy(pairs: Mapping[str, str], truth: Truth) -> float:
+    plain = {t: s[0] for t, (s, _) in truth.items() if len(s) == 1}
+    if not truth:
+        return 1.0
+    return sum(1 for t, s in plain.items() if pairs.get(t) == s) / len(truth)
+
+
+def baseline_exact_name(source: ParamTable, target: ParamTable, truth: Truth) -> float:
+    """Accuracy of pairing equal names whose shapes are compatible."""
+    pairs = {r.name: r.name for r in target.params if r.name in source and relate(source[r.name].shape, r.shape)}
+    return _accuracy(pairs, truth)
+
+
+def baseline_order(source: ParamTable, target: ParamTable, truth: Truth) -> float:
+    """Accuracy of pairing the i-th source with the i-th target, skipping sources whose shape cannot fit."""
+    pairs: dict[str, str] = {}
+    position = 0
+    for record in target.params:
+        for j in range(position, len(source)):
+            if relate(source.params[j].shape, record.shape):
+                pairs[record.name] = source.params[j].name
+                position = j + 1
+                break
+    return _accuracy(pairs, truth)
+
+
+def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """Call and measure wall time (for the benchmark table; never asserted in tests)."""
+    start = time.perf_counter()
+    value = function(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def render_results(results: Sequence[PairResult]) -> str:
+    """The benchmark table, one row per pair, then totals."""
+    header = ["pair", "params s/t", "right", "wrong", "unmatched", "accuracy", "wrong flagged", "right >= thr",
+              "exact-name", "order-only", "no lexicon", "seconds", "inferred mapping runs"]
+    rows = []
+    for r in results:
+        rows.append([
+            r.name, f"{r.source_params}/{r.target_params}", str(r.correct), str(r.wrong), str(r.unmatched),
+            f"{r.accuracy:.1%}", f"{r.wrong_flagged}/{r.wrong}", f"{r.right_above}/{r.correct}",
+            f"{r.baselines.get('exact_name', 0):.1%}", f"{r.baselines.get('order', 0):.1%}",
+            f"{r.ablations.get('no_lexicon', float('nan')):.1%}", f"{r.seconds:.2f}", r.numeric,
+        ])
+    total = sum(r.total for r in results)
+    correct = sum(r.correct for r in results)
+    wrong = sum(r.wrong for r in results)
+    flagged = sum(r.wrong_flagged for r in results)
+    above = sum(r.right_above for r in results)
+    rows.append([
+        "TOTAL", "", str(correct), str(wrong), str(sum(r.unmatched for r in results)),
+        f"{correct / total:.1%}" if total else "-", f"{flagged}/{wrong}", f"{above}/{correct}",
+        _mean(results, "baselines", "exact_name"), _mean(results, "baselines", "order"),
+        _mean(results, "ablations", "no_lexicon"), f"{sum(r.seconds for r in results):.2f}",
+        f"{sum(r.numeric.startswith('yes') for r in results)}/{len(results)} yes",
+    ])
+    return render_table(header, rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10, 11))
+
+
+def _mean(results: Sequence[PairResult], kind: str, key: str) -> str:
+    values = [getattr(r, kind).get(key) for r in results if key in getattr(r, kind)]
+    return f"{sum(values) / len(values):.1%}" if values else "-"
