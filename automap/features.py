@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from scipy import sparse
 
 from ._types import Array
 from .graph import ModuleTree, owner
@@ -122,8 +123,12 @@ def feature(
 def build_sides(source: ParamTable, target: ParamTable, *, lexicon: bool = True) -> tuple[Side, Side]:
     """Tokenize both tables against each other's vocabulary and create nodes, parts included."""
     source_vocab, target_vocab = Vocabulary(source.names, lexicon=lexicon), Vocabulary(target.names, lexicon=lexicon)
-    source_side = Side(source, ModuleTree(source), [tokenize(n, target_vocab, lexicon=lexicon) for n in source.names], [])
-    target_side = Side(target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], [])
+    source_side = Side(
+        source, ModuleTree(source), [tokenize(n, target_vocab, lexicon=lexicon) for n in source.names], []
+    )
+    target_side = Side(
+        target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], []
+    )
     source_side.lexicon = target_side.lexicon = lexicon
     for side, other in ((source_side, target_side), (target_side, source_side)):
         side.nodes = [Node(r.index, None, r.shape) for r in side.table.params]
@@ -241,47 +246,58 @@ def shape_feature(ctx: FeatureContext) -> Array:
     return np.where(is_part, scores * 0.8, scores)
 
 
-def _pairwise(ctx: FeatureContext, score: Callable[[NameTokens, NameTokens], float]) -> Array:
-    cache: dict[tuple[int, int], float] = {}
-    out = np.empty(len(ctx.candidates.target))
-    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        key = (int(t), int(s))
-        if key not in cache:
-            cache[key] = score(ctx.target.node_tokens[t], ctx.source.node_tokens[s])
-        out[i] = cache[key]
-    return out
+def _dice(ctx: FeatureContext, t_sets: Sequence[Iterable[str]], s_sets: Sequence[Iterable[str]]) -> Array:
+    """Weighted Dice coefficient of token sets for every candidate, computed with sparse matrices.
+
+    shared(t, s) = sum of the weights of tokens in both; Dice = 2 shared / (weight(t) + weight(s)); 1 when both
+    sets are empty.
+    """
+    vocabulary: dict[str, int] = {}
+    for sets in (t_sets, s_sets):
+        for tokens in sets:
+            for token in tokens:
+                vocabulary.setdefault(token, len(vocabulary))
+    weights = np.array([ctx.weights(token) for token in vocabulary]) if vocabulary else np.zeros(0)
+
+    def binary(sets: Sequence[Iterable[str]]) -> sparse.csr_matrix:
+        rows, cols = [], []
+        for row, tokens in enumerate(sets):
+            for column in {vocabulary[t] for t in tokens}:
+                rows.append(row)
+                cols.append(column)
+        data = np.ones(len(rows))
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(sets), len(vocabulary)))
+
+    t_matrix, s_matrix = binary(t_sets), binary(s_sets)
+    rows, cols = ctx.candidates.target, ctx.candidates.source
+    shared = np.asarray(t_matrix[rows].multiply(s_matrix[cols]) @ weights).ravel()
+    total = np.asarray(t_matrix @ weights).ravel()[rows] + np.asarray(s_matrix @ weights).ravel()[cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 2.0 * shared / np.where(total > 0, total, 1.0), 1.0)
 
 
 @feature("leaf", weight=2.0)
 def leaf_feature(ctx: FeatureContext) -> Array:
     """Do the last name components agree (`gamma`~`weight`, `moving_mean`~`running_mean`)?"""
-    return _pairwise(ctx, lambda t, s: ctx.weights.similarity(t.leaf, s.leaf))
+    return _dice(ctx, [t.leaf for t in ctx.target.node_tokens], [t.leaf for t in ctx.source.node_tokens])
 
 
 @feature("path", weight=2.5)
 def path_feature(ctx: FeatureContext) -> Array:
     """Do the module paths share rare tokens (with learned correspondences, `head`~`classifier`)?"""
-    learned = ctx.learned
-
-    def score(t: NameTokens, s: NameTokens) -> float:
-        direct = ctx.weights.similarity(t.path, s.path)
-        if not learned:
-            return direct
-        translated = [_translate(token, learned, s.path) for token in t.path]
-        return max(direct, ctx.weights.similarity(translated, s.path))
-
-    return _pairwise(ctx, score)
+    t_paths = [t.path for t in ctx.target.node_tokens]
+    s_paths = [t.path for t in ctx.source.node_tokens]
+    direct = _dice(ctx, t_paths, s_paths)
+    if not ctx.learned:
+        return direct
+    translated = [[_translate(token, ctx.learned) for token in path] for path in t_paths]
+    return np.maximum(direct, _dice(ctx, translated, s_paths))
 
 
-def _translate(token: str, learned: Mapping[str, Counter[str]], present: tuple[str, ...]) -> str:
-    """A target token replaced by a source token learned to correspond to it, if that token is present."""
+def _translate(token: str, learned: Mapping[str, Counter[str]]) -> str:
+    """A target token replaced by the source token learned to correspond to it."""
     options = learned.get(token)
-    if not options:
-        return token
-    for candidate, _ in options.most_common():
-        if candidate in present:
-            return candidate
-    return token
+    return options.most_common(1)[0][0] if options else token
 
 
 @feature("numbers", weight=1.5)
@@ -295,28 +311,66 @@ def numbers_feature(ctx: FeatureContext) -> Array:
     """
     slots = ctx.number_slots
     lexicon = ctx.target.lexicon
-    t_raw = [number_contexts(ctx.target.table.names[n.base], lexicon=lexicon) for n in ctx.target.nodes]
-    s_raw = [number_contexts(ctx.source.table.names[n.base], lexicon=lexicon) for n in ctx.source.nodes]
-    t_slots = [numbered_slots(ctx.target.table.names[n.base]) for n in ctx.target.nodes]
-    s_slots = [dict(numbered_slots(ctx.source.table.names[n.base])) for n in ctx.source.nodes]
-    cache: dict[tuple[int, int], float] = {}
+    source_names = [ctx.source.table.names[n.base] for n in ctx.source.nodes]
+    s_raw = _value_columns([number_contexts(n, lexicon=lexicon) for n in source_names])
+    s_slots = _value_columns([dict(numbered_slots(n)) for n in source_names])
     out = np.empty(len(ctx.candidates.target))
-    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        key = (ctx.target.nodes[t].base, ctx.source.nodes[s].base)
-        if key not in cache:
-            agree = informative = 0
-            for slot, value in t_slots[t]:
-                rule = slots.get(slot)
-                if rule is None or rule.source_slot not in s_slots[s]:
-                    continue
-                expected = rule.predict(value)
-                if expected is None:
-                    continue
-                informative += 1
-                agree += expected == s_slots[s][rule.source_slot]
-            cache[key] = agree / informative if informative else _number_similarity(t_raw[t], s_raw[s])
-        out[i] = cache[key]
+    for t, index, sources in _by_target(ctx):
+        name = ctx.target.table.names[ctx.target.nodes[t].base]
+        agree = np.zeros(len(index))
+        informative = np.zeros(len(index))
+        for slot, value in numbered_slots(name):
+            rule = slots.get(slot)
+            expected = rule.predict(value) if rule is not None else None
+            column = s_slots.get(rule.source_slot) if rule is not None else None
+            if expected is None or column is None:
+                continue
+            present = column[sources] >= 0
+            informative += present
+            agree += present & (column[sources] == expected)
+        raw_agree = np.zeros(len(index))
+        raw_shared = np.zeros(len(index))
+        for key, value in number_contexts(name, lexicon=lexicon).items():
+            column = s_raw.get(key)
+            if column is None:
+                continue
+            present = column[sources] >= 0
+            raw_shared += present
+            raw_agree += present & (column[sources] == value)
+        raw = np.where(raw_shared > 0, raw_agree / np.maximum(raw_shared, 1), 0.5)
+        out[index] = np.where(informative > 0, agree / np.maximum(informative, 1), raw)
     return out
+
+
+def _value_columns(rows: Sequence[Mapping[Any, int]]) -> dict[Any, Array]:
+    """{key: array over rows of the row's value for that key, -1 where absent}."""
+    columns: dict[Any, Array] = {}
+    for row_index, row in enumerate(rows):
+        for key, value in row.items():
+            if key not in columns:
+                columns[key] = np.full(len(rows), -1, dtype=np.int64)
+            columns[key][row_index] = value
+    return columns
+
+
+def _by_target(ctx: FeatureContext) -> Iterator[tuple[int, Array, Array]]:
+    """(target node, candidate indices, their source nodes) for every target node with candidates."""
+    order = np.argsort(ctx.candidates.target, kind="stable")
+    targets = ctx.candidates.target[order]
+    for chunk in np.split(order, np.flatnonzero(np.diff(targets)) + 1):
+        if len(chunk):
+            yield int(ctx.candidates.target[chunk[0]]), chunk, ctx.candidates.source[chunk]
+
+
+def _under(side: Side) -> dict[str, Array]:
+    """For each module, a boolean mask over the side's nodes: which nodes lie below it."""
+    masks: dict[str, Array] = {}
+    for index, node in enumerate(side.nodes):
+        for module in side.tree.ancestors(side.table.names[node.base], 64):
+            if module not in masks:
+                masks[module] = np.zeros(len(side.nodes), dtype=bool)
+            masks[module][index] = True
+    return masks
 
 
 def numbered_slots(name: str) -> list[tuple[str, int]]:
@@ -349,14 +403,6 @@ class SlotRule:
         return value + self.offset if self.offset is not None else None
 
 
-def _number_similarity(target: Mapping[tuple[str, ...], int], source: Mapping[tuple[str, ...], int]) -> float:
-    """Share of comparable numbers (same qualified words) that agree; 0.5 when none are comparable."""
-    shared = [key for key in target if key in source]
-    if not shared:
-        return 0.5
-    return sum(target[k] == source[k] for k in shared) / len(shared)
-
-
 @feature("module", weight=2.0)
 def module_feature(ctx: FeatureContext) -> Array:
     """Does the source sit inside the source module that best corresponds to each of the target's enclosing
@@ -365,45 +411,49 @@ def module_feature(ctx: FeatureContext) -> Array:
     affinity = ctx.module_affinity
     if not affinity:
         return np.full(len(ctx.candidates.target), 0.5)
-    best: dict[str, float] = defaultdict(float)
-    for (t_module, _), value in affinity.items():
-        best[t_module] = max(best[t_module], value)
-    t_anc = [ctx.target.tree.ancestors(ctx.target.table.names[n.base], 3) for n in ctx.target.nodes]
-    s_anc = [ctx.source.tree.ancestors(ctx.source.table.names[n.base], 4) for n in ctx.source.nodes]
+    by_target: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (t_module, s_module), value in affinity.items():
+        by_target[t_module].append((s_module, value))
+    under = _under(ctx.source)
+    vectors: dict[str, tuple[float, Array]] = {}
+
+    def vector(t_module: str) -> tuple[float, Array]:
+        """(best affinity, per source node: the best affinity of any module enclosing it) for a target module."""
+        if t_module not in vectors:
+            values = np.zeros(len(ctx.source.nodes))
+            for s_module, value in by_target.get(t_module, ()):
+                mask = under.get(s_module)
+                if mask is not None:
+                    values[mask] = np.maximum(values[mask], value)
+            vectors[t_module] = (float(values.max()) if len(values) else 0.0, values)
+        return vectors[t_module]
+
     level_weights = (0.5, 0.3, 0.2)
-    cache: dict[tuple[int, int], float] = {}
-    out = np.empty(len(ctx.candidates.target))
-    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        key = (ctx.target.nodes[t].base, ctx.source.nodes[s].base)
-        if key not in cache:
-            total = weight_sum = 0.0
-            for level, t_module in enumerate(t_anc[t][:3]):
-                top = best.get(t_module, 0.0)
-                if top <= 0:
-                    continue
-                here = max((affinity.get((t_module, m), 0.0) for m in s_anc[s]), default=0.0)
-                total += level_weights[level] * here / top
-                weight_sum += level_weights[level]
-            cache[key] = total / weight_sum if weight_sum else 0.5
-        out[i] = cache[key]
+    out = np.full(len(ctx.candidates.target), 0.5)
+    for t, index, sources in _by_target(ctx):
+        total = np.zeros(len(index))
+        weight_sum = 0.0
+        for level, t_module in enumerate(
+            ctx.target.tree.ancestors(ctx.target.table.names[ctx.target.nodes[t].base], 3)
+        ):
+            top, values = vector(t_module)
+            if top <= 0:
+                continue
+            total += level_weights[level] * values[sources] / top
+            weight_sum += level_weights[level]
+        if weight_sum:
+            out[index] = total / weight_sum
     return out
 
 
 @feature("group", weight=0.75, weak=True)
 def group_feature(ctx: FeatureContext) -> Array:
     """Same rank among same-shaped siblings (third of three `[d, d]` weights under one module)?"""
-    t_rank = _group_ranks(ctx.target)
-    s_rank = _group_ranks(ctx.source)
-    out = np.empty(len(ctx.candidates.target))
-    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        (rt, nt), (rs, ns) = t_rank[ctx.target.nodes[t].base], s_rank[ctx.source.nodes[s].base]
-        if nt == 1 and ns == 1:
-            out[i] = 1.0
-        elif nt == ns:
-            out[i] = 1.0 - abs(rt - rs) / nt
-        else:
-            out[i] = 0.5 * (1.0 - abs(rt / nt - rs / ns))
-    return out
+    t_rank = np.array(_group_ranks(ctx.target), dtype=float)[[n.base for n in ctx.target.nodes]]
+    s_rank = np.array(_group_ranks(ctx.source), dtype=float)[[n.base for n in ctx.source.nodes]]
+    (rt, nt), (rs, ns) = t_rank[ctx.candidates.target].T, s_rank[ctx.candidates.source].T
+    same_size = np.where(nt == ns, 1.0 - np.abs(rt - rs) / nt, 0.5 * (1.0 - np.abs(rt / nt - rs / ns)))
+    return np.where((nt == 1) & (ns == 1), 1.0, same_size)
 
 
 def _group_ranks(side: Side) -> list[tuple[int, int]]:
@@ -438,24 +488,25 @@ def local_order_feature(ctx: FeatureContext) -> Array:
             best[t_module] = (value, s_module)
     t_rank = _ranks_within(ctx.target)
     s_rank = _ranks_within(ctx.source)
+    under = _under(ctx.source)
     out = np.full(len(ctx.candidates.target), 0.5)
-    cache: dict[tuple[int, int], float] = {}
-    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        tb, sb = ctx.target.nodes[t].base, ctx.source.nodes[s].base
-        key = (tb, sb)
-        if key not in cache:
-            cache[key] = 0.5
-            s_name = ctx.source.table.names[sb]
-            for t_module in ctx.target.tree.ancestors(ctx.target.table.names[tb], 3):
-                s_module = best.get(t_module, (0.0, None))[1]
-                if s_module is None or not (s_module == "" or s_name.startswith(s_module + ".")):
-                    continue
-                rt, nt = t_rank(tb, t_module)
-                rs, ns = s_rank(sb, s_module)
+    for t, index, sources in _by_target(ctx):
+        tb = ctx.target.nodes[t].base
+        open_ = np.ones(len(index), dtype=bool)
+        for t_module in ctx.target.tree.ancestors(ctx.target.table.names[tb], 3):
+            s_module = best.get(t_module, (0.0, None))[1]
+            mask = under.get(s_module) if s_module is not None else None
+            if mask is None:
+                continue
+            inside = open_ & mask[sources]
+            if not inside.any():
+                continue
+            open_ &= ~inside
+            rt, nt = t_rank(tb, t_module)
+            for position in np.flatnonzero(inside):
+                rs, ns = s_rank(ctx.source.nodes[sources[position]].base, s_module)  # type: ignore[arg-type]
                 if nt > 1 or ns > 1:
-                    cache[key] = (1.0 if rt == rs else 0.0) if nt == ns else 1.0 - abs(rt / nt - rs / ns)
-                break
-        out[i] = cache[key]
+                    out[index[position]] = (1.0 if rt == rs else 0.0) if nt == ns else 1.0 - abs(rt / nt - rs / ns)
     return out
 
 
@@ -465,17 +516,16 @@ def _ranks_within(side: Side) -> Callable[[int, str], tuple[int, int]]:
         (record.shape, tuple(sorted(t for t in tokens.leaf if t.startswith("="))) or tokens.leaf)
         for record, tokens in zip(side.table.params, side.tokens, strict=True)
     ]
-    memo: dict[tuple[str, tuple[Shape, tuple[str, ...]]], list[int]] = {}
+    members: dict[tuple[str, tuple[Shape, tuple[str, ...]]], list[int]] = defaultdict(list)
+    position: dict[tuple[str, int], int] = {}
+    for index, name in enumerate(side.table.names):
+        for module in side.tree.ancestors(name, 64):
+            group = members[(module, kinds[index])]
+            position[(module, index)] = len(group)
+            group.append(index)
 
     def rank(index: int, module: str) -> tuple[int, int]:
-        key = (module, kinds[index])
-        if key not in memo:
-            prefix = module + "." if module else ""
-            memo[key] = [
-                i for i, name in enumerate(side.table.names) if name.startswith(prefix) and kinds[i] == kinds[index]
-            ]
-        members = memo[key]
-        return members.index(index), len(members)
+        return position[(module, index)], len(members[(module, kinds[index])])
 
     return rank
 

@@ -98,6 +98,7 @@ class ParamTable:
     notes: tuple[str, ...] = ()
     format: str = ""
     _by_name: Mapping[str, ParamRecord] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_name: dict[str, ParamRecord] = {}
@@ -110,6 +111,7 @@ class ParamTable:
                 raise CheckpointFormatError(msg)
             by_name[record.name] = record
         object.__setattr__(self, "_by_name", MappingProxyType(by_name))
+        object.__setattr__(self, "_names", tuple(by_name))
 
     def __len__(self) -> int:
         return len(self.params)
@@ -130,7 +132,7 @@ class ParamTable:
     @property
     def names(self) -> tuple[str, ...]:
         """Parameter names in file order."""
-        return tuple(r.name for r in self.params)
+        return self._names
 
     @property
     def has_data(self) -> bool:
