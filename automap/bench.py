@@ -20,7 +20,25 @@ from .records import NameMapping, ParamTable
 from .shapes import relate
 from .transforms import apply_steps
 
-__all__ = ["PairResult", "Truth", "baseline_exact_name", "baseline_order", "render_results", "score_mapping"]
+__all__ = [
+    "PairResult",
+    "Truth",
+    "add_bench_options",
+    "baseline_exact_name",
+    "baseline_order",
+    "render_results",
+    "score_mapping",
+]
+
+
+def add_bench_options(parser: Any) -> None:
+    """The benchmark's options, shared by `automap bench` and `python -m benchmarks.run`."""
+    parser.add_argument("--size", choices=["ci", "full"], default="ci", help="model depth (default: ci)")
+    parser.add_argument("--pairs", help="comma-separated pair names (default: all)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--cache", default="bench-results/checkpoints", help="where zoo checkpoints are kept")
+    parser.add_argument("--no-numeric", action="store_true", help="skip running the nets with the inferred mapping")
+    parser.add_argument("--reverse", action="store_true", help="also map MindSpore -> PyTorch")
 
 Truth = Mapping[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]]
 
@@ -104,10 +122,11 @@ def score_mapping(name: str, mapping: NameMapping, truth: Truth, source: ParamTa
         else:
             result.wrong += 1
             result.wrong_flagged += not confident
-            result.wrong_pairs.append(
-                f"{pair.target}: got {', '.join(pair.source_names)} (confidence {pair.confidence:.2f}), "
-                f"truth {', '.join(sources)}"
-            )
+            if tuple(pair.source_names) == tuple(sources):
+                detail = f"right source, wrong transform {list(pair.transform)} (truth {list(steps)})"
+            else:
+                detail = f"got {', '.join(pair.source_names)}, truth {', '.join(sources)}"
+            result.wrong_pairs.append(f"{pair.target}: {detail} (confidence {pair.confidence:.2f})")
     return result
 
 

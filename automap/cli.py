@@ -18,7 +18,7 @@ from ._errors import AutomapError
 __all__ = ["entrypoint", "main"]
 
 # Subcommand modules, in the order `automap --help` lists them. Each exposes HELP, add_arguments(), run().
-_COMMANDS = ("inspect",)
+_COMMANDS = ("inspect", "infer", "convert", "audit", "verify", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,7 +106,7 @@ def solve(
     }
     assignments: dict[int, Assignment] = {}
     for t, c in chosen.items():
-        if c >= n_s or matrix[t, c] >= INF:
+        if c >= n_s or matrix[t, c] >= INF or (t, c) not in lookup:  # unresolved conflicts stay unmatched
             assignments[t] = Assignment(t, None, None, float(dummy[t]))
         else:
             assignments[t] = Assignment(t, c, lookup[(t, c)], float(matrix[t, c]))

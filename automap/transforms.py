@@ -126,7 +126,8 @@ def apply_steps(arrays: Sequence[Array], steps: Sequence[Step]) -> Array:
         elif op == "reorder":
             chunks = np.split(current, step["parts"], axis=step["axis"])
             current = np.concatenate([chunks[i] for i in step["order"]], axis=step["axis"])
-    return np.ascontiguousarray(current)
+    # np.ascontiguousarray would turn a 0-d scalar into shape (1,)
+    return current if current.flags.c_contiguous else current.copy(order="C")
 
 
 def inverse_steps(shapes: Sequence[Shape], steps: Sequence[Step]) -> tuple[Step, ...] | None:

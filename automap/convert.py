@@ -1,0 +1,819 @@
+"""Apply a mapping to a checkpoint: check everything first, then stream, write atomically and verify.
+
+Invariants:
+
+- Nothing is written until the whole mapping has been checked against the source checkpoint (and the
+  target's listing when one is known), and every problem found is reported at once.
+- The output follows the target's parameter order. Each output record's loader reads and transforms one
+  source tensor (or one group of parts) when the writer asks for it, so memory holds one tensor at a time
+  (plus whatever the output format's own writer keeps; `torch.save` needs the whole state dict).
+- dtypes are kept bit-exact unless a cast is asked for; casts involving bfloat16 or float8, which numpy
+  lacks, go through torch.
+- The output appears atomically (never a partial file) and is then re-opened with its framework's own
+  loader, and every tensor is compared bit-exact with its transformed source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import AutomapError, ConversionError, MissingDependencyError
+from ._format import human_bytes, shape_text
+from ._progress import Progress
+from ._types import Array, Framework, StrPath
+from .dtypes import dtype_from_mindspore, get_dtype
+from .io import load_checkpoint, save_checkpoint
+from .io._atomic import check_writable
+from .io._framework import guess_framework
+from .io._sniff import JSON, MINDSPORE, SAFETENSORS, TORCH, format_for_suffix
+from .mapping import fingerprint, load_mapping
+from .records import Match, NameMapping, ParamRecord, ParamTable
+from .transforms import Step, apply_steps, describe, output_shape
+
+__all__ = [
+    "ConversionPlan",
+    "ConversionReport",
+    "PlannedTensor",
+    "check_mapping",
+    "convert",
+    "infer_for_conversion",
+    "is_restored_by_loader",
+    "plan_conversion",
+]
+
+_SHOWN = 12  # problems quoted in one error line; `automap audit` lists them all
+_SHOWN_PAIRS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTensor:
+    """One output tensor: which source tensor(s) it is made from and how.
+
+    Attributes:
+        target: the output parameter's name.
+        sources: the source names read (several when parts are concatenated).
+        steps: layout steps applied to the source(s), automatic ones included.
+        shape: the output shape.
+        dtype: the output dtype.
+        source_dtype: the sources' dtype (differs from `dtype` when a cast was asked for).
+        automatic: what automap added on its own (a reshape over length-1 axes, an implied concat), or "".
+    """
+
+    target: str
+    sources: tuple[str, ...]
+    steps: tuple[Step, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    source_dtype: str
+    automatic: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the output tensor in bytes."""
+        size = get_dtype(self.dtype).itemsize
+        for dim in self.shape:
+            size *= dim
+        return size
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    """A checked conversion, ready to run.
+
+    Attributes:
+        tensors: the output tensors in target order.
+        framework: whose naming conventions the output follows (the `.safetensors` flavour).
+        left_out: targets with no source, left out because missing targets were allowed.
+        restored_by_loader: targets left out because the target framework's loader restores them
+            (PyTorch BatchNorm's `num_batches_tracked`).
+        unused_sources: source parameters no output tensor reads.
+        problems: everything that prevents the conversion; empty for a plan that can run.
+    """
+
+    tensors: tuple[PlannedTensor, ...]
+    framework: Framework
+    left_out: tuple[str, ...] = ()
+    restored_by_loader: tuple[str, ...] = ()
+    unused_sources: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def automatic(self) -> tuple[PlannedTensor, ...]:
+        """Tensors that got a layout step automap added on its own."""
+        return tuple(t for t in self.tensors if t.automatic)
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What `convert` did.
+
+    Attributes:
+        source: the source checkpoint.
+        output: the file written.
+        source_framework: the source's framework.
+        target_framework: the output's framework (naming conventions and file flavour).
+        tensors: how many tensors were written.
+        nbytes: their total size.
+        verified: how many were re-read and found bit-exact (0 when verification was skipped).
+        verified_with: the loader used to re-read the output.
+        cast_to: the dtype float tensors were cast to, or None.
+        cast_count: how many tensors were cast.
+        plan: the plan that was run.
+        notes: further facts worth telling a person.
+    """
+
+    source: str
+    output: str
+    source_framework: Framework
+    target_framework: Framework
+    tensors: int
+    nbytes: int
+    verified: int
+    verified_with: str
+    cast_to: str | None
+    cast_count: int
+    plan: ConversionPlan
+    notes: tuple[str, ...] = field(default=())
+
+    def lines(self) -> list[str]:
+        """A short human-readable account, one fact per line."""
+        out = [
+            f"converted {self.tensors} tensors ({human_bytes(self.nbytes)}) {self.source} -> {self.output} "
+            f"({self.source_framework} -> {self.target_framework})"
+        ]
+        if self.cast_to:
+            out.append(f"cast {self.cast_count} floating-point tensors to {self.cast_to}")
+        for tensor in self.plan.automatic:
+            out.append(f"automatic: {tensor.target}: {tensor.automatic}")
+        if self.plan.left_out:
+            out.append(
+                f"WARNING: {len(self.plan.left_out)} target parameters have no source and were LEFT OUT "
+                f"(--allow-missing): {', '.join(self.plan.left_out)}"
+            )
+        if self.plan.restored_by_loader:
+            out.append(
+                f"left out {len(self.plan.restored_by_loader)} BatchNorm num_batches_tracked counters, "
+                "which PyTorch's load_state_dict restores"
+            )
+        counters = {n for n in self.plan.unused_sources if is_restored_by_loader(n, self.source_framework)}
+        unused = [n for n in self.plan.unused_sources if n not in counters]
+        if counters:
+            out.append(f"{len(counters)} BatchNorm num_batches_tracked counters are not needed by the target")
+        if unused:
+            shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
+            out.append(f"{len(unused)} source parameter{'' if len(unused) == 1 else 's'} not used: {shown}")
+        out.extend(self.notes)
+        if self.verified:
+            out.append(f"verified {self.verified} tensors bit-exact with {self.verified_with}")
+        return out
+
+
+def convert(
+    source: ParamTable | StrPath,
+    mapping: NameMapping | StrPath,
+    output: StrPath,
+    *,
+    target: ParamTable | StrPath | None = None,
+    dtype: str | None = None,
+    framework: Framework | None = None,
+    allow_missing: bool = False,
+    accept_low_confidence: bool = False,
+    ignore_fingerprint: bool = False,
+    overwrite: bool = False,
+    verify: bool = True,
+    progress: bool = False,
+) -> ConversionReport:
+    """Convert a checkpoint with a mapping; the output's format follows its suffix.
+
+    Everything is checked before anything is written: the source must be the checkpoint the mapping was made
+    from, every source name must exist, shapes must fit (after the pair's transform), and every target must
+    have a source. Then the tensors are streamed, one at a time, into `output` (written atomically), which is
+    re-opened with its framework's own loader and compared bit-exact.
+
+    Args:
+        source: the checkpoint to convert, or its table (`load_checkpoint`).
+        mapping: a `NameMapping`, or a mapping file (versioned, or a flat `{target: source}` JSON object).
+        output: the file to write: `.ckpt` (MindSpore), `.pth`/`.pt`/`.bin` (PyTorch) or `.safetensors`.
+        target: the target's checkpoint or listing (or table). It sets the output order and shapes, and
+            shows targets the mapping misses; without it, the mapping's pair order is used.
+        dtype: cast floating-point tensors to this dtype ("float16", "bfloat16", ...); others are kept.
+        framework: the naming flavour of a `.safetensors` output; defaults to the target's.
+        allow_missing: leave out target parameters with no source instead of failing (they are listed).
+        accept_low_confidence: convert even when pairs are below the mapping's confidence threshold.
+        ignore_fingerprint: accept a source (or target) other than the one the mapping was made from, as
+            long as names and shapes still fit.
+        overwrite: replace an existing output.
+        verify: re-open the output with its framework's loader and compare every tensor bit-exact.
+        progress: draw a progress bar on stderr (on a terminal, for conversions that take a while).
+
+    Returns:
+        What was written and verified.
+
+    Raises:
+        ConversionError: the mapping does not fit the checkpoints (all problems listed), the output exists or
+            cannot be written, or verification found a difference (the output is then removed).
+        MappingFileError: the mapping file is malformed.
+        CheckpointFormatError: a checkpoint cannot be read.
+
+    Example:
+        >>> report = convert("model.pth", "mapping.json", "model.ckpt")  # doctest: +SKIP
+        >>> report.verified == report.tensors  # doctest: +SKIP
+        True
+    """
+    out = check_writable(output, overwrite=overwrite)
+    _check_output_kind(out)
+    source_table = _table(source)
+    if Path(source_table.source).exists() and Path(source_table.source).resolve() == out.resolve():
+        msg = f"output {str(out)!r} is the source checkpoint; write to another file"
+        raise ConversionError(msg)
+    target_table = _table(target) if target is not None else None
+    the_mapping = mapping if isinstance(mapping, NameMapping) else load_mapping(mapping)
+    where = str(mapping) if not isinstance(mapping, NameMapping) else "the mapping"
+    plan = plan_conversion(
+        source_table,
+        the_mapping,
+        target=target_table,
+        dtype=dtype,
+        framework=_output_framework(out, framework, target_table, the_mapping),
+        allow_missing=allow_missing,
+        accept_low_confidence=accept_low_confidence,
+        ignore_fingerprint=ignore_fingerprint,
+        where=where,
+    )
+    records = _output_records(source_table, plan)
+    total = sum(t.nbytes for t in plan.tensors)
+    with Progress(total, len(records), label="writing", enabled=progress) as bar:
+        save_checkpoint(_counted(records, bar), out, framework=plan.framework, overwrite=overwrite)
+    verified, how = 0, ""
+    notes: tuple[str, ...] = () if verify else ("not verified: the output was not re-read (--no-verify)",)
+    if verify:
+        with Progress(total, len(records), label="verifying", enabled=progress) as bar:
+            verified, how = _verify_output(out, plan, records, bar)
+    cast = [t for t in plan.tensors if t.dtype != t.source_dtype]
+    return ConversionReport(
+        source=source_table.source,
+        output=str(out),
+        source_framework=source_table.framework,
+        target_framework=plan.framework,
+        tensors=len(records),
+        nbytes=total,
+        verified=verified,
+        verified_with=how,
+        cast_to=dtype if cast else None,
+        cast_count=len(cast),
+        plan=plan,
+        notes=notes,
+    )
+
+
+def plan_conversion(
+    source: ParamTable,
+    mapping: NameMapping,
+    *,
+    target: ParamTable | None = None,
+    dtype: str | None = None,
+    framework: Framework | None = None,
+    allow_missing: bool = False,
+    accept_low_confidence: bool = False,
+    ignore_fingerprint: bool = False,
+    where: str = "the mapping",
+) -> ConversionPlan:
+    """Check a mapping against the checkpoints and work out every output tensor, reading no tensor data.
+
+    Args:
+        source: the source checkpoint's table.
+        mapping: the mapping.
+        target: the target's table (checkpoint or listing), when known.
+        dtype: cast floating-point tensors to this dtype.
+        framework: the output's naming flavour; defaults to the target's.
+        allow_missing: leave out targets with no source instead of failing.
+        accept_low_confidence: accept pairs below the mapping's threshold.
+        ignore_fingerprint: accept checkpoints other than the ones the mapping was made from.
+        where: how to name the mapping in messages (its file name).
+
+    Returns:
+        A plan with no problems.
+
+    Raises:
+        ConversionError: anything prevents the conversion; every problem is listed in one message.
+
+    Example:
+        >>> plan = plan_conversion(load_checkpoint("model.pth"), load_mapping("mapping.json"))  # doctest: +SKIP
+        >>> [t.target for t in plan.tensors][:1]  # doctest: +SKIP
+        ['conv1.weight']
+    """
+    if dtype is not None and not get_dtype(dtype).is_float:
+        msg = f"cannot cast to {dtype!r}: only floating-point dtypes can be asked for"
+        raise ConversionError(msg)
+    if not ignore_fingerprint:
+        _check_fingerprint("source", mapping, source, where)
+        if target is not None:
+            _check_fingerprint("target", mapping, target, where)
+    plan = _plan(source, mapping, target, dtype, framework, allow_missing)
+    if plan.problems:
+        count = len(plan.problems)
+        shown = "; ".join(plan.problems[:_SHOWN])
+        more = f"; ... and {count - _SHOWN} more (automap audit lists them all)" if count > _SHOWN else ""
+        msg = f"{where} does not fit {source.source!r}: {count} problem{'s' if count > 1 else ''}: {shown}{more}"
+        raise ConversionError(msg)
+    low = low_confidence(mapping)
+    if low and not accept_low_confidence:
+        shown = ", ".join(f"{p.target} <- {_source_text(p)} ({p.confidence:.2f})" for p in low[:_SHOWN_PAIRS])
+        more = ", ..." if len(low) > _SHOWN_PAIRS else ""
+        msg = (
+            f"{where}: {len(low)} pair{'s are' if len(low) > 1 else ' is'} below the confidence threshold "
+            f"{mapping.threshold:g}: {shown}{more}; review with `automap audit`, mark the right ones with "
+            "`automap audit MAPPING --accept TARGET`, or pass --accept-low-confidence"
+        )
+        raise ConversionError(msg)
+    return plan
+
+
+def check_mapping(mapping: NameMapping, source: ParamTable, target: ParamTable | None = None) -> list[str]:
+    """Every way a mapping fails to fit its checkpoints, as readable lines (empty when it fits).
+
+    Args:
+        mapping: the mapping.
+        source: the source checkpoint's table.
+        target: the target's table, when known.
+
+    Returns:
+        One line per problem: fingerprints, unknown or reused source names, shapes, transforms, missing targets.
+
+    Example:
+        >>> check_mapping(load_mapping("m.json"), load_checkpoint("model.pth"))  # doctest: +SKIP
+        []
+    """
+    problems = []
+    for side, table in (("source", source), ("target", target)):
+        if table is not None:
+            found = _fingerprint_problem(side, mapping, table)
+            if found:
+                problems.append(found)
+    plan = _plan(source, mapping, target, None, None, allow_missing=False)
+    return [*problems, *plan.problems]
+
+
+def low_confidence(mapping: NameMapping) -> tuple[Match, ...]:
+    """Pairs with a source whose confidence is below the mapping's threshold and that no person reviewed."""
+    return tuple(p for p in mapping.pairs if p.source is not None and p.confidence < mapping.threshold and not p.pinned)
+
+
+def is_restored_by_loader(name: str, framework: Framework) -> bool:
+    """True for a target the framework's own loader fills in when absent (PyTorch's `num_batches_tracked`)."""
+    return framework == "pytorch" and name.rsplit(".", 1)[-1] == "num_batches_tracked"
+
+
+def infer_for_conversion(
+    source: ParamTable, template: ParamTable, *, threshold: float = 0.5, pins: NameMapping | None = None
+) -> NameMapping:
+    """Infer the mapping from `source` to the template's parameters (`automap convert --like`).
+
+    Args:
+        source: the checkpoint to convert.
+        template: the target checkpoint or listing whose names, shapes and order the output takes.
+        threshold: confidence below which a pair needs review.
+        pins: pairs a person already reviewed, kept as they are.
+
+    Returns:
+        The inferred mapping.
+
+    Raises:
+        MappingFileError: a pin names a parameter that does not exist.
+
+    Example:
+        >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
+    """
+    from .infer import infer_mapping  # the engine is heavy; a conversion with a given mapping never loads it
+
+    return infer_mapping(source, template, threshold=threshold, pins=pins)
+
+
+# --- planning -------------------------------------------------------------------------------------------------
+
+
+def _plan(
+    source: ParamTable,
+    mapping: NameMapping,
+    target: ParamTable | None,
+    dtype: str | None,
+    framework: Framework | None,
+    allow_missing: bool,
+) -> ConversionPlan:
+    target_framework: Framework = (
+        framework or (target.framework if target is not None else None) or _mapping_framework(mapping)
+    )
+    problems: list[str] = []
+    by_target = {p.target: p for p in mapping.pairs}
+    if target is not None:
+        order: list[tuple[str, Match | None, tuple[int, ...] | None]] = [
+            (r.name, by_target.get(r.name), r.shape) for r in target.params
+        ]
+        unknown = [p.target for p in mapping.pairs if p.target not in target]
+        if unknown:
+            problems.append(
+                f"{_count(unknown, 'target')} in the mapping {'is' if len(unknown) == 1 else 'are'} not "
+                f"parameters of {target.source!r}: {_names(unknown)}"
+            )
+    else:
+        order = [(p.target, p, _recorded_target_shape(p)) for p in mapping.pairs]
+    tensors: list[PlannedTensor] = []
+    missing: list[str] = []
+    restored: list[str] = []
+    uses: dict[str, list[tuple[str, tuple[Step, ...], int]]] = {}
+    for name, pair, expected in order:
+        if pair is None or pair.source is None:
+            if is_restored_by_loader(name, target_framework):
+                restored.append(name)
+            else:
+                missing.append(name)
+            continue
+        planned, problem = _plan_pair(source, pair, expected, dtype)
+        if problem or planned is None:
+            problems.append(problem)
+            continue
+        tensors.append(planned)
+        for source_name in pair.source_names:
+            uses.setdefault(source_name, []).append((name, pair.transform, len(pair.source_names)))
+    problems.extend(_reuse_problems(uses))
+    if missing and not allow_missing:
+        problems.append(
+            f"{_count(missing, 'target parameter')} {'has' if len(missing) == 1 else 'have'} no source: "
+            f"{_names(missing)} (give {'it a source' if len(missing) == 1 else 'them sources'} in the mapping, "
+            f"or pass --allow-missing to leave {'it' if len(missing) == 1 else 'them'} out of the output)"
+        )
+    if not tensors and not problems:
+        problems.append("no target parameter has a source; there is nothing to convert")
+    unused = tuple(name for name in source.names if name not in uses)
+    return ConversionPlan(
+        tensors=tuple(tensors),
+        framework=target_framework,
+        left_out=tuple(missing),
+        restored_by_loader=tuple(restored),
+        unused_sources=unused,
+        problems=tuple(problems),
+    )
+
+
+def _plan_pair(
+    source: ParamTable, pair: Match, expected: tuple[int, ...] | None, dtype: str | None
+) -> tuple[PlannedTensor | None, str]:
+    """The output tensor of one pair, or the problem that prevents it."""
+    names = pair.source_names
+    records = [source.get(n) for n in names]
+    absent = [n for n, r in zip(names, records, strict=True) if r is None]
+    if absent:
+        hints = [difflib.get_close_matches(n, source.names, n=1) for n in absent]
+        hint = next((f" (did you mean {h[0]!r}?)" for h in hints if h), "")
+        return None, f"target {pair.target!r}: source {_names(absent)} not in {source.source!r}{hint}"
+    found = [r for r in records if r is not None]
+    dtypes = {r.dtype for r in found}
+    if len(dtypes) > 1:
+        return None, f"target {pair.target!r}: its sources have different dtypes {sorted(dtypes)}"
+    steps = tuple(pair.transform)
+    automatic = ""
+    shapes = [r.shape for r in found]
+    shapes_recorded = pair.source_shape is not None
+    if len(found) > 1 and not steps and not shapes_recorded:
+        steps = ({"op": "concat", "axis": 0},)
+        automatic = f"concatenated {len(found)} sources along axis 0"
+    try:
+        shape = output_shape(shapes, steps, where=f"target {pair.target!r}")
+    except AutomapError as error:
+        return None, str(error)
+    if expected is not None and shape != expected:
+        if not pair.transform and not shapes_recorded and _squeezed(shape) == _squeezed(expected):
+            steps = (*steps, {"op": "reshape", "shape": list(expected)})
+            change = f"reshaped {shape_text(shape)} -> {shape_text(expected)} (they differ only in length-1 axes)"
+            automatic = f"{automatic}; {change}" if automatic else change
+            shape = expected
+        else:
+            how = f"after {describe(steps)}" if steps else "with no transform"
+            given = " + ".join(shape_text(s) for s in shapes)
+            return None, (
+                f"target {pair.target!r}: source {_source_text(pair)} {given} gives {shape_text(shape)} {how}, "
+                f"the target needs {shape_text(expected)}"
+            )
+    source_dtype = found[0].dtype
+    out_dtype = dtype if dtype is not None and get_dtype(source_dtype).is_float else source_dtype
+    return PlannedTensor(pair.target, names, steps, shape, out_dtype, source_dtype, automatic), ""
+
+
+def _reuse_problems(uses: dict[str, list[tuple[str, tuple[Step, ...], int]]]) -> list[str]:
+    """A source may feed several targets only when each takes a different part of the same split."""
+    problems = []
+    for name, items in uses.items():
+        if len(items) < 2:
+            continue
+        splits = [_first_split(steps) if count == 1 else None for _, steps, count in items]
+        keys = {(s["axis"], s["parts"]) for s in splits if s is not None}
+        indexes = [s["index"] for s in splits if s is not None]
+        if all(s is not None for s in splits) and len(keys) == 1 and len(set(indexes)) == len(indexes):
+            continue
+        targets = [t for t, _, _ in items]
+        problems.append(
+            f"source {name!r} feeds {len(items)} targets ({_names(targets)}) (a source may feed only one target, "
+            "unless each takes a different part of the same split)"
+        )
+    return problems
+
+
+def _first_split(steps: Sequence[Step]) -> Step | None:
+    return next((s for s in steps if s["op"] == "split"), None)
+
+
+def _recorded_target_shape(pair: Match) -> tuple[int, ...] | None:
+    """The target shape a mapping records for a pair, or None when it records no shapes (a flat mapping)."""
+    if pair.target_shape or pair.source_shape is not None:
+        return tuple(pair.target_shape)
+    return None
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def _fingerprint_problem(side: str, mapping: NameMapping, table: ParamTable) -> str:
+    endpoint = mapping.source if side == "source" else mapping.target
+    if not endpoint.fingerprint:
+        return ""
+    actual = fingerprint(table)
+    if actual == endpoint.fingerprint:
+        return ""
+    made_from = f"{endpoint.path!r}, " if endpoint.path else ""
+    return (
+        f"{table.source!r} is not the {side} checkpoint the mapping was made from ({made_from}{endpoint.params} "
+        f"parameters, fingerprint {endpoint.fingerprint}; this file: {len(table)} parameters, fingerprint {actual})"
+    )
+
+
+def _check_fingerprint(side: str, mapping: NameMapping, table: ParamTable, where: str) -> None:
+    problem = _fingerprint_problem(side, mapping, table)
+    if problem:
+        msg = (
+            f"{where}: {problem}; give the right file, re-run `automap infer` for this one, or pass "
+            "--ignore-fingerprint if its names and shapes still fit"
+        )
+        raise ConversionError(msg)
+
+
+def _mapping_framework(mapping: NameMapping) -> Framework:
+    side = mapping.target
+    if side.path or side.fingerprint or side.params:
+        return side.framework
+    return guess_framework(p.target for p in mapping.pairs)  # a flat mapping says nothing about frameworks
+
+
+def _output_framework(
+    out: Path, explicit: Framework | None, target: ParamTable | None, mapping: NameMapping
+) -> Framework:
+    kind = format_for_suffix(out)
+    if kind == TORCH:
+        return "pytorch"
+    if kind == MINDSPORE:
+        return "mindspore"
+    if explicit is not None:
+        return explicit
+    return target.framework if target is not None else _mapping_framework(mapping)
+
+
+def _check_output_kind(out: Path) -> None:
+    kind = format_for_suffix(out)
+    if kind is None or kind == JSON:
+        msg = (
+            f"cannot tell what to write for {out.name!r}: name the output .ckpt (MindSpore), .pth (PyTorch) "
+            "or .safetensors"
+        )
+        raise ConversionError(msg)
+
+
+def _table(value: ParamTable | StrPath) -> ParamTable:
+    return value if isinstance(value, ParamTable) else load_checkpoint(value)
+
+
+def _source_text(pair: Match) -> str:
+    names = pair.source_names
+    return repr(names[0]) if len(names) == 1 else "[" + ", ".join(repr(n) for n in names) + "]"
+
+
+def _count(items: Sequence[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _names(items: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(repr(n) for n in items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+# --- running --------------------------------------------------------------------------------------------------
+
+
+def _output_records(source: ParamTable, plan: ConversionPlan) -> list[ParamRecord]:
+    return [ParamRecord(t.target, t.shape, t.dtype, i, _loader(source, t)) for i, t in enumerate(plan.tensors)]
+
+
+def _loader(source: ParamTable, tensor: PlannedTensor) -> Callable[[], Array]:
+    records = [source[n] for n in tensor.sources]
+
+    def load() -> Array:
+        arrays = [r.read() for r in records]
+        array = apply_steps(arrays, tensor.steps) if tensor.steps else arrays[0]
+        if tensor.shape == () and array.shape == (1,):  # np.ascontiguousarray turns a 0-d scalar into shape (1,)
+            array = array.reshape(())
+        return _cast(array, tensor.source_dtype, tensor.dtype)
+
+    return load
+
+
+def _counted(records: list[ParamRecord], bar: Progress) -> list[ParamRecord]:
+    """The same records, their loaders reporting each tensor read to the progress bar."""
+
+    def wrap(record: ParamRecord) -> ParamRecord:
+        inner = record.read
+
+        def load() -> Array:
+            array = inner()
+            bar.advance(record.nbytes)
+            return array
+
+        return ParamRecord(record.name, record.shape, record.dtype, record.index, load)
+
+    return [wrap(r) for r in records]
+
+
+def _cast(array: Array, source: str, target: str) -> Array:
+    if source == target:
+        return array
+    if get_dtype(source).numpy_native and get_dtype(target).numpy_native:
+        return array.astype(get_dtype(target).storage)  # a new C-ordered array, 0-d scalars kept 0-d
+    try:  # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do
+        import torch
+
+        from .io.torch import to_numpy, to_torch
+    except ModuleNotFoundError as error:
+        msg = f"casting {source} to {target} needs torch, which is not installed; run: pip install torch"
+        raise MissingDependencyError(msg) from error
+    return to_numpy(to_torch(array, source).to(getattr(torch, target)))
+
+
+# --- verification ---------------------------------------------------------------------------------------------
+
+Reader = Callable[[str], tuple[str, Array] | None]
+
+
+class _UnreadableError(Exception):
+    """The framework's loader refused the file automap wrote."""
+
+
+def _verify_output(out: Path, plan: ConversionPlan, records: list[ParamRecord], bar: Progress) -> tuple[int, str]:
+    """Re-open the output with its framework's own loader and compare every tensor bit-exact."""
+    how = how_for(out, plan)
+    problems: list[str] = []
+    try:
+        with _framework_reader(out, plan) as (names, read):
+            expected_names = [r.name for r in records]
+            wanted, present = set(expected_names), set(names)
+            if present != wanted:
+                extra = [n for n in names if n not in wanted]
+                absent = [n for n in expected_names if n not in present]
+                problems.append(
+                    f"the file holds {_names(extra) or 'nothing more'} and lacks {_names(absent) or 'nothing'}"
+                )
+            elif names != expected_names and format_for_suffix(out) != SAFETENSORS:
+                problems.append("the tensors are not in the target's order")
+            for record in records:
+                found = read(record.name)
+                want = record.read()
+                bar.advance(record.nbytes)
+                if found is None:
+                    continue
+                dtype, array = found
+                if dtype != record.dtype or array.shape != want.shape or array.tobytes() != want.tobytes():
+                    detail = "" if dtype != record.dtype or array.shape != want.shape else " (values differ)"
+                    problems.append(
+                        f"{record.name!r}: read back as {dtype}{shape_text(array.shape)}, expected "
+                        f"{record.dtype}{shape_text(want.shape)}{detail}"
+                    )
+                    if len(problems) >= _SHOWN:
+                        break
+    except _UnreadableError as error:
+        problems.append(f"{how} cannot read it: {error}")
+    if problems:
+        with contextlib.suppress(OSError):
+            out.unlink()
+        msg = f"verification of {str(out)!r} with {how} failed, so the file was removed: {'; '.join(problems)}"
+        raise ConversionError(msg)
+    return len(records), how
+
+
+def how_for(out: Path, plan: ConversionPlan) -> str:
+    """The name of the loader that verifies an output file."""
+    kind = format_for_suffix(out)
+    if kind == TORCH:
+        return "torch.load(weights_only=True)"
+    if kind == MINDSPORE:
+        return "automap's reader (MindSpore cannot load float8)" if _has_float8(plan) else "mindspore.load_checkpoint"
+    if plan.framework == "mindspore" and not _has_float8(plan):
+        return "mindspore.load_checkpoint(format='safetensors')"
+    return "safetensors.safe_open"
+
+
+def _has_float8(plan: ConversionPlan) -> bool:
+    return any(t.dtype.startswith("float8") for t in plan.tensors)
+
+
+def _loaded(what: Callable[[], Any]) -> Any:
+    """Run a framework's loader; any failure means the file is not what the framework expects."""
+    try:
+        return what()
+    except Exception as error:  # the frameworks raise RuntimeError, ValueError, OSError, ... for a bad file
+        text = str(error).strip().splitlines()[0][:200] if str(error).strip() else "no detail"
+        msg = f"{type(error).__name__}: {text}"
+        raise _UnreadableError(msg) from error
+
+
+@contextlib.contextmanager
+def _framework_reader(out: Path, plan: ConversionPlan) -> Iterator[tuple[list[str], Reader]]:
+    kind = format_for_suffix(out)
+    how = how_for(out, plan)
+    if kind == TORCH:
+        import torch
+
+        from .io.torch import to_numpy
+
+        state = _loaded(lambda: torch.load(out, map_location="cpu", weights_only=True, mmap=True))
+
+        def read_torch(name: str) -> tuple[str, Array] | None:
+            tensor = state.get(name)
+            if tensor is None:
+                return None
+            return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
+
+        yield list(state), read_torch
+    elif how.startswith("mindspore"):
+        with _quiet_mindspore():
+            import mindspore
+
+            options = {} if kind == MINDSPORE else {"format": "safetensors"}
+            params = _loaded(lambda: mindspore.load_checkpoint(str(out), **options))
+
+        def read_mindspore(name: str) -> tuple[str, Array] | None:
+            param = params.get(name)
+            return None if param is None else _mindspore_array(param)
+
+        yield list(params), read_mindspore
+    elif kind == SAFETENSORS:
+        from safetensors import safe_open
+
+        from .io.torch import to_numpy
+
+        handle = _loaded(lambda: safe_open(str(out), framework="pt"))  # torch tensors: bfloat16, float8 too
+        keys = list(handle.keys())
+        known = set(keys)
+
+        def read_safetensors(name: str) -> tuple[str, Array] | None:
+            if name not in known:
+                return None
+            tensor = handle.get_tensor(name)
+            return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
+
+        yield keys, read_safetensors
+    else:  # float8 in a .ckpt: MindSpore 2.10 writes it but its loader has no float8 type
+        table = load_checkpoint(out)
+
+        def read_automap(name: str) -> tuple[str, Array] | None:
+            record = table.get(name)
+            return None if record is None else (record.dtype, record.read())
+
+        yield list(table.names), read_automap
+
+
+def _mindspore_array(param: Any) -> tuple[str, Array]:
+    found = dtype_from_mindspore(str(param.dtype))
+    if found is None:
+        msg = f"{param.name}: MindSpore dtype {param.dtype} is not supported"
+        raise ConversionError(msg)
+    if found.numpy_native:
+        return found.name, np.asarray(param.asnumpy())
+    raw = bytes(param.get_bytes())
+    return found.name, np.frombuffer(raw, dtype=found.storage).reshape(tuple(param.shape))
+
+
+@contextlib.contextmanager
+def _quiet_mindspore() -> Iterator[None]:
+    """MindSpore logs warnings through glog on import; keep the command's output readable."""
+    previous = os.environ.get("GLOG_v")
+    os.environ["GLOG_v"] = previous or "3"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GLOG_v", None)

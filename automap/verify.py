@@ -1,0 +1,168 @@
+"""Check that two networks, one per framework, compute the same thing with their weights.
+
+Both networks run in eval mode on the same input (given, or random from specs, or guessed from the first
+layer of the PyTorch model) and their outputs are compared: `|a - b| <= atol + rtol * |a|` everywhere, the
+PyTorch output being the reference. Weights, when given, are loaded by name first, every parameter required.
+The verdict is data (`VerifyReport.passed`); only bad input raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._errors import AutomapError
+from ._types import Array, StrPath
+from .io import load_checkpoint
+from .networks import OutputComparison, compare_outputs, load_into_mindspore, load_into_torch, run_mindspore, run_torch
+from .probes import InputSpec, make_input, parse_input_spec
+from .records import ParamTable
+
+__all__ = ["VerifyReport", "guess_input", "verify"]
+
+ProbeInput = Array | InputSpec | str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of running both networks on the same input.
+
+    Attributes:
+        comparison: output differences and the verdict.
+        inputs: how each input was made (`1x3x224x224:float32`), in argument order.
+        rtol: relative tolerance used.
+        atol: absolute tolerance used.
+        guessed: the input was guessed from the PyTorch model's first layer.
+    """
+
+    comparison: OutputComparison
+    inputs: tuple[str, ...]
+    rtol: float
+    atol: float
+    guessed: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """True when every output agrees within tolerance."""
+        return self.comparison.passed
+
+    def lines(self) -> list[str]:
+        """A short human-readable account: inputs, per-output differences, verdict."""
+        origin = " (guessed from the first layer; give --input to choose)" if self.guessed else ""
+        out = [f"input {i}: {text}{origin}" for i, text in enumerate(self.inputs)]
+        out.extend(self.comparison.detail)
+        verdict = "PASS" if self.passed else "FAIL"
+        out.append(
+            f"{verdict}: max abs diff {self.comparison.max_abs:.3g}, max rel diff {self.comparison.max_rel:.3g} "
+            f"(rtol {self.rtol:g}, atol {self.atol:g})"
+        )
+        return out
+
+
+def verify(
+    torch_module: object,
+    mindspore_cell: object,
+    *,
+    inputs: Sequence[ProbeInput] | None = None,
+    torch_weights: ParamTable | StrPath | None = None,
+    mindspore_weights: ParamTable | StrPath | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    seed: int = 0,
+) -> VerifyReport:
+    """Run a PyTorch module and a MindSpore cell on the same input and compare their outputs.
+
+    Args:
+        torch_module: a `torch.nn.Module`.
+        mindspore_cell: a `mindspore.nn.Cell`.
+        inputs: one entry per positional argument of the networks: numpy arrays, `InputSpec`s or spec strings
+            such as "1x3x224x224:float32" or "1x16:int64:0-1000". When omitted, guessed from the PyTorch
+            model's first layer (a Conv, Linear, Embedding or LayerNorm).
+        torch_weights: a checkpoint (or table) to load into the module first; every entry must fit.
+        mindspore_weights: a checkpoint (or table) to load into the cell first; every parameter must be given.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        seed: seed for random inputs.
+
+    Returns:
+        The comparison; `passed` tells the verdict.
+
+    Raises:
+        AutomapError: an input spec is malformed or cannot be guessed, the weights do not fit the networks,
+            or a network fails on the input.
+
+    Example:
+        >>> report = verify(torch_net, ms_net, inputs=["1x3x224x224:float32"])  # doctest: +SKIP
+        >>> report.passed  # doctest: +SKIP
+        True
+    """
+    if torch_weights is not None:
+        arrays, dtypes = _arrays(torch_weights)
+        load_into_torch(torch_module, arrays, dtypes)
+    if mindspore_weights is not None:
+        arrays, dtypes = _arrays(mindspore_weights)
+        load_into_mindspore(mindspore_cell, arrays, dtypes)
+    rng = np.random.default_rng(seed)
+    guessed = inputs is None
+    if inputs is None:
+        inputs = [guess_input(torch_module)]
+    arrays_in: list[Array] = []
+    described: list[str] = []
+    for value in inputs:
+        if isinstance(value, np.ndarray):
+            arrays_in.append(value)
+            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
+        else:
+            spec = parse_input_spec(value) if isinstance(value, str) else value
+            arrays_in.append(make_input(spec, rng))
+            described.append(str(spec))
+    hint = "; give the input with --input SHAPE:DTYPE" if guessed else ""
+    reference = _run(run_torch, torch_module, arrays_in, "PyTorch", described, hint)
+    candidate = _run(run_mindspore, mindspore_cell, arrays_in, "MindSpore", described, hint)
+    comparison = compare_outputs(reference, candidate, rtol=rtol, atol=atol)
+    return VerifyReport(comparison, tuple(described), rtol, atol, guessed)
+
+
+def guess_input(torch_module: object) -> InputSpec:
+    """An input for a PyTorch model, from the kind of its first layer with parameters.
+
+    Raises:
+        AutomapError: the first layer is of a kind whose input cannot be guessed.
+    """
+    if not hasattr(torch_module, "named_modules"):
+        msg = f"a {type(torch_module).__name__} is not a torch.nn.Module"
+        raise AutomapError(msg)
+    modules: Any = torch_module.named_modules()
+    first: Any = next((m for _, m in modules if any(True for _ in m.parameters(recurse=False))), None)
+    kind = type(first).__name__ if first is not None else ""
+    if kind in ("Conv1d", "Conv2d", "Conv3d"):
+        return InputSpec((1, first.in_channels, *(32,) * int(kind[4])))
+    if kind == "Linear":
+        return InputSpec((1, first.in_features))
+    if kind == "Embedding":
+        return InputSpec((1, 16), "int64", 0, first.num_embeddings)
+    if kind == "LayerNorm":
+        return InputSpec((1, 4, *first.normalized_shape))
+    found = f"its first layer is a {kind}" if kind else "it has no layer with parameters"
+    msg = (
+        f"cannot guess the input of the {type(torch_module).__name__} model ({found}); give it with "
+        "--input SHAPE:DTYPE, e.g. --input 1x3x224x224:float32 or --input 1x16:int64:0-1000"
+    )
+    raise AutomapError(msg)
+
+
+def _arrays(weights: ParamTable | StrPath) -> tuple[dict[str, Array], dict[str, str]]:
+    table = weights if isinstance(weights, ParamTable) else load_checkpoint(weights)
+    return {r.name: r.read() for r in table.params}, {r.name: r.dtype for r in table.params}
+
+
+def _run(runner: Any, network: object, inputs: list[Array], framework: str, described: list[str], hint: str) -> Any:
+    try:
+        return runner(network, inputs)
+    except Exception as error:  # the network's own code rejected the input: a usage problem, not a bug here
+        text = str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
+        msg = f"the {framework} model failed on input {', '.join(described)}: {type(error).__name__}: {text}{hint}"
+        raise AutomapError(msg) from error

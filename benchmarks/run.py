@@ -1,0 +1,109 @@
+"""The accuracy benchmark: infer every zoo pair's mapping and score it against the proven ground truth.
+
+Run from the repository root: `automap bench` (or `python -m benchmarks.run`). `--size full` uses the real
+models' depths; `--reverse` also maps MindSpore -> PyTorch. Checkpoints are written once into a cache folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from automap import load_checkpoint
+from automap.bench import PairResult, add_bench_options, baseline_exact_name, baseline_order, render_results, score_mapping, timed
+from automap.infer import infer_mapping
+from automap.records import NameMapping
+from benchmarks.zoo import all_pairs, normalise_ground_truth, prove, write_checkpoints
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    add_bench_options(parser)
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with parsed options."""
+    wanted = set(args.pairs.split(",")) if args.pairs else None
+    pairs = [p for p in all_pairs() if wanted is None or p.name in wanted]
+    if wanted and len(pairs) != len(wanted):
+        known = ", ".join(p.name for p in all_pairs())
+        print(f"automap: error: unknown pair in {sorted(wanted)}; known: {known}", file=sys.stderr)
+        return 2
+    cache = Path(args.cache)
+    forward: list[PairResult] = []
+    backward: list[PairResult] = []
+    for pair in pairs:
+        torch_path, ms_path = cache / f"{pair.name}-{args.size}.pth", cache / f"{pair.name}-{args.size}.ckpt"
+        if not (torch_path.exists() and ms_path.exists()):
+            write_checkpoints(pair, args.size, cache)
+        source, target = load_checkpoint(torch_path), load_checkpoint(ms_path)
+        truth = normalise_ground_truth(pair.ground_truth(args.size))
+        mapping, seconds = timed(infer_mapping, source, target)
+        result = score_mapping(pair.name, mapping, truth, source, target, seconds)
+        result.baselines = {
+            "exact_name": baseline_exact_name(source, target, truth),
+            "order": baseline_order(source, target, truth),
+        }
+        plain = score_mapping(pair.name, infer_mapping(source, target, lexicon=False), truth, source, target)
+        result.ablations = {"no_lexicon": plain.accuracy}
+        if not args.no_numeric:
+            result.numeric = _numeric(pair, args.size, mapping)
+        forward.append(result)
+        print(f"{pair.name}: {result.accuracy:.1%} in {seconds:.2f}s", file=sys.stderr)
+        if args.reverse:
+            backward.append(_reverse(pair.name, target, source, truth))
+    print(f"PyTorch -> MindSpore, size {args.size}")
+    print(render_results(forward))
+    for result in forward:
+        for line in result.wrong_pairs[:10]:
+            print(f"  {result.name}: {line}")
+    if backward:
+        print(f"\nMindSpore -> PyTorch, size {args.size} (one-to-one pairs of the ground truth)")
+        print(render_results(backward))
+    if args.json:
+        document: dict[str, Any] = {"size": args.size, "forward": [r.as_json() for r in forward]}
+        if backward:
+            document["reverse"] = [r.as_json() for r in backward]
+        Path(args.json).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _numeric(pair: Any, size: str, mapping: NameMapping) -> str:
+    """Do the two nets agree when the weights move through the *inferred* mapping?"""
+    missing = [p.target for p in mapping.pairs if p.source is None]
+    if missing:
+        return f"no ({len(missing)} unmatched)"
+    inferred = {p.target: {"source": list(p.source_names), "transform": [dict(s) for s in p.transform]} for p in mapping.pairs}
+    try:
+        proof = prove(pair, size, inferred)
+    except Exception as error:  # noqa: BLE001 - a wrong mapping may not even load; that is a "no"
+        return f"no ({type(error).__name__})"
+    detail = f"max rel {proof.comparison.max_rel:.1e}"
+    return f"yes ({detail})" if proof.passed else f"no ({detail})"
+
+
+def _reverse(name: str, source: Any, target: Any, truth: Any) -> PairResult:
+    """Score MindSpore -> PyTorch on the ground truth's one-to-one pairs (split/concat pairs have no inverse)."""
+    inverse = {}
+    for t, (sources, steps) in truth.items():
+        if len(sources) == 1 and not any(s["op"] in ("split", "concat") for s in steps):
+            from automap.transforms import inverse_steps
+
+            back = inverse_steps([target[sources[0]].shape], steps)
+            if back is not None:
+                inverse[sources[0]] = ((t,), back)
+    mapping, seconds = timed(infer_mapping, source, target)
+    result = score_mapping(name, mapping, inverse, source, target, seconds)
+    result.baselines = {"exact_name": baseline_exact_name(source, target, inverse), "order": baseline_order(source, target, inverse)}
+    result.ablations = {"no_lexicon": score_mapping(name, infer_mapping(source, target, lexicon=False), inverse, source, target).accuracy}
+    result.numeric = "-"
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

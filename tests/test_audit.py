@@ -1,0 +1,154 @@
+"""`automap audit`: doubtful pairs first with their evidence, then unmatched parameters, then a summary;
+--strict exit codes; --accept rewrites the mapping atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automap import cli
+from automap.audit import accept, audit
+from automap.mapping import load_mapping, mapping_from_json
+
+_ENDPOINTS = {
+    "source": {"path": "model.pth", "framework": "pytorch", "params": 7, "fingerprint": ""},
+    "target": {"path": "template.ckpt", "framework": "mindspore", "params": 6, "fingerprint": ""},
+}
+
+
+def _pair(target: str, source: Any, confidence: float, **extra: Any) -> dict[str, Any]:
+    shape = None if source is None else [4]
+    pair = {"target": target, "source": source, "confidence": confidence, "target_shape": [4], "source_shape": shape}
+    return pair | extra
+
+
+def _document() -> dict[str, Any]:
+    return {
+        "format": "automap.mapping",
+        "version": 1,
+        **_ENDPOINTS,
+        "threshold": 0.5,
+        "pairs": [
+            _pair("stem.conv.bias", "conv.bias", 0.99),
+            _pair(
+                "stem.bn.gamma",
+                "bn.weight",
+                0.31,
+                evidence={"shape": 1.0, "leaf": 0.12, "decided_by": "shape and position"},
+                alternatives=[{"source": "bn.bias", "confidence": 0.29}],
+            ),
+            _pair("stem.bn.beta", "bn.bias", 0.08, alternatives=[{"source": "bn.weight", "confidence": 0.07}]),
+            _pair("norm.gamma", "ln.weight", 0.2, pinned=True),
+            _pair("head.extra", None, 0.0, evidence={"note": "no source tensor fits well enough"}),
+            _pair("norm.beta", "ln.bias", 0.95),
+        ],
+        "unmatched_source": ["bn.running_mean", "fc.weight"],
+    }
+
+
+@pytest.fixture
+def mapping_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps(_document(), indent=1), encoding="utf-8")
+    return path
+
+
+def test_report_is_data_in_review_order() -> None:
+    report = audit(mapping_from_json(_document()))
+    assert [p.target for p in report.doubtful] == ["stem.bn.beta", "stem.bn.gamma"]  # most doubtful first
+    assert [p.target for p in report.unmatched_targets] == ["head.extra"]
+    assert report.unmatched_sources == ("bn.running_mean", "fc.weight")
+    assert (report.confident, report.pinned) == (2, 1)
+    assert report.needs_review
+
+
+def test_rendering_order_and_evidence(mapping_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["audit", str(mapping_file)]) == 0
+    out = capsys.readouterr().out
+    positions = [
+        out.index("Doubtful pairs (2)"),
+        out.index("[1] stem.bn.beta"),
+        out.index("[2] stem.bn.gamma"),
+        out.index("Targets without a source (1)"),
+        out.index("Source parameters not used (2)"),
+        out.index("Summary:"),
+    ]
+    assert positions == sorted(positions)
+    assert "<- bn.weight  [4]" in out
+    assert "confidence 0.31" in out
+    assert "evidence: shape 1.00, leaf 0.12; decided_by: shape and position" in out
+    assert "alternatives: bn.bias 0.29" in out
+    assert "(target #1 of 6)" in out
+    assert "norm.gamma" not in out.split("Targets without a source")[0]  # pinned: reviewed, not doubtful
+    assert "6 pairs: 2 confident, 1 reviewed (pinned), 2 doubtful (below 0.50)" in out
+
+
+def test_strict_exits_3_while_anything_needs_review(mapping_file, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["audit", str(mapping_file), "--strict"]) == 3
+    clean = _document()
+    clean["pairs"] = [p for p in clean["pairs"] if p["confidence"] >= 0.5 or p.get("pinned")]
+    path = tmp_path / "clean.json"
+    path.write_text(json.dumps(clean))
+    assert cli.main(["audit", str(path), "--strict"]) == 0
+    assert "Nothing needs review." in capsys.readouterr().out
+    assert cli.main(["audit", str(path), "--strict", "--threshold", "0.99"]) == 3  # norm.beta at 0.95 now doubtful
+
+
+def test_accept_marks_pairs_reviewed_and_rewrites_the_file(mapping_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = cli.main(["audit", str(mapping_file), "--accept", "stem.bn.beta", "--accept", "stem.bn.g*", "--strict"])
+    out = capsys.readouterr().out
+    assert code == 3  # head.extra still has no source
+    assert "marked 2 pairs as reviewed: stem.bn.gamma, stem.bn.beta" in out
+    reloaded = load_mapping(mapping_file)
+    assert {p.target for p in reloaded.pairs if p.pinned} == {"stem.bn.gamma", "stem.bn.beta", "norm.gamma"}
+    assert [p.target for p in reloaded.doubtful] == ["head.extra"]
+    gamma = reloaded.pair_for("stem.bn.gamma")
+    assert gamma is not None and gamma.source == "bn.weight" and gamma.confidence == pytest.approx(0.31)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("stem.bn.gama", "no pair with target 'stem.bn.gama' (did you mean 'stem.bn.gamma'?)"),
+        ("head.extra", "cannot accept 'head.extra': no source"),
+    ],
+)
+def test_accept_refuses_what_it_cannot_mark_and_leaves_the_file(mapping_file, capsys, name, message) -> None:  # type: ignore[no-untyped-def]
+    before = mapping_file.read_bytes()
+    assert cli.main(["audit", str(mapping_file), "--accept", name]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert mapping_file.read_bytes() == before
+
+
+def test_accept_by_source_name() -> None:
+    mapping, marked = accept(mapping_from_json(_document()), ["bn.bias"])
+    assert marked == ("stem.bn.beta",)
+    assert [p.target for p in audit(mapping).doubtful] == ["stem.bn.gamma"]
+
+
+def test_audit_against_the_checkpoints_lists_problems(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    source = tmp_path / "model.pth"
+    torch.save({"conv.bias": torch.zeros(4), "bn.weight": torch.zeros(3)}, source)
+    document = _document()
+    document["pairs"] = document["pairs"][:2]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    assert cli.main(["audit", str(path), str(source), "--strict"]) == 3
+    out = capsys.readouterr().out
+    assert "Problems with the checkpoints (1):" in out
+    assert "'stem.bn.gamma': source 'bn.weight' [3] gives [3] with no transform, the target needs [4]" in out
+    assert "(source #1)" in out  # positions come from the checkpoint
+
+
+def test_a_flat_mapping_has_nothing_to_review(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps({"head.weight": "fc.weight"}))
+    assert cli.main(["audit", str(path), "--strict", "--accept", "head.weight"]) == 0
+    out = capsys.readouterr().out
+    assert "already marked as reviewed; the file is unchanged" in out
+    assert json.loads(path.read_text()) == {"head.weight": "fc.weight"}

@@ -1,0 +1,382 @@
+"""Conversion end to end with real files and real networks, both directions, plus the streaming guarantees.
+
+Every converted checkpoint is loaded by the target framework's own API into a fresh network, which must
+compute what the source network computes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ms = pytest.importorskip("mindspore")
+
+import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
+
+from automap import cli  # noqa: E402
+from automap._errors import ConversionError  # noqa: E402
+from automap.convert import convert, plan_conversion  # noqa: E402
+from automap.io import load_checkpoint  # noqa: E402
+from automap.mapping import load_mapping, mapping_from_json  # noqa: E402
+from automap.records import ParamRecord, ParamTable  # noqa: E402
+
+RNG = np.random.default_rng(7)
+NET_INPUT = RNG.standard_normal((2, nets.C_IN, 5, 5)).astype(np.float32)
+ATTENTION_INPUT = RNG.standard_normal((2, 4, nets.D_MODEL)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real checkpoints: the torch nets' state dicts and the MindSpore nets saved by mindspore.save_checkpoint."""
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    folder = tmp_path_factory.mktemp("convert")
+    paths = {
+        "net.pth": folder / "net.pth",
+        "net.ckpt": folder / "net.ckpt",
+        "train.ckpt": folder / "train.ckpt",
+        "attention.pth": folder / "attention.pth",
+        "attention.ckpt": folder / "attention.ckpt",
+    }
+    torch.save(nets.torch_net().state_dict(), paths["net.pth"])
+    ms.save_checkpoint(nets.mindspore_net(), str(paths["net.ckpt"]))
+    ms.save_checkpoint(_training_cell(nets.mindspore_net()), str(paths["train.ckpt"]))
+    torch.save(nets.torch_attention().state_dict(), paths["attention.pth"])
+    ms.save_checkpoint(nets.mindspore_attention(), str(paths["attention.ckpt"]))
+    return paths
+
+
+def _training_cell(net: Any) -> Any:
+    """The net wrapped with a loss and a Momentum optimizer, so that its checkpoint carries training state."""
+    from mindspore import nn
+
+    return nn.TrainOneStepCell(nn.WithLossCell(net, nn.MSELoss()), nn.Momentum(net.trainable_params(), 0.01, 0.9))
+
+
+def _write_json(path: Path, document: Any) -> Path:
+    path.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    return path
+
+
+def _torch_output(module: Any, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module.eval()(torch.from_numpy(x)).numpy()
+
+
+def _mindspore_output(cell: Any, x: np.ndarray) -> np.ndarray:
+    cell.set_train(False)
+    return cell(ms.Tensor(x)).asnumpy()
+
+
+def _load_into_fresh_mindspore(factory: Any, path: Path, **options: Any) -> Any:
+    """mindspore.load_checkpoint + load_param_into_net into a new cell; every parameter must be loaded."""
+    cell = factory()
+    params = ms.load_checkpoint(str(path), **options)
+    not_loaded, unused = ms.load_param_into_net(cell, params, strict_load=True)
+    assert not_loaded == [] and unused == []
+    return cell
+
+
+def _load_into_fresh_torch(factory: Any, state: dict[str, Any]) -> Any:
+    module = factory()
+    module.load_state_dict(state, strict=True)
+    return module
+
+
+def _convert(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code = cli.main(["convert", *args, "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+# --- PyTorch -> MindSpore ------------------------------------------------------------------------------------
+
+
+def test_versioned_mapping_to_mindspore_computes_the_same(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
+    out = tmp_path / "out.ckpt"
+    text = _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out))
+    assert "verified 12 tensors bit-exact with mindspore.load_checkpoint" in text
+    assert "pytorch -> mindspore" in text
+    assert list(ms.load_checkpoint(str(out))) == list(nets.NET_TO_MINDSPORE)  # the target's order
+    cell = _load_into_fresh_mindspore(nets.mindspore_net, out)
+    expected = _torch_output(nets.torch_net(), NET_INPUT)
+    np.testing.assert_allclose(_mindspore_output(cell, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_flat_mapping_with_a_template_reshapes_conv1d_and_says_so(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    flat = dict(reversed(nets.flat_mapping(nets.NET_TO_MINDSPORE).items()))  # the template decides the order
+    mapping = _write_json(tmp_path / "flat.json", flat)
+    out = tmp_path / "out.ckpt"
+    text = _convert(
+        capsys, str(files["net.pth"]), "--mapping", str(mapping), "--target", str(files["net.ckpt"]), "-o", str(out)
+    )
+    assert "automatic: mixer.weight: reshaped [6, 4, 3] -> [6, 4, 1, 3]" in text
+    assert list(ms.load_checkpoint(str(out))) == list(nets.NET_TO_MINDSPORE)
+    cell = _load_into_fresh_mindspore(nets.mindspore_net, out)
+    expected = _torch_output(nets.torch_net(), NET_INPUT)
+    np.testing.assert_allclose(_mindspore_output(cell, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_flat_mapping_without_a_template_keeps_its_key_order(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    flat = dict(reversed(nets.flat_mapping(nets.NET_TO_MINDSPORE).items()))
+    mapping = _write_json(tmp_path / "flat.json", flat)
+    out = tmp_path / "out.ckpt"
+    _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out))
+    loaded = ms.load_checkpoint(str(out))
+    assert list(loaded) == list(flat)
+    assert tuple(loaded["mixer.weight"].shape) == (6, 4, 3)  # nothing says the target wants [6, 4, 1, 3]
+
+
+def test_mindspore_flavoured_safetensors_loads_into_mindspore(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
+    out = tmp_path / "out.safetensors"
+    text = _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out))
+    assert "mindspore.load_checkpoint(format='safetensors')" in text
+    cell = _load_into_fresh_mindspore(nets.mindspore_net, out, format="safetensors")
+    expected = _torch_output(nets.torch_net(), NET_INPUT)
+    np.testing.assert_allclose(_mindspore_output(cell, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_qkv_is_split_and_the_projection_transposed(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["attention.pth"]), load_checkpoint(files["attention.ckpt"])
+    document = nets.versioned_mapping(nets.ATTENTION_TO_MINDSPORE, source, template)
+    mapping = _write_json(tmp_path / "m.json", document)
+    out = tmp_path / "out.ckpt"
+    _convert(capsys, str(files["attention.pth"]), "--mapping", str(mapping), "-o", str(out))
+    loaded = ms.load_checkpoint(str(out))
+    qkv = torch.load(files["attention.pth"], weights_only=True)["qkv.weight"].numpy()
+    np.testing.assert_array_equal(loaded["k.weight"].asnumpy(), qkv[nets.D_MODEL : 2 * nets.D_MODEL])
+    cell = _load_into_fresh_mindspore(nets.mindspore_attention, out)
+    expected = _torch_output(nets.torch_attention(), ATTENTION_INPUT)
+    np.testing.assert_allclose(_mindspore_output(cell, ATTENTION_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+# --- MindSpore -> PyTorch ------------------------------------------------------------------------------------
+
+
+def test_versioned_mapping_to_pytorch_computes_the_same(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source = load_checkpoint(files["train.ckpt"])  # a training checkpoint: optimizer state is set aside
+    template = load_checkpoint(files["net.pth"])
+    mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_TORCH, source, template))
+    out = tmp_path / "out.pth"
+    text = _convert(capsys, str(files["train.ckpt"]), "--mapping", str(mapping), "-o", str(out))
+    assert "verified 12 tensors bit-exact with torch.load(weights_only=True)" in text
+    assert "num_batches_tracked" in text  # left to PyTorch's loader, and said so
+    state = torch.load(out, weights_only=True)
+    assert list(state) == [n for n in template.names if not n.endswith("num_batches_tracked")]
+    module = _load_into_fresh_torch(nets.torch_net, state)
+    expected = _mindspore_output(nets.mindspore_net(), NET_INPUT)  # the net train.ckpt was saved from
+    np.testing.assert_allclose(_torch_output(module, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_separate_qkv_are_concatenated_for_pytorch(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["attention.ckpt"]), load_checkpoint(files["attention.pth"])
+    document = nets.versioned_mapping(nets.ATTENTION_TO_TORCH, source, template)
+    mapping = _write_json(tmp_path / "m.json", document)
+    out = tmp_path / "out.safetensors"
+    _convert(capsys, str(files["attention.ckpt"]), "--mapping", str(mapping), "-o", str(out))
+    from safetensors.torch import load_file
+
+    module = _load_into_fresh_torch(nets.torch_attention, load_file(str(out)))
+    expected = _mindspore_output(nets.mindspore_attention(), ATTENTION_INPUT)
+    np.testing.assert_allclose(_torch_output(module, ATTENTION_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_flat_list_source_is_concatenated_along_axis_0(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    flat = {"qkv.weight": ["q.weight", "k.weight", "v.weight"], "proj.bias": "proj_b"}
+    mapping = _write_json(tmp_path / "flat.json", flat)
+    out = tmp_path / "out.pth"
+    text = _convert(capsys, str(files["attention.ckpt"]), "--mapping", str(mapping), "-o", str(out))
+    assert "concatenated 3 sources along axis 0" in text
+    loaded = ms.load_checkpoint(str(files["attention.ckpt"]))
+    parts = [loaded[f"{p}.weight"].asnumpy() for p in "qkv"]
+    np.testing.assert_array_equal(torch.load(out, weights_only=True)["qkv.weight"].numpy(), np.concatenate(parts))
+
+
+# --- dtypes --------------------------------------------------------------------------------------------------
+
+
+def test_bfloat16_stays_bfloat16_in_both_directions(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    state = {
+        k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in nets.torch_net().state_dict().items()
+    }
+    bf16_pth = tmp_path / "bf16.pth"
+    torch.save(state, bf16_pth)
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE))
+    out = tmp_path / "bf16.ckpt"
+    _convert(capsys, str(bf16_pth), "--mapping", str(mapping), "--target", str(files["net.ckpt"]), "-o", str(out))
+    loaded = ms.load_checkpoint(str(out))
+    assert str(loaded["head.weight"].dtype) == "BFloat16"
+    assert bytes(loaded["head.weight"].get_bytes()) == state["fc.weight"].view(torch.int16).numpy().tobytes()
+    assert bytes(loaded["mixer.weight"].get_bytes()) == state["conv1d.weight"].view(torch.int16).numpy().tobytes()
+
+    back = _write_json(tmp_path / "back.json", nets.flat_mapping(nets.NET_TO_TORCH))
+    round_trip = tmp_path / "back.pth"
+    _convert(capsys, str(out), "--mapping", str(back), "--target", str(bf16_pth), "-o", str(round_trip))
+    again = torch.load(round_trip, weights_only=True)
+    for name, tensor in again.items():
+        assert tensor.dtype == torch.bfloat16
+        assert torch.equal(tensor.view(torch.int16), state[name].view(torch.int16)), name
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dtype_casts_floats_and_keeps_integers(files, tmp_path, capsys, dtype) -> None:  # type: ignore[no-untyped-def]
+    original = torch.load(files["net.pth"], weights_only=True)
+    rename = {f"renamed.{k}": k for k in original}  # same framework, new names
+    mapping = _write_json(tmp_path / "flat.json", rename)
+    out = tmp_path / "cast.pth"
+    text = _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "--dtype", dtype, "-o", str(out))
+    assert f"cast 12 floating-point tensors to {dtype}" in text
+    cast = torch.load(out, weights_only=True)
+    want = getattr(torch, dtype)
+    for name, tensor in original.items():
+        got = cast[f"renamed.{name}"]
+        if tensor.is_floating_point():
+            assert got.dtype == want
+            assert torch.equal(got.view(torch.int16), tensor.to(want).view(torch.int16)), name
+        else:
+            assert got.dtype == tensor.dtype and torch.equal(got, tensor)
+
+
+# --- checking before writing ---------------------------------------------------------------------------------
+
+
+def test_every_problem_is_listed_at_once(files) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["attention.pth"]), load_checkpoint(files["attention.ckpt"])
+    document = nets.versioned_mapping(nets.ATTENTION_TO_MINDSPORE, source, template)
+    pairs = {p["target"]: p for p in document["pairs"]}
+    pairs["q.weight"]["source"] = "qkv.weight_typo"  # unknown source
+    pairs["k.bias"]["transform"][0]["index"] = 0  # same split part as q.bias
+    pairs["v.weight"]["transform"] = [{"op": "split", "axis": 0, "parts": 5, "index": 0}]  # impossible
+    pairs["proj_b"]["source"] = None  # missing target
+    mapping = mapping_from_json(document)
+    with pytest.raises(ConversionError) as caught:
+        plan_conversion(source, mapping, target=template)
+    message = str(caught.value)
+    assert "4 problems" in message
+    assert "'qkv.weight_typo' not in" in message and "did you mean 'qkv.weight'" in message
+    assert "source 'qkv.bias' feeds 3 targets ('q.bias', 'k.bias', 'v.bias')" in message
+    assert "does not split into 5 equal parts" in message
+    assert "1 target parameter has no source: 'proj_b'" in message
+
+
+def test_a_shape_mismatch_without_transform_is_refused(files) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    document = nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template)
+    pair = next(p for p in document["pairs"] if p["target"] == "mixer.weight")
+    pair["transform"] = None
+    with pytest.raises(ConversionError, match=r"'mixer.weight': source 'conv1d.weight' \[6, 4, 3\] gives \[6, 4, 3\]"):
+        plan_conversion(source, mapping_from_json(document), target=template)
+
+
+def test_low_confidence_pairs_are_refused_unless_accepted(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    document = nets.versioned_mapping(
+        nets.NET_TO_MINDSPORE, source, template, confidence={"norm.gamma": 0.3, "norm.beta": 0.2}
+    )
+    mapping = _write_json(tmp_path / "m.json", document)
+    out = tmp_path / "out.ckpt"
+    code = cli.main(["convert", str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and not out.exists()
+    assert "2 pairs are below the confidence threshold 0.5: norm.gamma <- 'ln.weight' (0.30)" in err
+    assert "--accept-low-confidence" in err
+    args = [str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out), "--accept-low-confidence"]
+    _convert(capsys, *args)
+    assert out.exists()
+
+
+def test_a_changed_dtype_needs_ignore_fingerprint(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
+    half = tmp_path / "half.pth"
+    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in torch.load(files["net.pth"]).items()}, half)
+    out = tmp_path / "out.ckpt"
+    assert cli.main(["convert", str(half), "--mapping", str(mapping), "-o", str(out)]) == 1
+    assert "is not the source checkpoint the mapping was made from" in capsys.readouterr().err
+    _convert(capsys, str(half), "--mapping", str(mapping), "-o", str(out), "--ignore-fingerprint")
+    assert str(ms.load_checkpoint(str(out))["head.weight"].dtype) == "Float16"
+
+
+# --- streaming, interruption, verification -------------------------------------------------------------------
+
+
+def _with_loader(table: ParamTable, name: str, loader: Any) -> ParamTable:
+    params = tuple(ParamRecord(r.name, r.shape, r.dtype, r.index, loader) if r.name == name else r for r in table)
+    return ParamTable(table.framework, table.source, params, table.excluded, table.notes, table.format)
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pth", ".safetensors"])
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_an_interruption_mid_write_leaves_no_file(files, tmp_path, suffix, failure) -> None:  # type: ignore[no-untyped-def]
+    source = load_checkpoint(files["net.pth"])
+    reads: list[str] = []
+
+    def interrupted() -> np.ndarray:
+        reads.append("ln.weight")
+        raise failure
+
+    broken = _with_loader(source, "ln.weight", interrupted)
+    out = tmp_path / f"out{suffix}"
+    mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
+    with pytest.raises(failure):
+        convert(broken, mapping, out)
+    assert reads == ["ln.weight"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json"]  # no output, no partial file
+
+
+def test_tensors_are_read_one_at_a_time_in_target_order(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = load_checkpoint(files["net.pth"])
+    events: list[str] = []
+    for record in source.params:
+        source = _with_loader(source, record.name, _logged(record, events))
+    mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
+    convert(source, mapping, tmp_path / "out.ckpt", verify=False)
+    sources = [v if isinstance(v, str) else v["source"] for v in nets.NET_TO_MINDSPORE.values()]
+    assert events == sources  # each read once, when the writer reached its target
+
+
+def _logged(record: ParamRecord, events: list[str]) -> Any:
+    def load() -> np.ndarray:
+        events.append(record.name)
+        return record.read()
+
+    return load
+
+
+def test_verification_fails_when_the_file_differs_from_its_source(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A source that changes between the write and the re-read: the output no longer matches, so it is removed."""
+    source = load_checkpoint(files["net.pth"])
+    record = source["fc.bias"]
+    calls: list[int] = []
+
+    def drifting() -> np.ndarray:
+        calls.append(1)
+        return record.read() + np.float32(len(calls))
+
+    mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
+    out = tmp_path / "out.ckpt"
+    with pytest.raises(ConversionError, match=r"verification of .* failed.*'head.bias'.*values differ"):
+        convert(_with_loader(source, "fc.bias", drifting), mapping, out)
+    assert not out.exists()
+
+
+def test_progress_bar_is_drawn_on_a_terminal_unless_quiet(files, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import automap._progress
+
+    monkeypatch.setattr(automap._progress, "_DELAY", 0.0)
+    monkeypatch.setattr(automap._progress, "_is_terminal", lambda stream: True)
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE))
+    args = ["convert", str(files["net.pth"]), "--mapping", str(mapping)]
+    assert cli.main([*args, "-o", str(tmp_path / "a.ckpt")]) == 0
+    assert "writing" in capsys.readouterr().err
+    assert cli.main([*args, "-o", str(tmp_path / "b.ckpt"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
