@@ -17,19 +17,34 @@ from .audit import AuditReport, audit
 from .convert import ConversionReport, convert
 from .io import load_checkpoint, save_checkpoint
 from .mapping import load_mapping, save_mapping
-from .records import ParamRecord, ParamTable
+from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from .verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 
+
+
+def __getattr__(name: str) -> object:
+    """`infer` / `infer_mapping`, imported on first use: the engine pulls in scipy and networkx."""
+    if name in ("infer", "infer_mapping"):
+        from .inference import infer_mapping
+
+        return infer_mapping
+    msg = f"module 'automap' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 __all__ = [
+    "Alternative",
     "AuditReport",
     "AutomapError",
     "CheckpointFormatError",
     "ConversionError",
     "ConversionReport",
+    "Endpoint",
     "MappingFileError",
+    "Match",
     "MissingDependencyError",
+    "NameMapping",
     "ParamRecord",
     "ParamTable",
     "UnsafeCheckpointError",
@@ -37,6 +52,8 @@ __all__ = [
     "__version__",
     "audit",
     "convert",
+    "infer",
+    "infer_mapping",
     "load_checkpoint",
     "load_mapping",
     "save_checkpoint",

@@ -392,7 +392,7 @@ def infer_for_conversion(
     Example:
         >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
     """
-    from .infer import infer_mapping  # the engine is heavy; a conversion with a given mapping never loads it
+    from .inference import infer_mapping  # the engine is heavy; a conversion with a given mapping never loads it
 
     return infer_mapping(source, template, threshold=threshold, pins=pins)
 

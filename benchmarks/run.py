@@ -14,7 +14,7 @@ from typing import Any
 
 from automap import load_checkpoint
 from automap.bench import PairResult, add_bench_options, baseline_exact_name, baseline_order, render_results, score_mapping, timed
-from automap.infer import infer_mapping
+from automap.inference import infer_mapping
 from automap.records import NameMapping
 from benchmarks.zoo import all_pairs, normalise_ground_truth, prove, write_checkpoints
 

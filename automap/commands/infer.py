@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Infer, print the summary, write the files."""
-    from automap.infer import infer_mapping
+    from automap.inference import infer_mapping
     from automap.mapping import load_mapping, save_mapping
 
     if not 0.0 <= args.threshold <= 1.0:

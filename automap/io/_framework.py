@@ -1,10 +1,20 @@
-"""Helpers every reader shares: which framework's conventions a name list follows, and table assembly."""
+"""Helpers every reader shares: which framework's conventions a name list follows, and table assembly.
+
+Every table passes through `build_table`, which is also where untrusted names and shapes are bounded: a name
+must be printable text of sane length (no control characters, no lone surrogates, no bidirectional overrides
+that could disguise it on screen or in a mapping file), and a shape must have at most 32 axes and fewer than
+2**63 bytes, so that everything downstream (numpy, printing, JSON) can handle it.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterable
 
+from automap._errors import CheckpointFormatError
 from automap._types import Array, Framework
+from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 from automap.training_state import is_training_state
 
@@ -12,6 +22,13 @@ _MINDSPORE_LEAVES = frozenset({"gamma", "beta", "moving_mean", "moving_variance"
 _TORCH_LEAVES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 
 RawRecord = tuple[str, tuple[int, ...], str, "Callable[[], Array] | None"]
+
+MAX_NAME = 64 * 1024  # characters; real parameter names are well under 1000
+MAX_NDIM = 32  # numpy's limit (numpy < 2): an array with more axes cannot exist
+MAX_NBYTES = 2**63  # bytes of one tensor; beyond this no file or machine could hold it
+# C0/C1 controls (newlines, terminal escapes), lone surrogates (not encodable), and the bidirectional
+# overrides/isolates that let text display in another order than it is stored ("Trojan Source").
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def guess_framework(names: Iterable[str]) -> Framework:
@@ -36,9 +53,61 @@ def build_table(
     """Number records in order, setting training state (MindSpore's, or named by the caller) aside."""
     params: list[ParamRecord] = []
     excluded: list[ParamRecord] = []
+    seen: set[str] = set()
     for name, shape, dtype, loader in records:
+        check_record(source, name, shape, dtype)
+        if name in seen:
+            msg = f"{source!r}: parameter {shown(name)} occurs twice; the file is corrupt"
+            raise CheckpointFormatError(msg)
+        seen.add(name)
         if name in excluded_names or (framework == "mindspore" and is_training_state(name)):
             excluded.append(ParamRecord(name, shape, dtype, len(excluded), loader))
         else:
             params.append(ParamRecord(name, shape, dtype, len(params), loader))
     return ParamTable(framework, source, tuple(params), tuple(excluded), tuple(notes), fmt)
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """A name quoted for a one-line message: escaped, and cut when long."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
+def check_name(source: str, name: object, what: str = "parameter") -> None:
+    """Refuse a name that is not printable text of sane length.
+
+    Raises:
+        CheckpointFormatError: naming the file and the offending name.
+    """
+    if not isinstance(name, str):
+        msg = f"{source!r}: a {what} name is a {type(name).__name__}, not text; the file is corrupt"
+        raise CheckpointFormatError(msg)
+    if not name:
+        msg = f"{source!r}: a {what} has an empty name; the file is corrupt or was not written by a framework"
+        raise CheckpointFormatError(msg)
+    if len(name) > MAX_NAME:
+        msg = f"{source!r}: {what} name {shown(name, 40)} is longer than {MAX_NAME} characters; refused"
+        raise CheckpointFormatError(msg)
+    bad = _UNSAFE.search(name)
+    if bad:
+        msg = (
+            f"{source!r}: {what} name {shown(name)} contains the control character {bad.group()!r}; refused, "
+            "since such a name can disguise itself on screen or break the files automap writes"
+        )
+        raise CheckpointFormatError(msg)
+
+
+def check_record(source: str, name: str, shape: tuple[int, ...], dtype: str) -> None:
+    """Refuse a name or shape that nothing downstream could handle (see the module docstring).
+
+    Raises:
+        CheckpointFormatError: naming the file, the parameter and the limit.
+    """
+    check_name(source, name)
+    if len(shape) > MAX_NDIM:
+        msg = f"{source!r}: parameter {shown(name)} has {len(shape)} axes; automap handles at most {MAX_NDIM}"
+        raise CheckpointFormatError(msg)
+    nbytes = math.prod(shape) * get_dtype(dtype).itemsize
+    if nbytes >= MAX_NBYTES:
+        dims = ", ".join(str(d) for d in shape[:6]) + (", ..." if len(shape) > 6 else "")
+        msg = f"{source!r}: parameter {shown(name)} declares shape [{dims}], over 2**63 bytes; the file is corrupt"
+        raise CheckpointFormatError(msg)
