@@ -54,6 +54,7 @@ class Side:
     node_tokens: list[NameTokens] = field(default_factory=list)
     position: Array = field(default_factory=lambda: np.zeros(0))  # relative position in [0, 1] per node
     lexicon: bool = True  # whether convention classes are in use (off only for ablations)
+    rank: list[int] = field(default_factory=list)  # each parameter's rank in the order signal (file or execution)
 
     def name(self, node: int) -> str:
         """Display name of a node: `qkv.weight` or `qkv.weight[1/3 on axis 0]`."""
@@ -120,8 +121,20 @@ def feature(
 # ---------------------------------------------------------------------------------------------------- sides
 
 
-def build_sides(source: ParamTable, target: ParamTable, *, lexicon: bool = True) -> tuple[Side, Side]:
-    """Tokenize both tables against each other's vocabulary and create nodes, parts included."""
+def build_sides(
+    source: ParamTable,
+    target: ParamTable,
+    *,
+    lexicon: bool = True,
+    source_order: Sequence[str] | None = None,
+    target_order: Sequence[str] | None = None,
+) -> tuple[Side, Side]:
+    """Tokenize both tables against each other's vocabulary and create nodes, parts included.
+
+    `source_order`/`target_order` list parameter names in the order a forward pass first uses them; when given
+    they replace file order as the order signal (parameters a pass did not touch keep their file position
+    relative to their neighbours).
+    """
     source_vocab, target_vocab = Vocabulary(source.names, lexicon=lexicon), Vocabulary(target.names, lexicon=lexicon)
     source_side = Side(
         source, ModuleTree(source), [tokenize(n, target_vocab, lexicon=lexicon) for n in source.names], []
@@ -130,15 +143,36 @@ def build_sides(source: ParamTable, target: ParamTable, *, lexicon: bool = True)
         target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], []
     )
     source_side.lexicon = target_side.lexicon = lexicon
+    source_side.rank = effective_rank(source, source_order)
+    target_side.rank = effective_rank(target, target_order)
     for side, other in ((source_side, target_side), (target_side, source_side)):
         side.nodes = [Node(r.index, None, r.shape) for r in side.table.params]
         side.nodes += _part_nodes(side.table, other.table)
         side.node_tokens = [_node_tokens(side, node) for node in side.nodes]
         count = max(len(side.table) - 1, 1)
         side.position = np.array(
-            [(n.base + (n.part.index / n.part.parts if n.part else 0.0)) / count for n in side.nodes]
+            [(side.rank[n.base] + (n.part.index / n.part.parts if n.part else 0.0)) / count for n in side.nodes]
         )
     return source_side, target_side
+
+
+def effective_rank(table: ParamTable, order: Sequence[str] | None) -> list[int]:
+    """Each parameter's rank in `order` (execution order), file order filling in for parameters not listed."""
+    if not order:
+        return list(range(len(table)))
+    listed = {name: i for i, name in enumerate(order) if name in table}
+    keys = []
+    last = -1
+    for record in table.params:
+        if record.name in listed:
+            last = listed[record.name]
+            keys.append((last, 0, record.index))
+        else:
+            keys.append((last, 1, record.index))
+    ranks = [0] * len(table)
+    for rank, index in enumerate(sorted(range(len(table)), key=keys.__getitem__)):
+        ranks[index] = rank
+    return ranks
 
 
 def _dtype_kind(dtype: str) -> str:
@@ -459,7 +493,8 @@ def group_feature(ctx: FeatureContext) -> Array:
 def _group_ranks(side: Side) -> list[tuple[int, int]]:
     """For each parameter: its rank and the size of its group (same grandparent, shape and leaf)."""
     groups: dict[tuple[str, Shape, tuple[str, ...]], list[int]] = defaultdict(list)
-    for record, tokens in zip(side.table.params, side.tokens, strict=True):
+    for index in _in_order(side):
+        record, tokens = side.table.params[index], side.tokens[index]
         grandparent = owner(owner(record.name))
         leaf = tuple(sorted(t for t in tokens.leaf if t.startswith("="))) or tokens.leaf
         groups[(grandparent, record.shape, leaf)].append(record.index)
@@ -510,6 +545,11 @@ def local_order_feature(ctx: FeatureContext) -> Array:
     return out
 
 
+def _in_order(side: Side) -> list[int]:
+    """Parameter indices sorted by the side's order signal."""
+    return sorted(range(len(side.table)), key=side.rank.__getitem__)
+
+
 def _ranks_within(side: Side) -> Callable[[int, str], tuple[int, int]]:
     """rank(param, module): position of a parameter among like parameters (shape, kind) below a module."""
     kinds = [
@@ -518,8 +558,8 @@ def _ranks_within(side: Side) -> Callable[[int, str], tuple[int, int]]:
     ]
     members: dict[tuple[str, tuple[Shape, tuple[str, ...]]], list[int]] = defaultdict(list)
     position: dict[tuple[str, int], int] = {}
-    for index, name in enumerate(side.table.names):
-        for module in side.tree.ancestors(name, 64):
+    for index in _in_order(side):
+        for module in side.tree.ancestors(side.table.names[index], 64):
             group = members[(module, kinds[index])]
             position[(module, index)] = len(group)
             group.append(index)

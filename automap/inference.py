@@ -53,6 +53,8 @@ def infer_mapping(
     weights: Mapping[str, float] | None = None,
     learn: bool = True,
     lexicon: bool = True,
+    source_order: Sequence[str] | None = None,
+    target_order: Sequence[str] | None = None,
 ) -> NameMapping:
     """Infer which source parameter feeds each target parameter, with a confidence for every pair.
 
@@ -66,6 +68,9 @@ def infer_mapping(
         weights: feature weights overriding the defaults (0 switches a feature off), for ablations.
         learn: feed correspondences learned from confident pairs into a second pass.
         lexicon: use the lexicon of naming conventions (switch off only to measure what it contributes).
+        source_order: source parameter names in the order a forward pass first uses them (execution order);
+            replaces file order as the order signal. Parameters not listed keep their file position.
+        target_order: the same for the target.
 
     Returns:
         One pair per target parameter, in target order.
@@ -86,7 +91,8 @@ def infer_mapping(
     inferred: dict[str, Match] = {}
     notes: list[str] = []
     if len(free_target) and len(free_source):
-        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn, lexicon)
+        orders = (source_order, target_order)
+        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn, lexicon, orders)
     pairs = []
     for record in target_table.params:
         match = (
@@ -155,9 +161,14 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
 
 
 def _infer(
-    source: ParamTable, target: ParamTable, weights: dict[str, float], learn: bool, lexicon: bool
+    source: ParamTable,
+    target: ParamTable,
+    weights: dict[str, float],
+    learn: bool,
+    lexicon: bool,
+    orders: tuple[Sequence[str] | None, Sequence[str] | None] = (None, None),
 ) -> tuple[dict[str, Match], list[str]]:
-    s_side, t_side = build_sides(source, target, lexicon=lexicon)
+    s_side, t_side = build_sides(source, target, lexicon=lexicon, source_order=orders[0], target_order=orders[1])
     candidates = candidate_pairs(s_side, t_side)
     if len(candidates.target) == 0:
         return {}, ["no source tensor has a shape compatible with any target"]
@@ -299,8 +310,7 @@ def _predicted_positions(pairs: Sequence[tuple[int, int, float]], source: Side, 
     """Where each target node should sit in the source order, interpolated between monotone anchors."""
     if len(pairs) < 2:
         return None
-    n_t, n_s = max(len(target.table) - 1, 1), max(len(source.table) - 1, 1)
-    points = sorted((t / n_t, s / n_s) for t, s, _ in pairs)
+    points = sorted((float(target.position[t]), float(source.position[s])) for t, s, _ in pairs)
     keep = _longest_increasing([p[1] for p in points])
     xs = np.array([points[i][0] for i in keep])
     ys = np.array([points[i][1] for i in keep])
@@ -364,7 +374,8 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         )  # type: ignore[index]
         partner_names = (ctx.target if fused_on_source else ctx.source).table.names
         pieces = sorted(members, key=lambda a: _piece(ctx, a, fused_on_source))
-        partners = sorted(members, key=partner)
+        partner_side = ctx.target if fused_on_source else ctx.source
+        partners = sorted(members, key=lambda a: partner_side.rank[partner(a)])
         by_index = _numbered_partners([partner_names[partner(a)] for a in partners], len(pieces))
         if by_index is not None:
             ordered, how = [partners[i] for i in by_index], "container indices"

@@ -5,6 +5,11 @@ the full unpickler is reachable only through the loudly named `unsafe_pickle` op
 zip format are memory-mapped, so listing one reads no tensor data. Training scripts wrap state dicts in
 containers (`{"state_dict": ...}`, `{"model": ..., "optimizer": ...}`, EMA copies): the single candidate is
 unwrapped and named in the notes; when several exist the reader refuses to guess and lists them.
+
+The unpickled object graph is untrusted too: pickle's memo lets a few bytes reference one container
+thousands of times ("billion laughs"), so every walk over it visits each container once. Zip entries must be
+stored uncompressed, as torch.save writes them (a compressed entry could inflate without bound), and no
+tensor may claim more bytes than the file holds (overlapping strides make a 4-byte storage look like 32 GB).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output, check_writable
-from ._framework import RawRecord, build_table
+from ._framework import RawRecord, build_table, shown
+from ._sniff import open_regular
 
 __all__ = ["read", "write"]
 
@@ -51,6 +57,9 @@ _TORCH_DTYPES: dict[torch.dtype, str] = {
 _FROM_NAME = {name: dtype for dtype, name in _TORCH_DTYPES.items()}
 # Signed twins used to move bits between numpy and torch, which lack some unsigned/float8 conversions.
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# Tensors may view more bytes than the file holds only by this much (a small constant buffer expanded to a
+# shape, e.g. a position-id row); anything beyond is an overlapping-stride trick to make a reader allocate.
+_EXPANSION_SLACK = 1024 * 1024
 
 _WRAPPERS = frozenset({"module.", "_orig_mod."})
 _OPTIMIZER_KEYS = frozenset(
@@ -81,6 +90,7 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
         CheckpointFormatError: the file is corrupt, or no unique state dict can be found.
     """
     file = Path(path)
+    size = open_regular(file)
     obj, in_memory = _load(file, unsafe_pickle)
     if unsafe_pickle and isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
@@ -92,13 +102,17 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
         notes.append(f"state dict taken from key {where!r}")
     records: list[RawRecord] = []
     for name, value in state.items():
-        records.append((name, tuple(value.shape), _dtype_name(file, name, value), _tensor_loader(value)))
+        dtype = _dtype_name(file, name, value)
+        _check_extent(file, size, name, value)
+        records.append((name, tuple(value.shape), dtype, _tensor_loader(value)))
     prefix = _shared_prefix([r[0] for r in records])
     if prefix:
         wrapper = " (added by a DataParallel/DDP or compile wrapper)" if prefix in _WRAPPERS else ""
         notes.append(f"every name starts with {prefix!r}{wrapper}; names are kept as stored")
     table = build_table("pytorch", str(file), records, notes, "pytorch")
     if optimizer:
+        for name, t in optimizer.items():
+            _check_extent(file, size, name, t)
         extra = tuple(
             ParamRecord(name, tuple(t.shape), _dtype_name(file, name, t), i, _tensor_loader(t))
             for i, (name, t) in enumerate(optimizer.items())
@@ -151,9 +165,11 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
             "only do this for files you trust",
             file=sys.stderr,
         )
+    # Only the zip format can be memory-mapped; the legacy format is read into memory.
+    mapped = zipfile.is_zipfile(file)
+    if mapped:
+        _check_zip(file)
     try:
-        # Only the zip format can be memory-mapped; the legacy format is read into memory.
-        mapped = zipfile.is_zipfile(file)
         with warnings.catch_warnings():
             # torch warns about odd pickle protocols before failing on a corrupt file; the error says enough.
             warnings.simplefilter("ignore", UserWarning)
@@ -198,6 +214,38 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
         raise CheckpointFormatError(msg) from None
 
 
+def _check_zip(file: Path) -> None:
+    """Refuse a zip whose directory is damaged or whose entries are compressed (torch.save stores them)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
+        msg = (
+            f"{str(file)!r}: not a readable PyTorch checkpoint (its zip directory is damaged: "
+            f"{_first_line(str(error))}); the file is truncated or corrupt"
+        )
+        raise CheckpointFormatError(msg) from None
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            msg = (
+                f"{str(file)!r}: zip entry {info.filename!r} is compressed, which torch.save never does; refused, "
+                "since inflating an entry of untrusted size is unbounded. Re-save the weights with torch.save"
+            )
+            raise CheckpointFormatError(msg)
+
+
+def _check_extent(file: Path, size: int, name: str, tensor: torch.Tensor) -> None:
+    """Refuse a tensor that claims more bytes than the file holds (only overlapping strides can)."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes > max(size, _EXPANSION_SLACK):
+        msg = (
+            f"{str(file)!r}: tensor {shown(name)} has shape {list(tensor.shape)[:8]} ({nbytes} bytes) but the whole "
+            f"file holds {size} bytes: its strides overlap (stride {list(tensor.stride())[:8]}); refused, since "
+            "reading it would allocate memory the file does not contain. Save it with .contiguous() or .clone()"
+        )
+        raise CheckpointFormatError(msg)
+
+
 def _unpickler_detail(text: str) -> str:
     """The restricted unpickler's own complaint, without the advice torch wraps around it."""
     tail = text.split("WeightsUnpickler error:", 1)[-1]
@@ -224,31 +272,54 @@ def _is_optimizer_state(obj: Any) -> bool:
     return isinstance(obj, Mapping) and "state" in obj and "param_groups" in obj
 
 
-def _candidates(obj: Any, path: tuple[str, ...] = (), depth: int = 0) -> list[tuple[tuple[str, ...], Any]]:
-    """Every mapping of names to tensors inside `obj` (depth-limited), as (key path, mapping) pairs."""
-    if _is_state_dict(obj):
-        return [(path, obj)]
-    if not isinstance(obj, Mapping) or depth >= 4 or _is_optimizer_state(obj):
-        return []
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    found = [(path, tensors)] if len(tensors) >= 2 else []
-    for k, v in obj.items():
-        if isinstance(k, str) and k.lower() not in _OPTIMIZER_KEYS and isinstance(v, Mapping):
-            found.extend(_candidates(v, (*path, k), depth + 1))
+def _candidates(obj: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """Every mapping of names to tensors inside `obj` (depth-limited), as (key path, mapping) pairs.
+
+    A mapping referenced from several places is a candidate at each, but is searched inside only once, so a
+    pickle whose memo repeats one container many times cannot make this walk explode.
+    """
+    found: list[tuple[tuple[str, ...], Any]] = []
+    is_state: dict[int, bool] = {}
+    searched: set[int] = set()
+
+    def visit(node: Any, path: tuple[str, ...], depth: int) -> None:
+        key = id(node)
+        if key not in is_state:
+            is_state[key] = _is_state_dict(node)
+        if is_state[key]:
+            found.append((path, node))
+            return
+        if not isinstance(node, Mapping) or depth >= 4 or key in searched or _is_optimizer_state(node):
+            return
+        searched.add(key)
+        tensors = {k: v for k, v in node.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+        if len(tensors) >= 2:
+            found.append((path, tensors))
+        for k, v in node.items():
+            if isinstance(k, str) and k.lower() not in _OPTIMIZER_KEYS and isinstance(v, Mapping):
+                visit(v, (*path, k), depth + 1)
+
+    visit(obj, (), 0)
     return found
 
 
 def _optimizer_tensors(obj: Any) -> dict[str, torch.Tensor]:
     """Tensors of optimizer state found beside the model, flattened to dotted names."""
     out: dict[str, torch.Tensor] = {}
+    walked: set[int] = set()  # each container once: pickle's memo can repeat one container many times
 
     def walk(value: Any, name: str, depth: int) -> None:
         if isinstance(value, torch.Tensor):
             out[name] = value
-        elif isinstance(value, Mapping) and depth < 6:
+            return
+        if depth >= 6 or id(value) in walked:
+            return
+        if isinstance(value, Mapping):
+            walked.add(id(value))
             for k, v in value.items():
                 walk(v, f"{name}.{k}" if name else str(k), depth + 1)
-        elif isinstance(value, list | tuple) and depth < 6:
+        elif isinstance(value, list | tuple):
+            walked.add(id(value))
             for i, v in enumerate(value):
                 walk(v, f"{name}.{i}", depth + 1)
 
@@ -265,7 +336,8 @@ def _select_state_dict(file: Path, obj: Any, key: str | None) -> tuple[Mapping[s
         for part in key.split("/"):
             if not isinstance(node, Mapping) or part not in node:
                 keys = sorted(str(k) for k in node) if isinstance(node, Mapping) else []
-                msg = f"{str(file)!r}: no key {key!r} (at {part!r}); keys there: {keys[:20]}"
+                listed = ", ".join(shown(k, 60) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
+                msg = f"{str(file)!r}: no key {key!r} (at {part!r}); keys there: [{listed}]"
                 raise CheckpointFormatError(msg)
             node = node[part]
         found = [((*key.split("/"), *p), d) for p, d in _candidates(node)]
@@ -290,9 +362,11 @@ def _select_state_dict(file: Path, obj: Any, key: str | None) -> tuple[Mapping[s
 def _refuse_several(file: Path, found: list[tuple[tuple[str, ...], Any]]) -> None:
     """Refuse to guess between several state dicts (a model and its EMA copy, ...): list them with a hint."""
     if len(found) > 1:
-        listing = ", ".join(f"{'/'.join(p) or '<top level>'!r} ({len(d)} tensors)" for p, d in found)
+        listing = ", ".join(f"{shown('/'.join(p)) if p else '<top level>'} ({len(d)} tensors)" for p, d in found[:10])
+        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
         first = next(("/".join(p) for p, _ in found if p), "model")
-        msg = f"{str(file)!r} holds several state dicts: {listing}; choose one with --key {first}"
+        first = first if first.isprintable() and len(first) <= 200 else shown(first)
+        msg = f"{str(file)!r} holds several state dicts: {listing}{more}; choose one with --key {first}"
         raise CheckpointFormatError(msg)
 
 
@@ -300,13 +374,13 @@ def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:
     if tensor.layout != torch.strided or tensor.is_quantized:
         kind = "quantized" if tensor.is_quantized else f"a {str(tensor.layout).removeprefix('torch.')} tensor"
         msg = (
-            f"{str(file)!r}: tensor {name!r} is {kind}; automap handles dense tensors only "
+            f"{str(file)!r}: tensor {shown(name)} is {kind}; automap handles dense tensors only "
             "(convert it with .to_dense() or .dequantize() and save again)"
         )
         raise CheckpointFormatError(msg)
     dtype = _TORCH_DTYPES.get(tensor.dtype)
     if dtype is None:
-        msg = f"{str(file)!r}: tensor {name!r} has dtype {tensor.dtype}, which automap does not support"
+        msg = f"{str(file)!r}: tensor {shown(name)} has dtype {tensor.dtype}, which automap does not support"
         raise CheckpointFormatError(msg)
     return dtype
 
