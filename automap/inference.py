@@ -30,6 +30,7 @@ from .features import (
     score_candidates,
     total_weight,
 )
+from .decompose import solve_in_blocks
 from .mapping import fingerprint
 from .names import TokenWeights
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
@@ -92,7 +93,11 @@ def infer_mapping(
     notes: list[str] = []
     if len(free_target) and len(free_source):
         orders = (source_order, target_order)
-        inferred, notes = _infer(free_source, free_target, dict(weights or {}), learn, lexicon, orders)
+
+        def dense(sub_source: ParamTable, sub_target: ParamTable) -> tuple[dict[str, Match], list[str]]:
+            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders)
+
+        inferred, notes = solve_in_blocks(free_source, free_target, dense)
     pairs = []
     for record in target_table.params:
         match = (
@@ -379,7 +384,7 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         by_index = _numbered_partners([partner_names[partner(a)] for a in partners], len(pieces))
         if by_index is not None:
             ordered, how = [partners[i] for i in by_index], "container indices"
-        elif all(a.order_only is False and a.confidence >= 0.5 for a in members):
+        elif _pieces_named(ctx, members, fused_on_source) and all(not a.doubt and a.confidence >= 0.5 for a in members):
             ordered, how = partners, "names"
         else:
             ordered, how = partners, "file order"
@@ -400,6 +405,13 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
             if how == "file order":
                 holder.order_only = True
                 holder.confidence = min(holder.confidence, 0.45)
+
+
+def _pieces_named(ctx: FeatureContext, members: list[Assignment], fused_on_source: bool) -> bool:
+    """Whether the fused tensor's name spells its pieces (`qkv` -> q, k, v), so names can order them."""
+    side = ctx.source if fused_on_source else ctx.target
+    nodes = [(a.source if fused_on_source else a.target) for a in members]
+    return all(side.node_tokens[n] != side.tokens[side.nodes[n].base] for n in nodes if n is not None)
 
 
 def _set_confidence(members: list[Assignment], ctx: FeatureContext, fused_on_source: bool) -> None:
@@ -486,7 +498,7 @@ def _evidence(a: Assignment, scores: Mapping[str, Array]) -> dict[str, float | s
         for name in FEATURES:
             if name in scores:
                 evidence[name] = float(scores[name][a.candidate])
-    evidence["decided_by"] = "order only (interchangeable candidates)" if a.order_only else "names and structure"
+    evidence["decided_by"] = a.doubt or "names and structure"
     return evidence
 
 

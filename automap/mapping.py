@@ -5,19 +5,23 @@ target order, with confidence, transform, shapes, evidence and alternatives; key
 order and small values on one line, so the file reads well, diffs well and can be edited by hand. The flat
 form `{target_name: source_name}` is what hand-made workflows use; every reader accepts either.
 
-Mapping files are untrusted input: size, nesting, types and transforms are checked, and any problem is
-reported as a `MappingFileError` naming the file and the entry.
+Mapping files are untrusted input: size, nesting, types and transforms are checked, a key may not repeat
+within an object, no text may hold control characters (they could disguise a name during review), and any
+problem is reported as a `MappingFileError` naming the file and the entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._errors import MappingFileError
+from .io._framework import MAX_NAME, brief, shown, unsafe_character
+from .io._json import loads
 from ._types import StrPath
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import parse_steps
@@ -128,27 +132,45 @@ def load_mapping(path: StrPath) -> NameMapping:
         ['layers.0.attention_norm.weight']
     """
     file = Path(path)
+    text = _read_text(file)
     try:
-        size = file.stat().st_size
-        if size > _MAX_BYTES:
-            msg = f"{str(file)!r}: {size} bytes is too large for a mapping file"
-            raise MappingFileError(msg)
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        msg = f"{str(file)!r}: no such mapping file"
-        raise MappingFileError(msg) from None
-    except (OSError, UnicodeDecodeError) as error:
-        msg = f"{str(file)!r}: cannot read the mapping file: {error}"
-        raise MappingFileError(msg) from None
-    try:
-        document = json.loads(text)
+        document = loads(text)
     except RecursionError:
         msg = f"{str(file)!r}: JSON nested too deeply"
         raise MappingFileError(msg) from None
     except ValueError as error:
-        msg = f"{str(file)!r}: not valid JSON: {error}; fix the file or re-run automap infer"
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        msg = f"{str(file)!r}: not valid JSON: {detail}; fix the file or re-run automap infer"
         raise MappingFileError(msg) from None
     return mapping_from_json(document, where=str(file))
+
+
+def _read_text(file: Path) -> str:
+    """The text of a regular file of bounded size; a FIFO, device or folder is refused before it is read."""
+    try:
+        info = file.stat()
+        if stat.S_ISDIR(info.st_mode):
+            msg = f"{str(file)!r} is a directory, not a mapping file"
+            raise MappingFileError(msg)
+        if not stat.S_ISREG(info.st_mode):
+            msg = f"{str(file)!r} is not a regular file (a pipe or device?); give a mapping file"
+            raise MappingFileError(msg)
+        if info.st_size > _MAX_BYTES:
+            msg = f"{str(file)!r}: {info.st_size} bytes is too large for a mapping file (limit {_MAX_BYTES})"
+            raise MappingFileError(msg)
+        with file.open("rb") as handle:
+            raw = handle.read(_MAX_BYTES + 1)  # bounded even if the file grows while being read
+        if len(raw) > _MAX_BYTES:
+            msg = f"{str(file)!r} grew past {_MAX_BYTES} bytes while being read; refused"
+            raise MappingFileError(msg)
+        return raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        msg = f"{str(file)!r}: no such mapping file"
+        raise MappingFileError(msg) from None
+    except (OSError, UnicodeDecodeError) as error:
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:200]
+        msg = f"{str(file)!r}: cannot read the mapping file: {detail}"
+        raise MappingFileError(msg) from None
 
 
 def mapping_from_json(document: Any, *, where: str = "mapping") -> NameMapping:
@@ -156,11 +178,12 @@ def mapping_from_json(document: Any, *, where: str = "mapping") -> NameMapping:
     if not isinstance(document, dict):
         msg = f"{where!r}: a mapping must be a JSON object"
         raise MappingFileError(msg)
+    _check_text(document, where)
     fmt = document.get("format")
     if fmt == MAPPING_FORMAT:
         return _versioned(document, where)
     if "pairs" in document or (isinstance(fmt, str) and fmt.startswith("automap")):
-        msg = f"{where!r}: 'format' is {fmt!r}, expected {MAPPING_FORMAT!r}; is this an automap mapping file?"
+        msg = f"{where!r}: 'format' is {brief(fmt)}, expected {MAPPING_FORMAT!r}; is this an automap mapping file?"
         raise MappingFileError(msg)
     return _flat(document, where)
 
@@ -168,7 +191,7 @@ def mapping_from_json(document: Any, *, where: str = "mapping") -> NameMapping:
 def _flat(document: dict[str, Any], where: str) -> NameMapping:
     pairs = []
     for target, source in document.items():
-        pairs.append(Match(target, _source(source, f"{where!r}: target {target!r}"), 1.0, pinned=True))
+        pairs.append(Match(target, _source(source, f"{where!r}: target {shown(target)}"), 1.0, pinned=True))
     unknown = Endpoint("", "pytorch", 0)
     return NameMapping(unknown, unknown, tuple(pairs), notes=("read from a flat {target: source} mapping",))
 
@@ -176,7 +199,7 @@ def _flat(document: dict[str, Any], where: str) -> NameMapping:
 def _versioned(document: dict[str, Any], where: str) -> NameMapping:
     version = document.get("version")
     if version != VERSION:
-        msg = f"{where!r}: mapping version {version!r} is not supported; this automap reads version {VERSION}"
+        msg = f"{where!r}: mapping version {brief(version)} is not supported; this automap reads version {VERSION}"
         raise MappingFileError(msg)
     threshold = document.get("threshold", 0.5)
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
@@ -190,7 +213,7 @@ def _versioned(document: dict[str, Any], where: str) -> NameMapping:
     seen: set[str] = set()
     for match in pairs:
         if match.target in seen:
-            msg = f"{where!r}: target {match.target!r} appears in two pairs; keep one"
+            msg = f"{where!r}: target {shown(match.target)} appears in two pairs; keep one"
             raise MappingFileError(msg)
         seen.add(match.target)
     return NameMapping(
@@ -205,13 +228,41 @@ def _versioned(document: dict[str, Any], where: str) -> NameMapping:
     )
 
 
+def _check_text(document: Any, where: str) -> None:
+    """Refuse any key or string in the document that holds control characters or is absurdly long."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            texts: list[str] = [k for k in node if isinstance(k, str)]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            texts = []
+            stack.extend(node)
+        elif isinstance(node, str):
+            texts = [node]
+        else:
+            continue
+        for text in texts:
+            bad = unsafe_character(text)
+            if bad is not None:
+                msg = (
+                    f"{where!r}: the text {shown(text)} contains the control character {bad!r}; refused, since it "
+                    "could disguise a name during review"
+                )
+                raise MappingFileError(msg)
+            if len(text) > MAX_NAME:
+                msg = f"{where!r}: the text {shown(text, 40)} is longer than {MAX_NAME} characters; refused"
+                raise MappingFileError(msg)
+
+
 def _endpoint(raw: Any, where: str) -> Endpoint:
     if not isinstance(raw, dict):
         msg = f"{where} must be an object with 'path' and 'framework'"
         raise MappingFileError(msg)
     framework = raw.get("framework")
     if framework not in _FRAMEWORKS:
-        msg = f"{where}: framework must be one of {list(_FRAMEWORKS)}, got {framework!r}"
+        msg = f"{where}: framework must be one of {list(_FRAMEWORKS)}, got {brief(framework)}"
         raise MappingFileError(msg)
     path, params, print_ = raw.get("path", ""), raw.get("params", 0), raw.get("fingerprint", "")
     if not isinstance(path, str) or type(params) is not int or not isinstance(print_, str):
@@ -247,7 +298,7 @@ def _pair(raw: Any, where: str) -> Match:
     if not isinstance(raw, dict) or not isinstance(raw.get("target"), str):
         msg = f"{where}: each pair needs a 'target' name"
         raise MappingFileError(msg)
-    where = f"{where} (target {raw['target']!r})"
+    where = f"{where} (target {shown(raw['target'])})"
     source = _source(raw.get("source"), where)
     confidence = raw.get("confidence", 1.0)
     if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:

@@ -28,8 +28,10 @@ __all__ = ["Assignment", "Solution", "solve"]
 
 INF = 1e9
 _TAU = 0.25  # cost units per e-fold of odds between two alternatives
+_MARGIN = 0.0  # a rival this much costlier is still an even bet: small margins are not evidence
 _ORDER_ONLY_CAP = 0.45
 _STRONG_EPS = 0.15
+_DECISIVE = 1.0  # a strong-feature margin this large (a leaf mismatch, a number mismatch) outweighs order
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Assignment:
     cost: float
     confidence: float = 1.0
     order_only: bool = False
+    doubt: str = ""  # why the confidence was capped, if it was
     rivals: tuple[tuple[int | None, float], ...] = ()  # (source node, confidence), best first
 
 
@@ -188,7 +191,7 @@ def _confidence(
             options.append((c, max(float(delta), 0.0), float(strong)))
         options.append((None, max(float(dummy[a.target] - a.cost), 0.0), float(dummy[a.target] - a.cost)))
         options.sort(key=lambda o: o[1])
-        odds = [np.exp(-d / _TAU) for _, d, _ in options]
+        odds = [np.exp(-(d - _MARGIN) / _TAU) for _, d, _ in options]
         total = 1.0 + float(np.sum(odds))
         a.confidence = 1.0 / total
         a.rivals = tuple((c, float(o / total)) for (c, _, _), o in zip(options[:4], odds[:4], strict=False))
@@ -196,11 +199,20 @@ def _confidence(
         # Repeated blocks (`blocks.3` vs `blocks.4`) are enumerated in order by every port; siblings with
         # different roles (`q` vs `k`, `norm1` vs `norm2`) are not. Only the latter is order-only doubt.
         block_order = templates is not None and closest[0] is not None and templates[closest[0]] == templates[a.source]
-        if closest[0] is not None and closest[2] < _STRONG_EPS and closest[1] > 0 and not block_order:
+        if closest[0] is None:
+            continue
+        strong, weak = closest[2], closest[1] - closest[2]
+        if closest[1] <= 1e-6:
+            a.doubt = "a tie: nothing tells the candidates apart"
+        elif strong < _STRONG_EPS and not block_order:
             a.order_only = True
+            a.doubt = "order only (interchangeable candidates)"
+        elif not block_order and abs(strong) < _DECISIVE and (
+            (strong > _STRONG_EPS and weak < -_STRONG_EPS) or (strong < -_STRONG_EPS and weak > _STRONG_EPS)
+        ):
+            a.doubt = "names and order disagree"
+        if a.doubt:
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
-        elif closest[0] is not None and closest[1] <= 1e-6:
-            a.confidence = min(a.confidence, _ORDER_ONLY_CAP)  # a tie: nothing decided it
 
 
 def _strong(lookup: Mapping[tuple[int, int], int], strong_costs: Array, t: int, s: int) -> float:

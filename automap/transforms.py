@@ -16,7 +16,6 @@ Bad steps (an axis out of range, a split that does not divide) raise `MappingFil
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from ._errors import MappingFileError
 from ._types import Array
+from .io._framework import brief
 
 __all__ = ["Step", "apply_steps", "describe", "inverse_steps", "output_shape", "parse_steps"]
 
@@ -67,22 +67,22 @@ def parse_steps(raw: Any, *, where: str = "transform") -> tuple[Step, ...]:
     for step in raw:
         op = step.get("op") if isinstance(step, dict) else None
         if op not in _KEYS:
-            msg = f"{where}: unknown step {json.dumps(step)[:80]}; known ops: {', '.join(_KEYS)}"
+            msg = f"{where}: unknown step {brief(step)}; known ops: {', '.join(_KEYS)}"
             raise MappingFileError(msg)
         keys = set(step) - {"op"}
         if not keys <= _KEYS[op] or not _REQUIRED[op] <= keys:
-            msg = f"{where}: step {op!r} takes {sorted(_KEYS[op]) or 'no arguments'}, got {sorted(keys)}"
+            msg = f"{where}: step {op!r} takes {sorted(_KEYS[op]) or 'no arguments'}, got {brief(sorted(keys))}"
             raise MappingFileError(msg)
         for key in ("axis", "parts", "index"):
             if key in step and (type(step[key]) is not int or abs(step[key]) > 64):
-                msg = f"{where}: {op!r} needs a small integer {key!r}, got {step[key]!r}"
+                msg = f"{where}: {op!r} needs a small integer {key!r}, got {brief(step[key])}"
                 raise MappingFileError(msg)
         for key in ("axes", "shape", "order"):
             value = step.get(key)
             if key in step and not (
                 isinstance(value, list) and len(value) <= 64 and all(type(v) is int and abs(v) < 2**48 for v in value)
             ):
-                msg = f"{where}: {op!r} needs {key!r} as a list of integers, got {str(value)[:60]}"
+                msg = f"{where}: {op!r} needs {key!r} as a list of integers, got {brief(value)}"
                 raise MappingFileError(msg)
         steps.append(dict(step))
     return tuple(steps)
@@ -145,7 +145,7 @@ def inverse_steps(shapes: Sequence[Shape], steps: Sequence[Step]) -> tuple[Step,
         before = current
         current = _step_shape([current], step, "transform")
         if op == "transpose":
-            axes = step.get("axes") or list(reversed(range(len(before))))
+            axes = [a % len(before) for a in step["axes"]] if step.get("axes") else list(reversed(range(len(before))))
             inverse.append({"op": "transpose", "axes": [int(i) for i in np.argsort(axes)]})
         elif op in ("reshape", "unsqueeze", "squeeze"):
             inverse.append({"op": "reshape", "shape": list(before)})
@@ -194,8 +194,9 @@ def _step_shape(shapes: Sequence[Shape], step: Step, where: str) -> Shape:
         axes = step.get("axes")
         if axes is None:
             return tuple(reversed(shape))
-        if sorted(a % max(len(shape), 1) for a in axes) != list(range(len(shape))) or len(axes) != len(shape):
-            msg = f"{where}: axes {axes} are not a permutation of the {len(shape)} axes"
+        ndim = len(shape)
+        if len(axes) != ndim or any(not -ndim <= a < ndim for a in axes) or len({a % ndim for a in axes}) != ndim:
+            msg = f"{where}: axes {axes} are not a permutation of the {ndim} axes"
             raise MappingFileError(msg)
         return tuple(shape[a] for a in axes)
     if op == "reshape":

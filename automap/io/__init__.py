@@ -8,7 +8,6 @@ never imports torch, and nothing here ever imports MindSpore.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +18,7 @@ from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
 from . import _sniff
+from ._json import loads
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -60,14 +60,21 @@ def load_checkpoint(
     found = _sniff.sniff(file)
     expected = _sniff.format_for_suffix(file)
     table: ParamTable
-    if found == _sniff.TORCH:
-        table = _adapter("torch").read(file, key=key, unsafe_pickle=unsafe_pickle)
-    elif found == _sniff.SAFETENSORS:
-        table = _adapter("safetensors").read(file, framework=framework)
-    elif found == _sniff.MINDSPORE:
-        table = _adapter("mindspore").read(file, verify_crc=verify_crc, framework=framework or "mindspore")
-    else:
-        table = _read_json(file, framework)
+    try:
+        if found == _sniff.TORCH:
+            table = _adapter("torch").read(file, key=key, unsafe_pickle=unsafe_pickle)
+        elif found == _sniff.SAFETENSORS:
+            table = _adapter("safetensors").read(file, framework=framework)
+        elif found == _sniff.MINDSPORE:
+            table = _adapter("mindspore").read(file, verify_crc=verify_crc, framework=framework or "mindspore")
+        else:
+            table = _read_json(file, framework)
+    except MemoryError:
+        # What the file declares is checked against its size first, so this is a real shortage (or an
+        # address-space limit) while building the table of a very large file.
+        size = file.stat().st_size
+        msg = f"{str(file)!r}: ran out of memory while reading this {size}-byte file; free memory or raise the limit"
+        raise CheckpointFormatError(msg) from None
     if framework is not None and table.framework != framework:
         table = ParamTable(framework, table.source, table.params, table.excluded, table.notes, table.format)
     if (
@@ -162,7 +169,7 @@ def _read_json(file: Path, framework: Framework | None) -> ParamTable:
         msg = f"{str(file)!r}: a {size}-byte JSON file is too large for a listing or index"
         raise CheckpointFormatError(msg)
     try:
-        document: Any = json.loads(file.read_text(encoding="utf-8-sig"))
+        document: Any = loads(file.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:120]
         msg = f"{str(file)!r}: not valid JSON ({detail})"

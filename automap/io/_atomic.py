@@ -1,9 +1,20 @@
-"""Atomic file output: write beside the target, fsync, rename. A failure never leaves a partial file."""
+"""Atomic file output: write beside the target, fsync, then give it its name. A failure never leaves a partial file.
+
+Where the platform allows (Linux, most local filesystems), the data goes to an *unnamed* file in the output's
+folder (`O_TMPFILE`), which is linked under the output's name only once complete: even a process killed
+with SIGKILL mid-write, or a machine that loses power, leaves nothing behind. Elsewhere a hidden temporary
+file is used and removed on any exception; only a hard kill can leave that one behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import secrets
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,31 +43,112 @@ def check_writable(path: StrPath, *, overwrite: bool) -> Path:
 def atomic_output(path: StrPath, *, overwrite: bool = False) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces `path` only when the block finishes without error.
 
-    The data goes to a hidden temporary file in the same folder (same filesystem, so the final rename is
-    atomic), is flushed and fsynced, then renamed over `path`. On any exception, including KeyboardInterrupt,
-    the temporary file is removed and `path` is untouched.
+    The data goes to an unnamed (or hidden temporary) file in the same folder, so the final link or rename is
+    atomic; it is flushed and fsynced before it gets the output's name. On any exception, including
+    KeyboardInterrupt, nothing is left and `path` is untouched.
     """
     out = check_writable(path, overwrite=overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _open_unnamed(out.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
-        if out.exists() and not overwrite:  # appeared while we were writing
-            msg = f"output {str(out)!r} appeared while writing; pass --force to overwrite it"
-            raise ConversionError(msg)
-        tmp.chmod(0o666 & ~_umask())
-        tmp.replace(out)
+            if tmp is None:
+                tmp = _link_unnamed(handle.fileno(), out, overwrite)
+        if tmp is not None:
+            if out.exists() and not overwrite:  # appeared while we were writing
+                msg = f"output {str(out)!r} appeared while writing; pass --force to overwrite it"
+                raise ConversionError(msg)
+            tmp.replace(out)
     except BaseException as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         if isinstance(error, OSError):
             msg = f"cannot write {str(out)!r}: {error.strerror or error}; nothing was written"
             raise ConversionError(msg) from error
         raise
     _fsync_dir(out.parent)
+
+
+def _open_unnamed(folder: Path) -> tuple[int, Path | None]:
+    """A file descriptor to write to, and the temporary name it has (None: unnamed until linked)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag and Path("/proc/self/fd").is_dir():
+        try:
+            return os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600), None
+        except OSError:  # the filesystem does not support unnamed files (EOPNOTSUPP, EISDIR, EINVAL)
+            pass
+    fd, name = tempfile.mkstemp(prefix=".automap-", suffix=".partial", dir=folder)
+    return fd, Path(name)
+
+
+def _link_unnamed(fd: int, out: Path, overwrite: bool) -> Path | None:
+    """Give the finished unnamed file its name: directly when nothing may be replaced, else through a hidden
+    name renamed over the output (returned, for the caller to rename or remove)."""
+    if not overwrite:
+        try:
+            linked = _link(fd, out)
+        except FileExistsError:
+            msg = f"output {str(out)!r} appeared while writing; pass --force to overwrite it"
+            raise ConversionError(msg) from None
+        if linked:
+            return None
+    while True:
+        tmp = out.parent / f".automap-{secrets.token_hex(6)}.partial"
+        try:
+            if _link(fd, tmp):
+                return tmp
+            break
+        except FileExistsError:
+            continue
+    # Neither way of naming an unnamed file works here (a sandbox, an unusual mount): copy it to a named one.
+    copy_fd, name = tempfile.mkstemp(prefix=".automap-", suffix=".partial", dir=out.parent)
+    try:
+        with os.fdopen(os.dup(fd), "rb") as source, os.fdopen(copy_fd, "wb") as copy:
+            source.seek(0)
+            shutil.copyfileobj(source, copy, 16 * 1024 * 1024)
+            copy.flush()
+            os.fchmod(copy.fileno(), os.fstat(fd).st_mode & 0o777)
+            os.fsync(copy.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+        raise
+    return Path(name)
+
+
+def _link(fd: int, target: Path) -> bool:
+    """Link the unnamed file open as `fd` at `target`; False when this system cannot.
+
+    Raises:
+        FileExistsError: `target` exists.
+    """
+    try:
+        os.link(f"/proc/self/fd/{fd}", target, follow_symlinks=True)
+        return True
+    except FileExistsError:
+        raise
+    except OSError:  # EXDEV behind some bind mounts, ENOENT without /proc
+        pass
+    if not sys.platform.startswith("linux"):
+        return False
+    try:  # linkat(fd, "", AT_FDCWD, target, AT_EMPTY_PATH): needs a capability, or Linux >= 6.10 for O_TMPFILE
+        libc = ctypes.CDLL(None, use_errno=True)
+        status = libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(target), _AT_EMPTY_PATH)
+    except (OSError, AttributeError):
+        return False
+    if status == 0:
+        return True
+    if ctypes.get_errno() == errno.EEXIST:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    return False
+
+
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
 
 
 def _umask() -> int:

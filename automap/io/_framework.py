@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Iterable
 
 from automap._errors import CheckpointFormatError
@@ -72,6 +73,22 @@ def shown(name: str, limit: int = 80) -> str:
     return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
 
 
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 3, 8, 4, 60, 60
+_BRIEF.maxlong = 40
+
+
+def brief(value: object) -> str:
+    """Any untrusted value (a decoded JSON field, say) rendered short, on one line, without deep recursion."""
+    return _BRIEF.repr(value)
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of `text` that must not appear in a name (see the module docstring), or None."""
+    found = _UNSAFE.search(text)
+    return found.group() if found else None
+
+
 def check_name(source: str, name: object, what: str = "parameter") -> None:
     """Refuse a name that is not printable text of sane length.
 
@@ -87,10 +104,10 @@ def check_name(source: str, name: object, what: str = "parameter") -> None:
     if len(name) > MAX_NAME:
         msg = f"{source!r}: {what} name {shown(name, 40)} is longer than {MAX_NAME} characters; refused"
         raise CheckpointFormatError(msg)
-    bad = _UNSAFE.search(name)
-    if bad:
+    bad = unsafe_character(name)
+    if bad is not None:
         msg = (
-            f"{source!r}: {what} name {shown(name)} contains the control character {bad.group()!r}; refused, "
+            f"{source!r}: {what} name {shown(name)} contains the control character {bad!r}; refused, "
             "since such a name can disguise itself on screen or break the files automap writes"
         )
         raise CheckpointFormatError(msg)

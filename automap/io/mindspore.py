@@ -26,7 +26,7 @@ from automap.dtypes import dtype_from_mindspore, get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
-from ._framework import RawRecord, build_table
+from ._framework import RawRecord, build_table, shown
 from ._sniff import open_regular
 
 __all__ = ["read", "write"]
@@ -77,7 +77,8 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework = "min
         raise CheckpointFormatError(msg) from None
     records, skipped = _assemble(file, data, chunks)
     if skipped:
-        notes.append(f"skipped {len(skipped)} non-tensor entr{'y' if len(skipped) == 1 else 'ies'}: {skipped[:3]}")
+        listed = ", ".join(shown(tag, 60) for tag in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        notes.append(f"skipped {len(skipped)} non-tensor entr{'y' if len(skipped) == 1 else 'ies'}: [{listed}]")
     return build_table(framework, str(file), records, notes, "mindspore-ckpt")
 
 
@@ -175,6 +176,8 @@ class _Chunk:
 
 
 def _read_varint(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    if pos < end and data[pos] < 0x80:  # the common one-byte case, kept fast for files of many small records
+        return data[pos], pos + 1
     result = shift = 0
     while True:
         if pos >= end:
@@ -307,17 +310,17 @@ def _assemble(file: Path, data: mmap.mmap, chunks: list[_Chunk]) -> tuple[list[R
     records: list[RawRecord] = []
     skipped: list[str] = []
     seen: set[str] = set()
+    count = len(chunks)
     i = 0
-    while i < len(chunks):
+    while i < count:
         first = chunks[i]
         j = i + 1
-        while j < len(chunks) and chunks[j].tag == first.tag:
+        while j < count and chunks[j].tag == first.tag:
             j += 1
         group = chunks[i:j]
         i = j
-        where = f"{str(file)!r}: parameter {first.tag!r}"
         if first.tag in seen:
-            msg = f"{where} occurs twice; the file is corrupt"
+            msg = f"{_where(file, first.tag)} occurs twice; the file is corrupt"
             raise CheckpointFormatError(msg)
         seen.add(first.tag)
         if first.type_name is None or first.type_name == "str" or first.offset < 0:
@@ -325,23 +328,28 @@ def _assemble(file: Path, data: mmap.mmap, chunks: list[_Chunk]) -> tuple[list[R
             continue
         dtype = dtype_from_mindspore(first.type_name)
         if dtype is None:
-            msg = f"{where} has tensor type {first.type_name!r}, which automap does not support"
+            msg = f"{_where(file, first.tag)} has tensor type {first.type_name!r}, which automap does not support"
             raise CheckpointFormatError(msg)
-        if any(c.dims != first.dims or c.type_name != first.type_name for c in group):
-            msg = f"{where}: its slices disagree on shape or type; the file is corrupt"
+        if len(group) > 1 and any(c.dims != first.dims or c.type_name != first.type_name for c in group):
+            msg = f"{_where(file, first.tag)}: its slices disagree on shape or type; the file is corrupt"
             raise CheckpointFormatError(msg)
         shape = () if first.dims == (0,) else first.dims  # MindSpore writes scalars as dims [0] or []
         expected = math.prod(shape) * dtype.itemsize
         actual = sum(c.length for c in group)
         if actual != expected:
+            dims = "[" + ", ".join(str(d) for d in shape[:8]) + (", ...]" if len(shape) > 8 else "]")
             msg = (
-                f"{where}: {dtype.name}{list(shape)} needs {expected} bytes but the file holds {actual}; "
+                f"{_where(file, first.tag)}: {dtype.name}{dims} needs {expected} bytes but the file holds {actual}; "
                 "the file is corrupt"
             )
             raise CheckpointFormatError(msg)
         spans = [(c.offset, c.length) for c in group]
         records.append((first.tag, shape, dtype.name, _loader(data, spans, dtype.storage, shape)))
     return records, skipped
+
+
+def _where(file: Path, tag: str) -> str:
+    return f"{str(file)!r}: parameter {shown(tag)}"
 
 
 def _loader(data: mmap.mmap, spans: list[tuple[int, int]], storage: str, shape: tuple[int, ...]) -> Callable[[], Array]:

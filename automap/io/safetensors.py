@@ -23,7 +23,8 @@ from automap.dtypes import dtype_from_safetensors, get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
-from ._framework import build_table, guess_framework
+from ._framework import brief, build_table, guess_framework, shown
+from ._json import loads
 from ._sniff import open_regular
 
 __all__ = ["read", "read_index", "write"]
@@ -46,7 +47,7 @@ def read(path: StrPath, *, framework: Framework | None = None) -> ParamTable:
     notes = []
     flavour = metadata.get("format") if metadata else None
     if flavour:
-        notes.append(f"safetensors metadata format={flavour!r}")
+        notes.append(f"safetensors metadata format={brief(flavour)}")
     return build_table(framework, str(file), records, notes, "safetensors")
 
 
@@ -169,9 +170,10 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
             raise CheckpointFormatError(msg)
         raw = handle.read(header_len)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        msg = f"{where}: safetensors header is not valid UTF-8 JSON ({type(error).__name__}); the file is corrupt"
+        detail = "nested too deeply" if isinstance(error, RecursionError) else _first_line(error)
+        msg = f"{where}: safetensors header is not valid UTF-8 JSON ({detail}); the file is corrupt"
         raise CheckpointFormatError(msg) from None
     if not isinstance(header, dict):
         msg = f"{where}: safetensors header must be a JSON object"
@@ -188,7 +190,7 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
     for begin, end, name in spans:
         if begin != cursor:
             problem = "overlaps the previous tensor" if begin < cursor else "leaves a gap before it"
-            msg = f"{where}: tensor {name!r} at byte {begin} {problem}; the file is corrupt"
+            msg = f"{where}: tensor {shown(name)} at byte {begin} {problem}; the file is corrupt"
             raise CheckpointFormatError(msg)
         cursor = end
     if cursor > data_len:
@@ -197,25 +199,30 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
     return entries, metadata, data_start
 
 
+def _first_line(error: Exception) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text.splitlines()[0][:160]
+
+
 def _entry(where: str, name: str, info: Any) -> _Entry:
     if not isinstance(info, dict):
-        msg = f"{where}: header entry {name!r} is not an object"
+        msg = f"{where}: header entry {shown(name)} is not an object"
         raise CheckpointFormatError(msg)
     code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     dtype = dtype_from_safetensors(code) if isinstance(code, str) else None
     if dtype is None:
-        msg = f"{where}: tensor {name!r} has unsupported dtype {code!r}"
+        msg = f"{where}: tensor {shown(name)} has unsupported dtype {brief(code)}"
         raise CheckpointFormatError(msg)
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        msg = f"{where}: tensor {name!r} has an invalid shape {shape!r}"
+        msg = f"{where}: tensor {shown(name)} has an invalid shape {brief(shape)}"
         raise CheckpointFormatError(msg)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
-        msg = f"{where}: tensor {name!r} has invalid data_offsets {offsets!r}"
+        msg = f"{where}: tensor {shown(name)} has invalid data_offsets {brief(offsets)}"
         raise CheckpointFormatError(msg)
     entry = _Entry(name, dtype.name, tuple(shape), offsets[0])
     if offsets[1] - offsets[0] != _nbytes(entry):
         msg = (
-            f"{where}: tensor {name!r} declares {offsets[1] - offsets[0]} bytes but {dtype.name}{shape} "
+            f"{where}: tensor {shown(name)} declares {offsets[1] - offsets[0]} bytes but {dtype.name}{shape} "
             f"needs {_nbytes(entry)}; the file is corrupt"
         )
         raise CheckpointFormatError(msg)
@@ -228,12 +235,24 @@ def _nbytes(entry: _Entry) -> int:
 
 def _inside(folder: Path, shard: str, index_file: Path) -> Path:
     """Resolve a shard name from an index, refusing anything that leaves the index's folder."""
-    candidate = (folder / shard).resolve()
-    if Path(shard).is_absolute() or not candidate.is_relative_to(folder):
-        msg = f"{str(index_file)!r}: shard path {shard!r} points outside the index's folder; refused"
+    where = f"{str(index_file)!r}: shard path {shown(shard)}"
+    if not shard or "\0" in shard or len(shard) > 4096:
+        msg = f"{where} is not a usable file name; the index is corrupt"
         raise CheckpointFormatError(msg)
-    if not candidate.exists():
-        msg = f"{str(index_file)!r}: shard {shard!r} is missing; put it beside the index file"
+    try:
+        candidate = (folder / shard).resolve()
+        if Path(shard).is_absolute() or not candidate.is_relative_to(folder):
+            msg = f"{where} points outside the index's folder; refused"
+            raise CheckpointFormatError(msg)
+        if candidate == folder:
+            msg = f"{where} names the index's folder, not a file; the index is corrupt"
+            raise CheckpointFormatError(msg)
+        exists = candidate.exists()
+    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError before Python 3.13)
+        msg = f"{where} cannot be opened: {getattr(error, 'strerror', None) or error}"
+        raise CheckpointFormatError(msg) from None
+    if not exists:
+        msg = f"{str(index_file)!r}: shard {shown(shard)} is missing; put it beside the index file"
         raise CheckpointFormatError(msg)
     return candidate
 
