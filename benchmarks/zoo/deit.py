@@ -2,11 +2,12 @@
 
 Both sides carry a classification token and a distillation token (`cls_token`, `dist_token`, both
 `[1, 1, 384]`), one position embedding covering both, and two heads of the same shape (`head`, `head_dist`).
-mindcv's DeiT port keeps timm's names (`patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.mlp.fc1`, ...), so
-apart from LayerNorm's gamma/beta the names agree; what makes this pair hard is the tensors that names do
-not tell apart by shape: the two tokens and the two heads. The checkpoint holds weights only (mindcv's DeiT
-checkpoints were converted, not trained, in MindSpore). Both nets return both heads' logits (timm averages
-them at inference), so that the proof sees a swap of the heads.
+mindcv's DeiT port keeps timm's names (`patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.mlp.fc1`, ...) but
+has no distillation token; this port adds `dist_token` and `head_dist` in the same style. Apart from
+LayerNorm's gamma/beta the names agree; the hard part is the tensors that shapes cannot tell apart (the two
+tokens, the two heads) and the declaration order, which differs around them. The checkpoint holds weights
+only (mindcv's DeiT checkpoints were converted, not trained, in MindSpore). Both nets return both heads'
+logits (timm averages them at inference), so that the proof sees a swap of the heads.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ torch side (torchvision): `conv1`, `bn1`, `layerS.B.{conv1, bn1, conv2, bn2, con
 MindSpore side (ModelZoo `official/cv/ResNet`): the same block names, but `down_sample_layer.{0, 1}` for the
 projection shortcut, `end_point` for the classifier, and BatchNorm's `moving_mean`/`moving_variance`/`gamma`/
 `beta` (moving statistics first). The port's TF-style "same" padding is replaced by explicit symmetric
-padding (its ResNet-18 variant does the same), so that the two nets compute the same function.
+padding (its ResNet-18 variant does the same), and BatchNorm's epsilon is torch's 1e-5 rather than the port's
+1e-4, so that the two nets compute the same function.
 """
 
 from __future__ import annotations
