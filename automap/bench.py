@@ -40,6 +40,7 @@ def add_bench_options(parser: Any) -> None:
     parser.add_argument("--no-numeric", action="store_true", help="skip running the nets with the inferred mapping")
     parser.add_argument("--reverse", action="store_true", help="also map MindSpore -> PyTorch")
 
+
 Truth = Mapping[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]]
 
 
@@ -88,8 +89,13 @@ class PairResult:
         }
 
 
-def same_pair(truth_sources: Sequence[str], truth_steps: Sequence[Mapping[str, Any]], sources: Sequence[str],
-              steps: Sequence[Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]]) -> bool:
+def same_pair(
+    truth_sources: Sequence[str],
+    truth_steps: Sequence[Mapping[str, Any]],
+    sources: Sequence[str],
+    steps: Sequence[Mapping[str, Any]],
+    shapes: Mapping[str, tuple[int, ...]],
+) -> bool:
     """Whether a pair reads the same sources and moves their data the same way as the truth."""
     if tuple(sources) != tuple(truth_sources):
         return False
@@ -97,13 +103,14 @@ def same_pair(truth_sources: Sequence[str], truth_steps: Sequence[Mapping[str, A
     arrays = [rng.standard_normal(shapes[s]).astype(np.float32) for s in sources]
     try:
         expected, got = apply_steps(arrays, truth_steps), apply_steps(arrays, steps)
-    except Exception:  # noqa: BLE001 - any failure to apply means "not the same"
+    except Exception:
         return False
     return expected.shape == got.shape and bool(np.array_equal(expected, got))
 
 
-def score_mapping(name: str, mapping: NameMapping, truth: Truth, source: ParamTable, target: ParamTable,
-                  seconds: float = 0.0) -> PairResult:
+def score_mapping(
+    name: str, mapping: NameMapping, truth: Truth, source: ParamTable, target: ParamTable, seconds: float = 0.0
+) -> PairResult:
     """Compare a mapping with the truth, pair by pair, and count how the confidence separates right from wrong."""
     shapes = {r.name: r.shape for r in source.params}
     result = PairResult(name, len(source), len(target), seconds=seconds)
@@ -165,28 +172,62 @@ def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 def render_results(results: Sequence[PairResult]) -> str:
     """The benchmark table, one row per pair, then totals."""
-    header = ["pair", "params s/t", "right", "wrong", "unmatched", "accuracy", "wrong flagged", "right >= thr",
-              "exact-name", "order-only", "no lexicon", "seconds", "inferred mapping runs"]
+    header = [
+        "pair",
+        "params s/t",
+        "right",
+        "wrong",
+        "unmatched",
+        "accuracy",
+        "wrong flagged",
+        "right >= thr",
+        "exact-name",
+        "order-only",
+        "no lexicon",
+        "seconds",
+        "inferred mapping runs",
+    ]
     rows = []
     for r in results:
-        rows.append([
-            r.name, f"{r.source_params}/{r.target_params}", str(r.correct), str(r.wrong), str(r.unmatched),
-            f"{r.accuracy:.1%}", f"{r.wrong_flagged}/{r.wrong}", f"{r.right_above}/{r.correct}",
-            f"{r.baselines.get('exact_name', 0):.1%}", f"{r.baselines.get('order', 0):.1%}",
-            f"{r.ablations.get('no_lexicon', float('nan')):.1%}", f"{r.seconds:.2f}", r.numeric,
-        ])
+        rows.append(
+            [
+                r.name,
+                f"{r.source_params}/{r.target_params}",
+                str(r.correct),
+                str(r.wrong),
+                str(r.unmatched),
+                f"{r.accuracy:.1%}",
+                f"{r.wrong_flagged}/{r.wrong}",
+                f"{r.right_above}/{r.correct}",
+                f"{r.baselines.get('exact_name', 0):.1%}",
+                f"{r.baselines.get('order', 0):.1%}",
+                f"{r.ablations.get('no_lexicon', float('nan')):.1%}",
+                f"{r.seconds:.2f}",
+                r.numeric,
+            ]
+        )
     total = sum(r.total for r in results)
     correct = sum(r.correct for r in results)
     wrong = sum(r.wrong for r in results)
     flagged = sum(r.wrong_flagged for r in results)
     above = sum(r.right_above for r in results)
-    rows.append([
-        "TOTAL", "", str(correct), str(wrong), str(sum(r.unmatched for r in results)),
-        f"{correct / total:.1%}" if total else "-", f"{flagged}/{wrong}", f"{above}/{correct}",
-        _mean(results, "baselines", "exact_name"), _mean(results, "baselines", "order"),
-        _mean(results, "ablations", "no_lexicon"), f"{sum(r.seconds for r in results):.2f}",
-        f"{sum(r.numeric.startswith('yes') for r in results)}/{len(results)} yes",
-    ])
+    rows.append(
+        [
+            "TOTAL",
+            "",
+            str(correct),
+            str(wrong),
+            str(sum(r.unmatched for r in results)),
+            f"{correct / total:.1%}" if total else "-",
+            f"{flagged}/{wrong}",
+            f"{above}/{correct}",
+            _mean(results, "baselines", "exact_name"),
+            _mean(results, "baselines", "order"),
+            _mean(results, "ablations", "no_lexicon"),
+            f"{sum(r.seconds for r in results):.2f}",
+            f"{sum(r.numeric.startswith('yes') for r in results)}/{len(results)} yes",
+        ]
+    )
     return render_table(header, rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10, 11))
 
 

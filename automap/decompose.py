@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .records import Alternative, Match, ParamRecord, ParamTable
 
@@ -46,7 +46,9 @@ class _Blocks:
         return f"{self.prefix}.{index}." if self.prefix else f"{index}."
 
 
-def solve_in_blocks(source: ParamTable, target: ParamTable, solve: Solve, *, limit: int = DENSE_LIMIT) -> tuple[dict[str, Match], list[str]]:
+def solve_in_blocks(
+    source: ParamTable, target: ParamTable, solve: Solve, *, limit: int = DENSE_LIMIT
+) -> tuple[dict[str, Match], list[str]]:
     """Solve `source` -> `target`, splitting along repeated blocks while either side exceeds `limit`."""
     if len(source) <= limit and len(target) <= limit:
         return solve(source, target)
@@ -61,16 +63,29 @@ def solve_in_blocks(source: ParamTable, target: ParamTable, solve: Solve, *, lim
     matches: dict[str, Match] = {}
     notes: list[str] = []
     first = True
+    solved_leads: list[tuple[int, dict[str, Match]]] = []  # earlier lead blocks and their pairs
     for t_indices in by_kind.values():
         lead = t_indices[0]
-        sub_source = _table(source, (s_blocks.rest if first else []) + s_blocks.members[pairing[lead]])
-        sub_target = _table(target, (t_blocks.rest if first else []) + t_blocks.members[lead])
-        solved, sub_notes = solve_in_blocks(sub_source, sub_target, solve, limit=limit)
+        s_lead = pairing[lead]
+        # Tensors this kind shares with an earlier kind (the attention of a dense and of an MoE layer) take the
+        # earlier decision, so every block reads the same way; only what is new to this kind is solved.
+        known: dict[str, Match] = {}
+        for earlier, earlier_pairs in solved_leads:
+            carried = _carry_over(earlier_pairs, t_blocks, s_blocks, earlier, pairing[earlier], lead, s_lead)
+            known.update({n: m for n, m in carried.items() if n not in known and _fits(m, source, target)})
+        t_members = [r for r in t_blocks.members[lead] if r.name not in known]
+        used = {n for m in known.values() for n in m.source_names}
+        s_members = [r for r in s_blocks.members[s_lead] if r.name not in used]
+        sub_source = _table(source, (s_blocks.rest if first else []) + s_members)
+        sub_target = _table(target, (t_blocks.rest if first else []) + t_members)
+        solved, sub_notes = solve_in_blocks(sub_source, sub_target, solve, limit=limit) if len(sub_target) else ({}, [])
+        solved = {**solved, **known}
         first = False
+        solved_leads.append((lead, {n: m for n, m in solved.items() if n.startswith(t_blocks.block_prefix(lead))}))
         matches.update(solved)
         notes.extend(n for n in sub_notes if n not in notes)
         for t_index in t_indices[1:]:
-            matches.update(_carry_over(solved, t_blocks, s_blocks, lead, pairing[lead], t_index, pairing[t_index]))
+            matches.update(_carry_over(solved, t_blocks, s_blocks, lead, s_lead, t_index, pairing[t_index]))
     notes.append(
         f"solved block by block: {len(t_blocks.indices)} blocks under {t_blocks.prefix or '(top level)'!r} "
         f"paired in index order with {s_blocks.prefix or '(top level)'!r}, {len(by_kind)} kind(s) of block"
@@ -78,28 +93,41 @@ def solve_in_blocks(source: ParamTable, target: ParamTable, solve: Solve, *, lim
     return matches, notes
 
 
+def _fits(match: Match, source: ParamTable, target: ParamTable) -> bool:
+    """A carried-over pair whose names exist on both sides with the shapes the pair was made for."""
+    if match.target not in target or not match.source_names:
+        return False
+    if any(n not in source for n in match.source_names):
+        return False
+    shapes = tuple(source[n].shape for n in match.source_names)
+    recorded = match.source_shape if isinstance(match.source, tuple) else (match.source_shape,)
+    return target[match.target].shape == match.target_shape and shapes == tuple(recorded)
+
+
 def _split(table: ParamTable) -> _Blocks | None:
-    """The container whose numbered blocks hold the most parameters (at least four blocks), if any."""
+    """The container whose numbered blocks hold the most parameters (at least four blocks), if any.
+
+    Every numbered component of every name is a candidate (`model.layers.<i>`, `model.layers.3.mlp.experts.<j>`);
+    the container covering the most parameters wins, the outermost on a tie.
+    """
     counts: dict[str, Counter[int]] = defaultdict(Counter)
-    first_number: list[tuple[str, int] | None] = []
     for name in table.names:
         parts = name.split(".")
-        found = None
         for position, part in enumerate(parts[:-1]):
             if part.isdigit():
-                found = (".".join(parts[:position]), int(part))
-                counts[found[0]][found[1]] += 1
-                break
-        first_number.append(found)
-    candidates = [(sum(c.values()), prefix) for prefix, c in counts.items() if len(c) >= _MIN_BLOCKS]
+                counts[".".join(parts[:position])][int(part)] += 1
+    candidates = [(sum(c.values()), -len(prefix), prefix) for prefix, c in counts.items() if len(c) >= _MIN_BLOCKS]
     if not candidates:
         return None
-    _, prefix = max(candidates)
+    _, _, prefix = max(candidates)
+    head = prefix + "." if prefix else ""
     members: dict[int, list[ParamRecord]] = defaultdict(list)
     rest: list[ParamRecord] = []
-    for record, found in zip(table.params, first_number, strict=True):
-        if found is not None and found[0] == prefix:
-            members[found[1]].append(record)
+    for record in table.params:
+        tail = record.name[len(head) :] if record.name.startswith(head) else ""
+        index = tail.split(".", 1)[0]
+        if tail and index.isdigit() and "." in tail:
+            members[int(index)].append(record)
         else:
             rest.append(record)
     return _Blocks(prefix, tuple(sorted(members)), dict(members), rest)
@@ -107,7 +135,9 @@ def _split(table: ParamTable) -> _Blocks | None:
 
 def _table(whole: ParamTable, records: Sequence[ParamRecord]) -> ParamTable:
     ordered = sorted(records, key=lambda r: r.index)
-    return ParamTable(whole.framework, whole.source, tuple(r.with_index(i) for i, r in enumerate(ordered)), format=whole.format)
+    return ParamTable(
+        whole.framework, whole.source, tuple(r.with_index(i) for i, r in enumerate(ordered)), format=whole.format
+    )
 
 
 def _carry_over(
@@ -116,31 +146,32 @@ def _carry_over(
     """The lead block's pairs, renamed into another block of the same kind."""
     t_from, t_to = t_blocks.block_prefix(t_lead), t_blocks.block_prefix(t_index)
     s_from, s_to = s_blocks.block_prefix(s_lead), s_blocks.block_prefix(s_index)
+    cut = len(s_from)
 
-    def move(name: str, old: str, new: str) -> str:
-        return new + name[len(old) :] if name.startswith(old) else name
+    def move(name: str) -> str:
+        return s_to + name[cut:] if name.startswith(s_from) else name
 
     def move_source(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return move(value, s_from, s_to)
-        return tuple(move(v, s_from, s_to) for v in value)
+        if value is None or isinstance(value, str):
+            return None if value is None else move(value)
+        return tuple(move(v) for v in value)
 
+    note = f"same as block {t_lead} (repeated structure)"
     out: dict[str, Match] = {}
+    t_cut = len(t_from)
     for name, match in solved.items():
         if not name.startswith(t_from):
             continue
-        evidence = dict(match.evidence)
-        evidence["block"] = f"same as block {t_lead} (repeated structure)"
-        moved = replace(
-            match,
-            target=move(name, t_from, t_to),
-            source=move_source(match.source),
-            evidence=evidence,
-            alternatives=tuple(
-                Alternative(move_source(a.source), a.confidence, a.transform) for a in match.alternatives
-            ),
+        target = t_to + name[t_cut:]
+        out[target] = Match(
+            target,
+            move_source(match.source),
+            match.confidence,
+            match.transform,
+            match.target_shape,
+            match.source_shape,
+            {**match.evidence, "block": note},
+            tuple(Alternative(move_source(a.source), a.confidence, a.transform) for a in match.alternatives),
+            match.pinned,
         )
-        out[moved.target] = moved
     return out

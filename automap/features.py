@@ -269,13 +269,9 @@ def candidate_pairs(source: Side, target: Side) -> Candidates:
 @feature("shape", weight=1.0)
 def shape_feature(ctx: FeatureContext) -> Array:
     """1 for identical shapes; less for a layout change, transpose or reshape; parts cost a little more."""
-    is_part = np.array(
-        [
-            ctx.source.nodes[s].part is not None or ctx.target.nodes[t].part is not None
-            for t, s in zip(ctx.candidates.target, ctx.candidates.source, strict=True)
-        ],
-        dtype=bool,
-    )
+    t_part = np.array([n.part is not None for n in ctx.target.nodes], dtype=bool)
+    s_part = np.array([n.part is not None for n in ctx.source.nodes], dtype=bool)
+    is_part = t_part[ctx.candidates.target] | s_part[ctx.candidates.source]
     scores = np.array([r.score for r in ctx.candidates.relation])
     return np.where(is_part, scores * 0.8, scores)
 
@@ -524,6 +520,21 @@ def local_order_feature(ctx: FeatureContext) -> Array:
     t_rank = _ranks_within(ctx.target)
     s_rank = _ranks_within(ctx.source)
     under = _under(ctx.source)
+    s_bases = np.array([n.base for n in ctx.source.nodes])
+    rank_cache: dict[str, tuple[Array, Array]] = {}
+
+    def source_ranks(module: str) -> tuple[Array, Array]:
+        """Per source node: its rank and group size among like tensors below `module` (-1/0 outside it)."""
+        if module not in rank_cache:
+            ranks = np.full(len(s_bases), -1)
+            counts = np.zeros(len(s_bases), dtype=int)
+            mask = under.get(module)
+            if mask is not None:
+                for node in np.flatnonzero(mask):
+                    ranks[node], counts[node] = s_rank(int(s_bases[node]), module)
+            rank_cache[module] = (ranks, counts)
+        return rank_cache[module]
+
     out = np.full(len(ctx.candidates.target), 0.5)
     for t, index, sources in _by_target(ctx):
         tb = ctx.target.nodes[t].base
@@ -538,10 +549,12 @@ def local_order_feature(ctx: FeatureContext) -> Array:
                 continue
             open_ &= ~inside
             rt, nt = t_rank(tb, t_module)
-            for position in np.flatnonzero(inside):
-                rs, ns = s_rank(ctx.source.nodes[sources[position]].base, s_module)  # type: ignore[arg-type]
-                if nt > 1 or ns > 1:
-                    out[index[position]] = (1.0 if rt == rs else 0.0) if nt == ns else 1.0 - abs(rt / nt - rs / ns)
+            s_ranks, s_counts = source_ranks(s_module)  # type: ignore[arg-type]
+            picked = np.flatnonzero(inside)
+            rs, ns = s_ranks[sources[picked]], s_counts[sources[picked]]
+            value = np.where(ns == nt, (rs == rt).astype(float), 1.0 - np.abs(rt / nt - rs / np.maximum(ns, 1)))
+            active = (ns > 1) | (nt > 1)
+            out[index[picked[active]]] = value[active]
     return out
 
 

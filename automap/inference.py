@@ -19,6 +19,7 @@ import numpy as np
 
 from ._errors import MappingFileError
 from ._types import Array, StrPath
+from .decompose import solve_in_blocks
 from .features import (
     FEATURES,
     FeatureContext,
@@ -30,7 +31,6 @@ from .features import (
     score_candidates,
     total_weight,
 )
-from .decompose import solve_in_blocks
 from .mapping import fingerprint
 from .names import TokenWeights
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable

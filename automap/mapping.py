@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import MappingFileError
+from ._types import StrPath
 from .io._framework import MAX_NAME, brief, shown, unsafe_character
 from .io._json import loads
-from ._types import StrPath
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import parse_steps
 
@@ -247,7 +247,7 @@ def _check_text(document: Any, where: str) -> None:
             bad = unsafe_character(text)
             if bad is not None:
                 msg = (
-                    f"{where!r}: the text {shown(text)} contains the control character {bad!r}; refused, since it "
+                    f"{where!r}: the text {shown(text)} contains the unprintable character {bad!r}; refused, since it "
                     "could disguise a name during review"
                 )
                 raise MappingFileError(msg)

@@ -687,7 +687,7 @@ footer{color:var(--muted);font-size:12px;margin-top:24px;border-top:1px solid va
 #controls,.skip,#more,#expand,#collapse,button.tog{display:none}
 body{font-size:11px}.row{height:auto;line-height:1.35;break-inside:avoid}
 #tree{height:auto!important;overflow:visible;border:0}#tree-inner{height:auto!important}
-#tree-window{position:static;transform:none!important}
+#tree-window{position:static}
 .item{break-inside:avoid}details ol{max-height:none}
 *{print-color-adjust:exact;-webkit-print-color-adjust:exact}
 }
@@ -969,7 +969,7 @@ var tree = $("tree"), inner = $("tree-inner"), win = $("tree-window");
 function renderRows() {
   var rows = state.rows, n = rows.length, first = 0, last = n;
   if (state.print) {
-    inner.style.height = "auto"; win.style.transform = "none"; last = Math.min(n, PRINT_MAX);
+    inner.style.height = "auto"; win.style.top = "0"; last = Math.min(n, PRINT_MAX);
   } else {
     var height = Math.max(ROW * 3, Math.min(n * ROW + 2, Math.round(window.innerHeight * 0.65)));
     tree.style.height = height + "px";
@@ -977,7 +977,7 @@ function renderRows() {
     var top = tree.scrollTop;
     first = Math.max(0, Math.floor(top / ROW) - 10);
     last = Math.min(n, Math.ceil((top + height) / ROW) + 10);
-    win.style.transform = "translateY(" + (first * ROW) + "px)";
+    win.style.top = (first * ROW) + "px";  /* not a transform: those lose precision past a million pixels */
   }
   var frag = document.createDocumentFragment();
   for (var r = first; r < last; r++) {

@@ -80,33 +80,27 @@ def solve(
     templates: Sequence[str] | None = None,
 ) -> Solution:
     """The minimum-cost consistent assignment, with confidence for every chosen pair."""
-    forbidden = set(forbidden or ())
     n_t, n_s = len(target.nodes), len(source.nodes)
-    t_parts = _parts_count(target)
+    keys = candidates.target.astype(np.int64) * (n_s + 1) + candidates.source
+    allowed = np.ones(len(costs), dtype=bool)
+    if forbidden:
+        allowed[list(forbidden)] = False
+    t_parts = np.array([n.part.parts if n.part is not None else 1 for n in target.nodes], dtype=float)
+    # a part of a target carries 1/k of it: k parts together weigh what one whole pair does
+    weighted = costs / t_parts[candidates.target]
+    dummy = unmatched / t_parts
     for _ in range(8):
         matrix = np.full((n_t, n_s + n_t), INF)
-        usable = np.array([i not in forbidden for i in range(len(costs))], dtype=bool)
-        rows, cols = candidates.target[usable], candidates.source[usable]
-        # a part of a target carries 1/k of it: k parts together weigh what one whole pair does
-        share = np.array([1.0 / t_parts.get(int(r), 1) for r in rows])
-        np.minimum.at(matrix, (rows, cols), costs[usable] * share)
-        dummy = np.array([unmatched / t_parts.get(i, 1) if target.nodes[i].part else unmatched for i in range(n_t)])
+        matrix[candidates.target[allowed], candidates.source[allowed]] = weighted[allowed]
         matrix[np.arange(n_t), n_s + np.arange(n_t)] = dummy
         row_index, col_index = linear_sum_assignment(matrix)
         chosen = {int(r): int(c) for r, c in zip(row_index, col_index, strict=True)}
         conflict = _conflicts(source, target, chosen, n_s, matrix)
         if not conflict:
             break
-        forbidden.update(
-            i
-            for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
-            if (int(t), int(s)) in conflict
-        )
-    lookup = {
-        (int(t), int(s)): i
-        for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
-        if i not in forbidden
-    }
+        bad = np.array([t * (n_s + 1) + c for t, c in conflict], dtype=np.int64)
+        allowed &= ~np.isin(keys, bad)
+    lookup = _Lookup(keys[allowed], np.flatnonzero(allowed), n_s + 1)
     assignments: dict[int, Assignment] = {}
     for t, c in chosen.items():
         if c >= n_s or matrix[t, c] >= INF or (t, c) not in lookup:  # unresolved conflicts stay unmatched
@@ -117,8 +111,28 @@ def solve(
     return Solution(assignments, costs)
 
 
-def _parts_count(side: Side) -> dict[int, int]:
-    return {i: n.part.parts for i, n in enumerate(side.nodes) if n.part is not None}
+class _Lookup:
+    """(target node, source node) -> candidate index, by binary search over sorted pair keys."""
+
+    def __init__(self, keys: Array, indices: Array, stride: int) -> None:
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._indices, self._stride = keys[order], indices[order], stride
+
+    def get(self, pair: tuple[int, int]) -> int | None:
+        key = pair[0] * self._stride + pair[1]
+        position = int(np.searchsorted(self._keys, key))
+        if position < len(self._keys) and self._keys[position] == key:
+            return int(self._indices[position])
+        return None
+
+    def __contains__(self, pair: object) -> bool:
+        return isinstance(pair, tuple) and self.get(pair) is not None
+
+    def __getitem__(self, pair: tuple[int, int]) -> int:
+        index = self.get(pair)
+        if index is None:
+            raise KeyError(pair)
+        return index
 
 
 def _conflicts(source: Side, target: Side, chosen: dict[int, int], n_s: int, matrix: Array) -> set[tuple[int, int]]:
@@ -155,7 +169,7 @@ def _confidence(
     dummy: Array,
     n_s: int,
     strong_costs: Array,
-    lookup: Mapping[tuple[int, int], int],
+    lookup: _Lookup,
     templates: Sequence[str] | None,
 ) -> None:
     holder = {a.source: a.target for a in assignments.values() if a.source is not None}
@@ -207,14 +221,16 @@ def _confidence(
         elif strong < _STRONG_EPS and not block_order:
             a.order_only = True
             a.doubt = "order only (interchangeable candidates)"
-        elif not block_order and abs(strong) < _DECISIVE and (
-            (strong > _STRONG_EPS and weak < -_STRONG_EPS) or (strong < -_STRONG_EPS and weak > _STRONG_EPS)
+        elif (
+            not block_order
+            and abs(strong) < _DECISIVE
+            and ((strong > _STRONG_EPS and weak < -_STRONG_EPS) or (strong < -_STRONG_EPS and weak > _STRONG_EPS))
         ):
             a.doubt = "names and order disagree"
         if a.doubt:
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
 
 
-def _strong(lookup: Mapping[tuple[int, int], int], strong_costs: Array, t: int, s: int) -> float:
+def _strong(lookup: _Lookup, strong_costs: Array, t: int, s: int) -> float:
     index = lookup.get((t, s))
     return float(strong_costs[index]) if index is not None else 0.0

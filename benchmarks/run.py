@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from automap import load_checkpoint
-from automap.bench import PairResult, add_bench_options, baseline_exact_name, baseline_order, render_results, score_mapping, timed
+from automap.bench import (
+    PairResult,
+    add_bench_options,
+    baseline_exact_name,
+    baseline_order,
+    render_results,
+    score_mapping,
+    timed,
+)
 from automap.inference import infer_mapping
 from automap.records import NameMapping
 from benchmarks.zoo import all_pairs, normalise_ground_truth, prove, write_checkpoints
@@ -78,10 +86,12 @@ def _numeric(pair: Any, size: str, mapping: NameMapping) -> str:
     missing = [p.target for p in mapping.pairs if p.source is None]
     if missing:
         return f"no ({len(missing)} unmatched)"
-    inferred = {p.target: {"source": list(p.source_names), "transform": [dict(s) for s in p.transform]} for p in mapping.pairs}
+    inferred = {
+        p.target: {"source": list(p.source_names), "transform": [dict(s) for s in p.transform]} for p in mapping.pairs
+    }
     try:
         proof = prove(pair, size, inferred)
-    except Exception as error:  # noqa: BLE001 - a wrong mapping may not even load; that is a "no"
+    except Exception as error:
         return f"no ({type(error).__name__})"
     detail = f"max rel {proof.comparison.max_rel:.1e}"
     return f"yes ({detail})" if proof.passed else f"no ({detail})"
@@ -99,8 +109,15 @@ def _reverse(name: str, source: Any, target: Any, truth: Any) -> PairResult:
                 inverse[sources[0]] = ((t,), back)
     mapping, seconds = timed(infer_mapping, source, target)
     result = score_mapping(name, mapping, inverse, source, target, seconds)
-    result.baselines = {"exact_name": baseline_exact_name(source, target, inverse), "order": baseline_order(source, target, inverse)}
-    result.ablations = {"no_lexicon": score_mapping(name, infer_mapping(source, target, lexicon=False), inverse, source, target).accuracy}
+    result.baselines = {
+        "exact_name": baseline_exact_name(source, target, inverse),
+        "order": baseline_order(source, target, inverse),
+    }
+    result.ablations = {
+        "no_lexicon": score_mapping(
+            name, infer_mapping(source, target, lexicon=False), inverse, source, target
+        ).accuracy
+    }
     result.numeric = "-"
     return result
 

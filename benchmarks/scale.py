@@ -48,6 +48,20 @@ CONFIGS = {
         Config("llama-405b", 126, 16384, 53248, 128, 8, 128256),
         Config("mixtral-8x7b", 32, 4096, 14336, 32, 8, 32000, experts=8, expert_intermediate=14336),
         Config("mixtral-8x22b", 56, 6144, 16384, 48, 8, 32768, experts=8, expert_intermediate=16384),
+        Config(  # the same MoE with a tenth of the layers: the 10x growth step up to full size
+            "deepseek-v3-6l",
+            6,
+            7168,
+            18432,
+            128,
+            128,
+            129280,
+            experts=256,
+            expert_intermediate=2048,
+            dense_layers=1,
+            shared_experts=1,
+            fp8_scales=True,
+        ),
         Config(
             "deepseek-v3",
             61,
@@ -125,6 +139,7 @@ def listings(config: Config) -> tuple[ParamTable, ParamTable, dict[str, str]]:
 
 def _mindformers_order(names: list[str]) -> list[str]:
     """The port lists each layer's norms before its attention and feed-forward weights, and the final norm first."""
+
     def key(item: tuple[int, str]) -> tuple[int, int, int]:
         index, name = item
         parts = name.split(".")
@@ -181,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             return done.returncode
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{name}: {rows[-1]}", file=sys.stderr)
-    print(f"{'model':15s} {'tensors':>8s} {'seconds':>8s} {'peak MB':>8s} {'accuracy':>9s} {'flagged':>8s} "
-          f"{'wrong>=thr':>10s} {'time ratio / tensor ratio vs previous':>40s}")
+    print(
+        f"{'model':15s} {'tensors':>8s} {'seconds':>8s} {'peak MB':>8s} {'accuracy':>9s} {'flagged':>8s} "
+        f"{'wrong>=thr':>10s} {'time ratio / tensor ratio vs previous':>40s}"
+    )
     previous = None
     for row in rows:
         growth = ""
@@ -190,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             tensor_ratio = row["tensors"] / previous["tensors"]
             time_ratio = row["seconds"] / max(previous["seconds"], 1e-9)
             growth = f"{time_ratio:.2f}x time for {tensor_ratio:.2f}x tensors"
-        print(f"{row['model']:15s} {row['tensors']:8d} {row['seconds']:8.2f} {row['peak_mb']:8d} "
-              f"{row['accuracy']:9.2%} {row['flagged']:8d} {row['wrong_confident']:10d} {growth:>40s}")
+        print(
+            f"{row['model']:15s} {row['tensors']:8d} {row['seconds']:8.2f} {row['peak_mb']:8d} "
+            f"{row['accuracy']:9.2%} {row['flagged']:8d} {row['wrong_confident']:10d} {growth:>40s}"
+        )
         previous = row
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=float, help="confidence below which a pair is doubtful (default: the mapping's)"
     )
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when anything needs review")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (replaced if present)")
     parser.add_argument(
         "--accept",
         action="append",
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         print("automap: error: --threshold must be between 0 and 1")
         return 2
+    if args.html:
+        from automap.io._atomic import check_writable
+
+        check_writable(args.html, overwrite=True)
     mapping = load_mapping(args.mapping)
     if args.accept:
         mapping, marked = accept(mapping, args.accept)
@@ -59,4 +64,9 @@ def run(args: argparse.Namespace) -> int:
     report = audit(mapping, threshold=args.threshold, source=source, target=target)
     report = replace(report, where=args.mapping)
     print(report.render())
+    if args.html:
+        from automap.report_html import write_html
+
+        write_html(mapping, args.html, threshold=args.threshold, source_table=source, target_table=target)
+        print(f"report written to {args.html}")
     return 3 if args.strict and report.needs_review else 0

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the plain {target: source} dict (default name: OUTPUT with .flat.json)",
     )
     parser.add_argument("--pin", metavar="FILE", help="a mapping whose pinned pairs are kept; the rest is re-solved")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of the mapping")
     parser.add_argument("--threshold", type=float, default=0.5, help="confidence below which a pair needs review")
     parser.add_argument("--target-key", help="like --key, for the target file")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         if path.exists() and not args.force:
             msg = f"output {str(path)!r} already exists; pass --force to overwrite it"
             raise AutomapError(msg)
+    if args.html:
+        from automap.io._atomic import check_writable
+
+        check_writable(args.html, overwrite=args.force)
     source = load(args.source, args)
     target_args = argparse.Namespace(**{**vars(args), "key": args.target_key, "framework": None})
     target = load(args.target, target_args)
@@ -65,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         flat_path = outputs[-1]
         save_mapping(mapping, flat_path, flat=True, overwrite=True)
         print(f"flat mapping written to {flat_path}")
+    if args.html:
+        from automap.report_html import write_html
+
+        write_html(mapping, args.html, source_table=source, target_table=target, overwrite=args.force)
+        print(f"report written to {args.html}")
     return 3 if args.strict and mapping.doubtful else 0
 
 
@@ -99,7 +109,10 @@ def summary(mapping: NameMapping) -> str:
             ["", "count"],
             [
                 ["pairs", str(len(matched))],
-                [f"  confident (>= {mapping.threshold:.2f})", str(len(matched) - len([p for p in doubtful if p.source]))],
+                [
+                    f"  confident (>= {mapping.threshold:.2f})",
+                    str(len(matched) - len([p for p in doubtful if p.source])),
+                ],
                 [f"  need review (< {mapping.threshold:.2f})", str(len([p for p in doubtful if p.source]))],
                 ["  with a layout transform", str(len(transformed))],
                 ["unmatched target parameters", str(len(pairs) - len(matched))],

@@ -86,8 +86,10 @@ def _open_unnamed(folder: Path) -> tuple[int, Path | None]:
 
 
 def _link_unnamed(fd: int, out: Path, overwrite: bool) -> Path | None:
-    """Give the finished unnamed file its name: directly when nothing may be replaced, else through a hidden
-    name renamed over the output (returned, for the caller to rename or remove)."""
+    """Name the finished unnamed file: the output itself, or a hidden name returned for the caller to rename.
+
+    Without `overwrite` the link is made straight at the output, which fails if it appeared meanwhile.
+    """
     if not overwrite:
         try:
             linked = _link(fd, out)

@@ -107,7 +107,7 @@ def check_name(source: str, name: object, what: str = "parameter") -> None:
     bad = unsafe_character(name)
     if bad is not None:
         msg = (
-            f"{source!r}: {what} name {shown(name)} contains the control character {bad!r}; refused, "
+            f"{source!r}: {what} name {shown(name)} contains the unprintable character {bad!r}; refused, "
             "since such a name can disguise itself on screen or break the files automap writes"
         )
         raise CheckpointFormatError(msg)

@@ -31,9 +31,10 @@ from automap._types import Array, StrPath
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output, check_writable
+from ._atomic import atomic_output
 from ._framework import RawRecord, build_table, shown
 from ._sniff import open_regular
+from ._torch_zip import write_zip
 
 __all__ = ["read", "write"]
 
@@ -129,11 +130,13 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
 
 
 def write(records: Sequence[ParamRecord], path: StrPath, *, overwrite: bool = False) -> None:
-    """Write records as a plain state dict with `torch.save`, in the records' order."""
-    check_writable(path, overwrite=overwrite)  # before reading every tensor into memory
-    state = {record.name: to_torch(record.read(), record.dtype) for record in records}
+    """Write records as a plain state dict in torch.save's zip format, streaming one tensor at a time.
+
+    The file is laid out as `torch.save` lays it out (see `automap.io._torch_zip`), so `torch.load` reads it
+    with or without `mmap=True`; unlike `torch.save`, memory never holds more than one tensor.
+    """
     with atomic_output(path, overwrite=overwrite) as handle:
-        torch.save(state, handle)
+        write_zip(records, handle)
 
 
 def to_torch(array: Array, dtype: str) -> torch.Tensor:
@@ -202,11 +205,7 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
         raise CheckpointFormatError(msg) from None
     except Exception as error:  # torch's parsers raise many kinds (struct.error, AssertionError, ...) on bad bytes
         if "TorchScript" in str(error):
-            msg = (
-                f"{str(file)!r} is a TorchScript archive, not a state dict; load it with torch.jit.load and save "
-                "its weights with torch.save(module.state_dict(), ...)"
-            )
-            raise CheckpointFormatError(msg) from None
+            raise _torchscript(file) from None
         msg = (
             f"{str(file)!r}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(str(error))}); "
             "the file is truncated or corrupt"
@@ -225,6 +224,8 @@ def _check_zip(file: Path) -> None:
             f"{_first_line(str(error))}); the file is truncated or corrupt"
         )
         raise CheckpointFormatError(msg) from None
+    if any(info.filename.endswith("/constants.pkl") or "/code/" in info.filename for info in infos):
+        raise _torchscript(file)
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             msg = (
@@ -232,6 +233,14 @@ def _check_zip(file: Path) -> None:
                 "since inflating an entry of untrusted size is unbounded. Re-save the weights with torch.save"
             )
             raise CheckpointFormatError(msg)
+
+
+def _torchscript(file: Path) -> CheckpointFormatError:
+    msg = (
+        f"{str(file)!r} is a TorchScript archive, not a state dict; load it with torch.jit.load and save "
+        "its weights with torch.save(module.state_dict(), ...)"
+    )
+    return CheckpointFormatError(msg)
 
 
 def _check_extent(file: Path, size: int, name: str, tensor: torch.Tensor) -> None:
