@@ -119,7 +119,7 @@ def render_html(
         "</header>",
         "<main>",
         data.summary_html(),
-        _CONTROLS_HTML,
+        _CONTROLS_HTML.replace("{threshold}", f"{level:.2f}"),
         _REVIEW_HTML.replace("<!--signals-->", data.signals_html()),
         _TREE_HTML,
         _LEFTOVERS_HTML,
@@ -562,8 +562,8 @@ def _side_line(side: Endpoint) -> str:
 _CONTROLS_HTML = """<section id="controls" aria-label="Filter and threshold">
 <div class="control"><label for="filter">Filter by name</label>
 <input id="filter" type="search" placeholder="e.g. attention.wq or norm" autocomplete="off" spellcheck="false"></div>
-<div class="control"><label for="thr">Threshold <output id="thr-out" for="thr">0.50</output></label>
-<input id="thr" type="range" min="0" max="1" step="0.01" value="0.5"></div>
+<div class="control"><label for="thr">Threshold <output id="thr-out" for="thr">{threshold}</output></label>
+<input id="thr" type="range" min="0" max="1" step="0.01" value="{threshold}"></div>
 <div class="control"><label><input id="only" type="checkbox"> only pairs that need review</label></div>
 <fieldset class="control"><legend>Arrange by</legend>
 <label><input type="radio" name="by" value="t" checked> target</label>
@@ -592,8 +592,8 @@ parameter(s) it maps to (right). Select a name for its evidence.
 <div class="row head" aria-hidden="true"><span class="c name" id="head-left">target</span><span class="c">shape</span>
 <span class="c dt">dtype</span><span class="c conf">confidence</span><span class="c name" id="head-right">source</span>
 <span class="c">shape</span><span class="c dt">dtype</span></div>
-<div id="tree" role="tree" aria-label="Parameters side by side" tabindex="0"><div id="tree-inner">
-<div id="tree-window"></div></div></div>
+<div id="tree" role="tree" aria-label="Parameters side by side" tabindex="0"><div id="tree-inner" role="none">
+<div id="tree-window" role="none"></div></div></div>
 <div id="detail" aria-live="polite"></div>
 </section>"""
 
@@ -656,19 +656,20 @@ margin:0 0 10px;break-inside:avoid}
 .item h3{font-size:14px;margin:0 0 6px;word-break:break-all}.item h3 .badge{margin-right:8px}
 .item h4{font-size:12.5px;margin:8px 0 2px;color:var(--muted)}
 .kv{display:grid;grid-template-columns:9em 1fr;gap:1px 10px;margin:0}.kv dt{color:var(--muted)}
-.kv dd{margin:0;word-break:break-all}
+.kv dd{margin:0}
 table.t{border-collapse:collapse;font-size:12.5px}.t th,.t td{padding:1px 10px 1px 0;text-align:left;
 vertical-align:top}.t th{font-weight:500;color:var(--muted)}.t td.n{text-align:right}
-.t tr.chosen td{font-weight:600}
+.t tr.chosen td{font-weight:600}.alternatives td.src{min-width:16em}.t td.used{font-size:11.5px;min-width:12em}
+.t td:first-child{white-space:nowrap}
 .meter{display:inline-block;width:90px;height:9px;border:1px solid #888;vertical-align:middle;background:#fff}
 .fill{display:block;height:100%;background:#555}
 .tokens .tok{display:inline-block;padding:0 3px;margin:1px;border:1px solid #ccc;border-radius:3px}
 .tokens .tok.shared{border-color:#333;font-weight:700;text-decoration:underline}
 .columns{display:grid;grid-template-columns:minmax(230px,300px) minmax(0,1fr);gap:4px 24px}
-.columns>div{min-width:0}.t td.mono{word-break:break-all}.t{max-width:100%}
-.row{display:grid;grid-template-columns:minmax(10em,3fr) 8.5em 5.5em 11em minmax(10em,3fr) 8.5em 5.5em;
+.columns>div{min-width:0}.t td.mono,.kv dd{overflow-wrap:anywhere}.t td.shape{white-space:nowrap}
+.row{display:grid;grid-template-columns:minmax(10em,3fr) 8.5em 5.5em 17em minmax(10em,3fr) 8.5em 5.5em;
 align-items:center;height:var(--row);line-height:var(--row);border-bottom:1px solid #f0f0f0}
-.no-dtype .row{grid-template-columns:minmax(10em,3fr) 8.5em 11em minmax(10em,3fr) 8.5em}.no-dtype .dt{display:none}
+.no-dtype .row{grid-template-columns:minmax(10em,3fr) 8.5em 17em minmax(10em,3fr) 8.5em}.no-dtype .dt{display:none}
 .row .c{overflow:hidden;white-space:nowrap;text-overflow:ellipsis;padding-right:8px}
 .row.head{font-weight:600;color:var(--muted);border-bottom:1px solid #999;font-family:inherit}
 .row.mod{background:#f7f7f7}.row.mod .left{grid-column:1/4}.row.mod .right{grid-column:5/8;color:var(--muted)}
@@ -724,6 +725,12 @@ function add(el, x) {
   if (x === null || x === undefined || x === false) return;
   if (Array.isArray(x)) { for (var i = 0; i < x.length; i++) add(el, x[i]); return; }
   el.appendChild(typeof x === "object" ? x : document.createTextNode(String(x)));
+}
+/* a long dotted name may wrap after its dots, not inside a word */
+function dotted(name) {
+  var parts = name.split("."), out = [];
+  for (var k = 0; k < parts.length; k++) out.push(k < parts.length - 1 ? [parts[k] + ".", h("wbr")] : parts[k]);
+  return out;
 }
 function fmt(c) { return (Math.round(c * 100) / 100).toFixed(2); }
 function plural(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }
@@ -1040,26 +1047,29 @@ function sourceCells(s, tf) {
   var poss = l.map(function (j) { return D.source_order_known ? "#" + j : ""; }).join(" + ");
   var used = [];
   l.forEach(function (j) { users(j).forEach(function (u) { used.push(fullName(D.target, u)); }); });
-  return [h("td", {"class": "mono"}, srcNames(s)), h("td", {"class": "mono"}, srcShapes(s)),
+  return [h("td", {"class": "mono src"}, dotted(srcNames(s))), h("td", {"class": "mono shape"}, srcShapes(s)),
     h("td", {"class": "n"}, poss), h("td", null, tf >= 0 ? TFS[tf][0] : "")];
 }
 function usedBy(s, self) {
   var out = [];
   srcs(s).forEach(function (j) { users(j).forEach(function (u) { if (u !== self) out.push(u); }); });
   if (!out.length) return "";
-  return out.map(function (u) { return fullName(D.target, u) + " (" + fmt(P[u][1]) + ")"; }).join(", ");
+  return dotted(out.map(function (u) { return fullName(D.target, u) + " (" + fmt(P[u][1]) + ")"; }).join(", "));
 }
 function card(i, headingLevel) {
   var pr = P[i], lvl = level(i), tname = fullName(D.target, i), tp = D.target.params[i];
   var el = h("li", {"class": "item lvl-" + lvl, "data-target": tname});
   add(el, h("h" + headingLevel, null, badge(lvl, pr[1]), marks(pr[3]), " ", tname));
   var first = srcs(pr[0]), sname = matched(i) ? srcNames(pr[0]) : "";
+  var targetFacts = "  " + shapeText(tp[2]) + " " + dtypeText(tp[3]) + "  \u00b7 " + position(D.target, i) +
+    " \u00b7 in " + where(D.target, i);
+  var sourceFacts = matched(i) ? "  " + srcShapes(pr[0]) + " " + srcDtypes(pr[0]) + "  \u00b7 " +
+    first.map(function (j) { return position(D.source, j); }).join(" + ") + " \u00b7 in " +
+    first.map(function (j) { return where(D.source, j); }).join(" + ") : "";
   var kv = h("dl", {"class": "kv"},
-    h("dt", null, "target"), h("dd", {"class": "mono"}, tname + "  " + shapeText(tp[2]) + " " + dtypeText(tp[3]) +
-      "  \u00b7 " + position(D.target, i) + " \u00b7 in " + where(D.target, i)),
-    h("dt", null, "source"), h("dd", {"class": "mono"}, matched(i) ? sname + "  " + srcShapes(pr[0]) + " " +
-      srcDtypes(pr[0]) + "  \u00b7 " + first.map(function (j) { return position(D.source, j); }).join(" + ") +
-      " \u00b7 in " + first.map(function (j) { return where(D.source, j); }).join(" + ") : "\u2014 none \u2014"));
+    h("dt", null, "target"), h("dd", {"class": "mono"}, dotted(tname), targetFacts),
+    h("dt", null, "source"),
+    h("dd", {"class": "mono"}, matched(i) ? dotted(sname) : "\u2014 none \u2014", sourceFacts));
   if (pr[3] >= 0) add(kv, [h("dt", null, "layout"), h("dd", null, TFS[pr[3]][0])]);
   for (var k = 0; k < pr[5].length; k++) {
     if (pr[5][k] === null) continue;
@@ -1092,12 +1102,12 @@ function card(i, headingLevel) {
   var body = h("tbody");
   if (matched(i)) {
     add(body, h("tr", {"class": "chosen"}, h("td", null, "chosen"), sourceCells(pr[0], pr[3]),
-      h("td", {"class": "n"}, fmt(pr[1])), h("td", null, usedBy(pr[0], i))));
+      h("td", {"class": "n"}, fmt(pr[1])), h("td", {"class": "mono used"}, usedBy(pr[0], i))));
   }
   for (var a = 0; a < pr[6].length; a++) {
     var alt = pr[6][a];
     add(body, h("tr", null, h("td", null, "alternative " + (a + 1)), sourceCells(alt[0], alt.length > 2 ? alt[2] : -1),
-      h("td", {"class": "n"}, fmt(alt[1])), h("td", null, usedBy(alt[0], -1))));
+      h("td", {"class": "n"}, fmt(alt[1])), h("td", {"class": "mono used"}, usedBy(alt[0], -1))));
   }
   add(alts, body);
   add(right, [h("h4", null, pr[6].length ? "Chosen source and alternatives" : "Chosen source (no alternative)"),
@@ -1105,8 +1115,9 @@ function card(i, headingLevel) {
   var ctx = h("table", {"class": "t context"});
   for (var o = Math.max(0, i - 2); o <= Math.min(NP - 1, i + 2); o++) {
     add(ctx, h("tr", {"class": o === i ? "chosen" : null}, h("td", {"class": "n"}, "#" + o),
-      h("td", {"class": "mono"}, fullName(D.target, o)), h("td", null, "\u2190"),
-      h("td", {"class": "mono"}, matched(o) ? srcNames(P[o][0]) : "\u2014"), h("td", null, badge(level(o), P[o][1]))));
+      h("td", {"class": "mono"}, dotted(fullName(D.target, o))), h("td", null, "\u2190"),
+      h("td", {"class": "mono"}, matched(o) ? dotted(srcNames(P[o][0])) : "\u2014"),
+      h("td", null, badge(level(o), P[o][1]))));
   }
   add(right, [h("h4", null, "Neighbours in target order"), ctx]);
   add(cols, [left, right]);
@@ -1115,6 +1126,7 @@ function card(i, headingLevel) {
 }
 function showDetail(i) {
   $("detail").replaceChildren(h("ol", {"class": "review-list"}, card(i, "h3")));
+  $("detail").scrollIntoView({block: "nearest"});
 }
 function showSource(j) {
   var u = users(j);
@@ -1133,6 +1145,7 @@ function showSource(j) {
       return h("li", {"class": "mono"}, fullName(D.target, c[0]) + " (" + fmt(c[1]) + ")");
     })));
   $("detail").replaceChildren(h("ol", {"class": "review-list"}, el));
+  $("detail").scrollIntoView({block: "nearest"});
 }
 function reviewItems() {
   var out = [];
