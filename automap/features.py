@@ -85,6 +85,7 @@ class FeatureContext:
     module_affinity: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (t module, s module)
     predicted_position: Array | None = None  # per target node, expected source position in [0, 1]
     number_slots: Mapping[str, SlotRule] = field(default_factory=dict)  # target slot -> learned rule
+    untrusted_numbers: frozenset[tuple[str, ...]] = frozenset()  # number keys whose values differ across sides
 
 
 class Feature(NamedTuple):
@@ -308,8 +309,17 @@ def _dice(ctx: FeatureContext, t_sets: Sequence[Iterable[str]], s_sets: Sequence
 
 @feature("leaf", weight=2.0)
 def leaf_feature(ctx: FeatureContext) -> Array:
-    """Do the last name components agree (`gamma`~`weight`, `moving_mean`~`running_mean`)?"""
-    return _dice(ctx, [t.leaf for t in ctx.target.node_tokens], [t.leaf for t in ctx.source.node_tokens])
+    """Do the last name components agree (`gamma`~`weight`, `moving_mean`~`running_mean`)?
+
+    Half the score is the token overlap (convention classes included), half whether the components are spelled
+    the same: `bias_ih_l1` is much more like `bias_ih_l1` than like `bias_hh_l0_reverse`, which shares three
+    of its tokens.
+    """
+    overlap = _dice(ctx, [t.leaf for t in ctx.target.node_tokens], [t.leaf for t in ctx.source.node_tokens])
+    t_leaf = np.array([ctx.target.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.target.nodes])
+    s_leaf = np.array([ctx.source.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.source.nodes])
+    same = t_leaf[ctx.candidates.target] == s_leaf[ctx.candidates.source]
+    return 0.5 * overlap + 0.5 * same
 
 
 @feature("path", weight=2.5)
@@ -362,7 +372,7 @@ def numbers_feature(ctx: FeatureContext) -> Array:
         raw_shared = np.zeros(len(index))
         for key, value in number_contexts(name, lexicon=lexicon).items():
             column = s_raw.get(key)
-            if column is None:
+            if column is None or key in ctx.untrusted_numbers:
                 continue
             present = column[sources] >= 0
             raw_shared += present
@@ -476,7 +486,7 @@ def module_feature(ctx: FeatureContext) -> Array:
     return out
 
 
-@feature("group", weight=0.75, weak=True)
+@feature("group", weight=0.5, weak=True)
 def group_feature(ctx: FeatureContext) -> Array:
     """Same rank among same-shaped siblings (third of three `[d, d]` weights under one module)?"""
     t_rank = np.array(_group_ranks(ctx.target), dtype=float)[[n.base for n in ctx.target.nodes]]
@@ -583,7 +593,7 @@ def _ranks_within(side: Side) -> Callable[[int, str], tuple[int, int]]:
     return rank
 
 
-@feature("order", weight=1.0, weak=True)
+@feature("order", weight=0.75, weak=True)
 def order_feature(ctx: FeatureContext) -> Array:
     """Is the source where the target's position predicts it (from anchors once known, else proportionally)?"""
     t_pos = ctx.target.position[ctx.candidates.target]

@@ -32,7 +32,7 @@ from .features import (
     total_weight,
 )
 from .mapping import fingerprint
-from .names import TokenWeights
+from .names import TokenWeights, number_contexts
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from .shapes import Part, concat_steps
 from .solver import Assignment, Solution, candidate_costs, solve
@@ -180,17 +180,19 @@ def _infer(
     token_weights = TokenWeights(s_side.tokens, t_side.tokens)
     ctx = FeatureContext(s_side, t_side, candidates, token_weights)
     unmatched = _UNMATCHED_SHARE * total_weight()
-    first = {**weights, "module": 0.0}
-    solution, scores = _solve_pass(ctx, first, unmatched)
+    seeds = _signature_seeds(s_side, t_side)
+    ctx.module_affinity = seeds
+    solution, scores = _solve_pass(ctx, weights if seeds else {**weights, "module": 0.0}, unmatched)
     notes: list[str] = []
     if learn:
         previous: dict[int, int | None] = {}
         for _ in range(_REFINEMENTS):
             confident = _confident_pairs(solution, s_side, t_side)
             ctx.learned = _learn_tokens(confident, s_side, t_side)
-            ctx.module_affinity = _module_affinity(confident, s_side, t_side)
+            ctx.module_affinity = {**_module_affinity(confident, s_side, t_side), **seeds}
             ctx.predicted_position = _predicted_positions(confident, s_side, t_side)
             ctx.number_slots = _learn_number_slots(confident, s_side, t_side)
+            ctx.untrusted_numbers = _contradicted_number_keys(confident, s_side, t_side, lexicon)
             solution, scores = _solve_pass(ctx, weights, unmatched)
             current = {t: a.source for t, a in solution.assignments.items()}
             if current == previous:
@@ -283,6 +285,130 @@ def _learn_number_slots(pairs: Sequence[tuple[int, int, float]], source: Side, t
         if t_slot not in best or score > best[t_slot][0]:
             best[t_slot] = (score, rule)
     return {slot: rule for slot, (_, rule) in best.items()}
+
+
+def _signature_seeds(source: Side, target: Side) -> dict[tuple[str, str], float]:
+    """Modules that hold exactly the same kinds of tensors, where that content is unique on each side.
+
+    A module's signature is the multiset of its parameters' shapes (length-1 axes and axis order ignored, so
+    layout differences do not matter; scalars such as `num_batches_tracked` left out). A signature held by one
+    module on each side pairs those modules before any parameter is matched: `stages.1` finds `feature.3`
+    even when their blocks are numbered and ordered differently.
+    """
+
+    def by_signature(side: Side) -> dict[frozenset[tuple[tuple[int, ...], int]], list[str]]:
+        groups: dict[frozenset[tuple[tuple[int, ...], int]], list[str]] = defaultdict(list)
+        graph = side.tree.graph
+        for module in side.tree.modules():
+            if module == "":
+                continue
+            children = list(graph.successors(module))
+            if len(children) == 1 and graph.nodes[children[0]]["kind"] == "module":
+                continue  # a pure wrapper reads the same as its only child
+            content: Counter[tuple[int, ...]] = Counter()
+            for shape, count in graph.nodes[module]["signature"].items():
+                if shape:
+                    content[tuple(sorted(d for d in shape if d != 1))] += count
+            if sum(content.values()) >= 2:
+                groups[frozenset(content.items())].append(module)
+        return groups
+
+    source_groups = by_signature(source)
+    seeds: dict[tuple[str, str], float] = {}
+    for key, t_modules in by_signature(target).items():
+        s_modules = source_groups.get(key, [])
+        if len(t_modules) == 1 and len(s_modules) == 1:
+            seeds[(t_modules[0], s_modules[0])] = 1.0
+    # Top-down: inside paired modules (and the two models themselves), line up the child modules whose
+    # content is the same, in order. Repeated blocks (`features.3..17` vs `features.1..15`) pair up by position
+    # in the run, however each side numbers them.
+    queue = [("", ""), *seeds]
+    seen: set[tuple[str, str]] = set()
+    while queue:
+        pair = queue.pop()
+        if pair in seen:
+            continue
+        seen.add(pair)
+        for child_pair in _align_children(target, source, *pair):
+            if child_pair not in seeds:
+                seeds[child_pair] = 1.0
+            queue.append(child_pair)
+    return seeds
+
+
+def _module_content(side: Side, module: str) -> frozenset[tuple[tuple[int, ...], int]]:
+    """A module's parameter shapes (length-1 axes dropped, so Conv1d's 3-D and 4-D weights agree), as a multiset."""
+    content: Counter[tuple[int, ...]] = Counter()
+    for shape, count in side.tree.graph.nodes[module]["signature"].items():
+        if shape:
+            content[tuple(d for d in shape if d != 1)] += count
+    return frozenset(content.items())
+
+
+def _align_children(target: Side, source: Side, t_module: str, s_module: str) -> list[tuple[str, str]]:
+    """Child modules of two paired modules that hold the same content.
+
+    Numbered children (container elements: `features.3`, `blocks.0`) are lined up in order, longest common
+    subsequence first: every port enumerates a container's elements in order. Named children (`attention`,
+    `ffn_norm`) pair only when their content is unique among the siblings on both sides, because the order of
+    named siblings is a matter of taste and proves nothing.
+    """
+    t_graph, s_graph = target.tree.graph, source.tree.graph
+    t_all = [c for c in t_graph.successors(t_module) if t_graph.nodes[c]["kind"] == "module"]
+    s_all = [c for c in s_graph.successors(s_module) if s_graph.nodes[c]["kind"] == "module"]
+    named: list[tuple[str, str]] = []
+    t_named = Counter(_module_content(target, c) for c in t_all)
+    s_named = Counter(_module_content(source, c) for c in s_all)
+    s_by_key = {_module_content(source, c): c for c in s_all}
+    for child in t_all:
+        key = _module_content(target, child)
+        if not _is_index(child) and t_named[key] == 1 and s_named.get(key) == 1 and not _is_index(s_by_key[key]):
+            named.append((child, s_by_key[key]))
+    t_children = [c for c in t_all if _is_index(c)]
+    s_children = [c for c in s_all if _is_index(c)]
+    if not t_children or not s_children or len(t_children) * len(s_children) > 250_000:
+        return named
+    t_keys = [_module_content(target, c) for c in t_children]
+    s_keys = [_module_content(source, c) for c in s_children]
+    rows, cols = len(t_keys), len(s_keys)
+    table = np.zeros((rows + 1, cols + 1), dtype=np.int32)
+    for i in range(rows - 1, -1, -1):
+        for j in range(cols - 1, -1, -1):
+            if t_keys[i] == s_keys[j]:
+                table[i, j] = table[i + 1, j + 1] + 1
+            else:
+                table[i, j] = max(table[i + 1, j], table[i, j + 1])
+    pairs, i, j = [], 0, 0
+    while i < rows and j < cols:
+        if t_keys[i] == s_keys[j] and table[i, j] == table[i + 1, j + 1] + 1:
+            pairs.append((t_children[i], s_children[j]))
+            i, j = i + 1, j + 1
+        elif table[i + 1, j] >= table[i, j + 1]:
+            i += 1
+        else:
+            j += 1
+    return named + pairs
+
+
+def _is_index(module: str) -> bool:
+    """Whether a module is a numbered element of a container (its last name component is a number)."""
+    return module.rsplit(".", 1)[-1].isdigit()
+
+
+def _contradicted_number_keys(
+    pairs: Sequence[tuple[int, int, float]], source: Side, target: Side, lexicon: bool
+) -> frozenset[tuple[str, ...]]:
+    """Number keys (`("features", "[]")`) whose values confident pairs show to differ between the sides."""
+    agree: Counter[tuple[str, ...]] = Counter()
+    seen: Counter[tuple[str, ...]] = Counter()
+    for t, s, _ in pairs:
+        t_numbers = number_contexts(target.table.names[t], lexicon=lexicon)
+        s_numbers = number_contexts(source.table.names[s], lexicon=lexicon)
+        for key, value in t_numbers.items():
+            if key in s_numbers:
+                seen[key] += 1
+                agree[key] += value == s_numbers[key]
+    return frozenset(k for k, n in seen.items() if n >= 2 and agree[k] < 0.8 * n)
 
 
 def _module_affinity(
