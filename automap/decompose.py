@@ -20,7 +20,7 @@ from .records import Alternative, Match, ParamRecord, ParamTable
 
 __all__ = ["DENSE_LIMIT", "solve_in_blocks"]
 
-DENSE_LIMIT = 1000  # parameters per side above which a problem is split into blocks
+DENSE_LIMIT = 400  # parameters per side above which a problem is split into blocks
 _MIN_BLOCKS = 4
 
 Solve = Callable[[ParamTable, ParamTable], tuple[dict[str, Match], list[str]]]
