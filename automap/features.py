@@ -469,6 +469,13 @@ def module_feature(ctx: FeatureContext) -> Array:
         return vectors[t_module]
 
     level_weights = (0.5, 0.3, 0.2)
+    sizes: Counter[str] = Counter()
+    for name in ctx.target.table.names:
+        sizes.update(ctx.target.tree.ancestors(name, 64))
+
+    def module_size(module: str) -> int:
+        return sizes[module]
+
     out = np.full(len(ctx.candidates.target), 0.5)
     for t, index, sources in _by_target(ctx):
         total = np.zeros(len(index))
@@ -476,6 +483,8 @@ def module_feature(ctx: FeatureContext) -> Array:
         for level, t_module in enumerate(
             ctx.target.tree.ancestors(ctx.target.table.names[ctx.target.nodes[t].base], 3)
         ):
+            if module_size(t_module) < 2:
+                continue  # a module holding only this parameter would vote for the pair itself
             top, values = vector(t_module)
             if top <= 0:
                 continue

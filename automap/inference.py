@@ -185,10 +185,12 @@ def _infer(
     solution, scores = _solve_pass(ctx, weights if seeds else {**weights, "module": 0.0}, unmatched)
     notes: list[str] = []
     if learn:
+        # Token correspondences are learned once, from the first pass, which no learned signal has shaped yet:
+        # learning them again from later passes would let a pair confirm itself.
+        ctx.learned = _learn_tokens(_confident_pairs(solution, s_side, t_side), s_side, t_side)
         previous: dict[int, int | None] = {}
         for _ in range(_REFINEMENTS):
             confident = _confident_pairs(solution, s_side, t_side)
-            ctx.learned = _learn_tokens(confident, s_side, t_side)
             ctx.module_affinity = {**_module_affinity(confident, s_side, t_side), **seeds}
             ctx.predicted_position = _predicted_positions(confident, s_side, t_side)
             ctx.number_slots = _learn_number_slots(confident, s_side, t_side)
