@@ -203,6 +203,7 @@ def _infer(
         if ctx.learned:
             shown = ", ".join(f"{t}~{c.most_common(1)[0][0]}" for t, c in sorted(ctx.learned.items())[:8])
             notes.append(f"learned name correspondences: {shown}")
+    _follow_local_order(solution, scores, ctx)
     _order_parts(solution, ctx)
     matches = _matches(solution, scores, ctx, notes)
     return matches, notes
@@ -471,6 +472,42 @@ def _longest_increasing(values: Sequence[float]) -> list[int]:
         out.append(i)
         i = previous[i]
     return out[::-1]
+
+
+def _follow_local_order(solution: Solution, scores: Mapping[str, Array], ctx: FeatureContext) -> None:
+    """Where names and order disagree about two pairs, follow the order.
+
+    Such a conflict arises when a shared token pulls one way (`attention_norm` ~ `post_attention_layernorm`)
+    and the order signals (rank among like siblings, within the block, in the file) the other. Neither is
+    proof, and both pairs stay below the threshold; but a lone shared token is the weaker guide, so the order
+    settles which way the pairs are written.
+    """
+    weak = [name for name, f in FEATURES.items() if f.weak and name in scores]
+    if not weak:
+        return
+    local = sum((scores[name] * FEATURES[name].weight for name in weak), start=np.zeros(len(ctx.candidates.target)))
+    index = {
+        (int(t), int(s)): i for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True))
+    }
+    holder = {a.source: a for a in solution.assignments.values() if a.source is not None}
+    conflict = "names and order disagree"
+    for a in list(solution.assignments.values()):
+        if a.doubt != conflict or a.source is None or not a.rivals or a.rivals[0][0] is None:
+            continue
+        rival = a.rivals[0][0]
+        b = holder.get(rival)
+        if b is None or b.doubt != conflict or b.source is None or b.rivals[0][0] != a.source:
+            continue
+        swapped_a, swapped_b = index.get((a.target, rival)), index.get((b.target, a.source))
+        if swapped_a is None or swapped_b is None or a.candidate is None or b.candidate is None:
+            continue
+        if local[swapped_a] + local[swapped_b] > local[a.candidate] + local[b.candidate]:
+            a_source = a.source
+            a.source, a.candidate = rival, swapped_a
+            b.source, b.candidate = a_source, swapped_b
+            holder[a.source], holder[b.source] = a, b
+            for moved in (a, b):
+                moved.doubt = "names and order disagree; followed the order within the block"
 
 
 # ---------------------------------------------------------------------------------------------- fused tensors
