@@ -100,8 +100,10 @@ def _fits(match: Match, source: ParamTable, target: ParamTable) -> bool:
     if any(n not in source for n in match.source_names):
         return False
     shapes = tuple(source[n].shape for n in match.source_names)
-    recorded = match.source_shape if isinstance(match.source, tuple) else (match.source_shape,)
-    return target[match.target].shape == match.target_shape and shapes == tuple(recorded)
+    recorded: tuple[object, ...] = (
+        tuple(match.source_shape or ()) if isinstance(match.source, tuple) else (match.source_shape,)
+    )
+    return target[match.target].shape == match.target_shape and shapes == recorded
 
 
 def _split(table: ParamTable) -> _Blocks | None:

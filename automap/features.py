@@ -218,8 +218,10 @@ def _part_nodes(table: ParamTable, other: ParamTable) -> list[Node]:
 
 
 def _node_tokens(side: Side, node: Node) -> NameTokens:
-    """A part inherits its tensor's tokens; when the owning module's name splits into exactly `parts` words
-    (`qkv` -> q, k, v), part `i` takes word `i` instead of the whole name.
+    """A part inherits its tensor's tokens, or takes word `i` of a fused name (`qkv` -> q, k, v).
+
+    When the owning module's name splits into exactly `parts` words, part `i` takes word `i` instead of the
+    whole name.
     """
     tokens = side.tokens[node.base]
     if node.part is None or len(tokens.words) < 2:
@@ -318,8 +320,8 @@ def leaf_feature(ctx: FeatureContext) -> Array:
     overlap = _dice(ctx, [t.leaf for t in ctx.target.node_tokens], [t.leaf for t in ctx.source.node_tokens])
     t_leaf = np.array([ctx.target.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.target.nodes])
     s_leaf = np.array([ctx.source.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.source.nodes])
-    same = t_leaf[ctx.candidates.target] == s_leaf[ctx.candidates.source]
-    return 0.5 * overlap + 0.5 * same
+    same = (t_leaf[ctx.candidates.target] == s_leaf[ctx.candidates.source]).astype(float)
+    return np.asarray(0.5 * overlap + 0.5 * same)
 
 
 @feature("path", weight=2.5)
@@ -414,8 +416,9 @@ def _under(side: Side) -> dict[str, Array]:
 
 
 def numbered_slots(name: str) -> list[tuple[str, int]]:
-    """The numbers of a name keyed by where they stand: `layer1.0.conv2.weight` ->
-    `[("layer#", 1), ("layer#.#", 0), ("layer#.#.conv#", 2)]`.
+    """The numbers of a name keyed by where they stand.
+
+    `layer1.0.conv2.weight` -> `[("layer#", 1), ("layer#.#", 0), ("layer#.#.conv#", 2)]`.
     """
     slots: list[tuple[str, int]] = []
     prefix: list[str] = []
@@ -445,8 +448,10 @@ class SlotRule:
 
 @feature("module", weight=2.0)
 def module_feature(ctx: FeatureContext) -> Array:
-    """Does the source sit inside the source module that best corresponds to each of the target's enclosing
-    modules (as judged by where their other, confidently matched parameters went)?
+    """Does the source sit inside the source module that corresponds to each of the target's modules?
+
+    Correspondence is judged by where the modules' other, confidently matched parameters went, and by modules
+    whose content is the same on both sides.
     """
     affinity = ctx.module_affinity
     if not affinity:
@@ -559,21 +564,24 @@ def local_order_feature(ctx: FeatureContext) -> Array:
         tb = ctx.target.nodes[t].base
         open_ = np.ones(len(index), dtype=bool)
         for t_module in ctx.target.tree.ancestors(ctx.target.table.names[tb], 3):
-            s_module = best.get(t_module, (0.0, None))[1]
-            mask = under.get(s_module) if s_module is not None else None
+            if t_module not in best:
+                continue
+            s_module = best[t_module][1]
+            mask = under.get(s_module)
             if mask is None:
                 continue
             inside = open_ & mask[sources]
             if not inside.any():
                 continue
             open_ &= ~inside
-            rt, nt = t_rank(tb, t_module)
-            s_ranks, s_counts = source_ranks(s_module)  # type: ignore[arg-type]
+            t_position, t_count = t_rank(tb, t_module)
+            s_ranks, s_counts = source_ranks(s_module)
             picked = np.flatnonzero(inside)
             rs, ns = s_ranks[sources[picked]], s_counts[sources[picked]]
-            value = np.where(ns == nt, (rs == rt).astype(float), 1.0 - np.abs(rt / nt - rs / np.maximum(ns, 1)))
+            rt, nt = float(t_position), float(t_count)
+            agreement = np.where(ns == nt, (rs == rt).astype(float), 1.0 - np.abs(rt / nt - rs / np.maximum(ns, 1)))
             active = (ns > 1) | (nt > 1)
-            out[index[picked[active]]] = value[active]
+            out[index[picked[active]]] = agreement[active]
     return out
 
 
@@ -620,7 +628,7 @@ def order_feature(ctx: FeatureContext) -> Array:
             gaps = gaps[gaps > 1e-9]
             if len(gaps):
                 scale[index] = min(0.05, max(float(np.median(gaps)), 1e-4))
-    return 0.7 * np.exp(-delta / scale) + 0.3 * (1.0 - delta)
+    return np.asarray(0.7 * np.exp(-delta / scale) + 0.3 * (1.0 - delta))
 
 
 def score_candidates(ctx: FeatureContext, active: Mapping[str, float] | None = None) -> dict[str, Array]:

@@ -77,8 +77,8 @@ class ModuleTree:
 
     def ancestors(self, name: str, levels: int) -> list[str]:
         """The first `levels` modules above a parameter, innermost first (shorter near the root)."""
-        out = []
-        node = owner(name)
+        out: list[str] = []
+        node: str | None = owner(name)
         while node is not None and len(out) < levels:
             out.append(node)
             node = _parent(node) if node != ROOT else None

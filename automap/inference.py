@@ -423,7 +423,7 @@ def _module_affinity(
     Jaccard-like overlap, votes / (size_t + size_s - votes), so the most *specific* source module wins over a
     wrapper that contains everything.
     """
-    votes: Counter[tuple[str, str]] = Counter()
+    votes: dict[tuple[str, str], float] = defaultdict(float)
     for t, s, confidence in pairs:
         for t_module in target.tree.ancestors(target.table.names[t], _LEVELS):
             for s_module in source.tree.ancestors(source.table.names[s], _LEVELS + 1):
@@ -537,14 +537,14 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         if len(members) < 2:
             continue
         fused_on_source = side == "source"
-        partner = (
-            (lambda a: ctx.target.nodes[a.target].base)
-            if fused_on_source
-            else (lambda a: ctx.source.nodes[a.source].base)
-        )  # type: ignore[index]
+        partner_side = ctx.target if fused_on_source else ctx.source
+
+        def partner(a: Assignment, fused_on_source: bool = fused_on_source, side: Side = partner_side) -> int:
+            node = a.target if fused_on_source else a.source
+            return side.nodes[node].base if node is not None else -1
+
         partner_names = (ctx.target if fused_on_source else ctx.source).table.names
         pieces = sorted(members, key=lambda a: _piece(ctx, a, fused_on_source))
-        partner_side = ctx.target if fused_on_source else ctx.source
         partners = sorted(members, key=lambda a: partner_side.rank[partner(a)])
         by_index = _numbered_partners([partner_names[partner(a)] for a in partners], len(pieces))
         if by_index is not None:
@@ -632,8 +632,8 @@ def _matches(
             out[record.name] = _single(whole, record, scores, ctx)
         elif part_rows.get(record.index):
             built = _concatenated(
-                sorted(part_rows[record.index], key=lambda a: target.nodes[a.target].part.index), record, scores, ctx
-            )  # type: ignore[union-attr]
+                sorted(part_rows[record.index], key=lambda a: _piece(ctx, a, False)), record, scores, ctx
+            )
             if built is not None:
                 out[record.name] = built
         if record.name not in out:
@@ -779,8 +779,9 @@ def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, n
 
 
 def _is_layer_weight(match: Match) -> bool:
-    """A layer's weight on both sides (`weight`, `kernel`, ...), not a free parameter such as `text_projection`,
-    whose layout follows how the model multiplies with it rather than the layer convention.
+    """A layer's weight on both sides (`weight`, `kernel`, ...), not a free parameter such as `text_projection`.
+
+    A free parameter's layout follows how the model multiplies with it rather than the layer convention.
     """
     from .names import tokenize
 

@@ -94,10 +94,10 @@ def tokenize(name: str, vocabulary: Vocabulary | None = None, *, lexicon: bool =
                 words.append(piece)
         per_component.append(tuple(words))
     # A whole component can be a phrase of the lexicon (`moving_mean`, `embedding_table`).
-    leaf = _expand(per_component[-1], components[-1].lower(), lexicon)
+    leaf = _expand(list(per_component[-1]), components[-1].lower(), lexicon)
     path: list[str] = []
-    for component, words in zip(components[:-1], per_component[:-1], strict=True):
-        path.extend(_expand(words, component.lower(), lexicon))
+    for component, component_words in zip(components[:-1], per_component[:-1], strict=True):
+        path.extend(_expand(list(component_words), component.lower(), lexicon))
     return NameTokens(tuple(leaf), tuple(path), tuple(numbers), tuple(per_component))
 
 
@@ -162,6 +162,7 @@ class TokenWeights:
             self._weights[token] = math.log(1.0 + 1.0 / max(share, 1e-9))
 
     def __call__(self, token: str) -> float:
+        """The weight of one token (unseen tokens weigh like a token in half the names)."""
         return self._weights.get(token, math.log(2.0))
 
     def similarity(self, a: Sequence[str], b: Sequence[str]) -> float:

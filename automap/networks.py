@@ -231,8 +231,6 @@ def _raise_if(problems: list[str], what: str) -> None:
 
 
 def _ms_to_numpy(param: Any) -> Array:
-    import mindspore
-
     from automap.dtypes import get_dtype
 
     name = _MS_NAMES.get(str(param.dtype))

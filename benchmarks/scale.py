@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from automap.records import ParamRecord, ParamTable
@@ -112,7 +113,7 @@ def listings(config: Config) -> tuple[ParamTable, ParamTable, dict[str, str]]:
                 pair(f"{base}.gate_proj.weight", f"{port}.w1.weight", (f, h), scaled=True)
                 pair(f"{base}.down_proj.weight", f"{port}.w2.weight", (h, f), scaled=True)
                 pair(f"{base}.up_proj.weight", f"{port}.w3.weight", (f, h), scaled=True)
-            for e in range(config.shared_experts):
+            for _ in range(config.shared_experts):
                 base, port = f"{pt}.mlp.shared_experts", f"{ms}.feed_forward.shared_experts"
                 pair(f"{base}.gate_proj.weight", f"{port}.w1.weight", (f, h), scaled=True)
                 pair(f"{base}.down_proj.weight", f"{port}.w2.weight", (h, f), scaled=True)
@@ -213,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         previous = row
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(rows, handle, indent=1)
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -132,7 +132,9 @@ def prove(
         torch_net = build_torch(pair, size, seed)
         state = torch_state(torch_net)
         entries = normalise_ground_truth(mapping if mapping is not None else pair.ground_truth(size))
-        arrays = {target: apply_steps([state[s] for s in sources], steps) for target, (sources, steps) in entries.items()}
+        arrays = {
+            target: apply_steps([state[s] for s in sources], steps) for target, (sources, steps) in entries.items()
+        }
         ms_net = pair.mindspore_model(size)
         load_into_mindspore(ms_net, arrays)
         inputs = pair.inputs(size, np.random.default_rng(seed))
