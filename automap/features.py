@@ -22,7 +22,7 @@ from scipy import sparse
 
 from ._types import Array
 from .graph import ModuleTree, owner
-from .names import NameTokens, TokenWeights, Vocabulary, number_contexts, tokenize
+from .names import NameTokens, TokenWeights, Vocabulary, leaf_concept, number_contexts, tokenize
 from .records import ParamTable
 from .shapes import Part, Relation, part_shape, relate
 
@@ -144,8 +144,8 @@ def build_sides(
         target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], []
     )
     source_side.lexicon = target_side.lexicon = lexicon
-    source_side.rank = effective_rank(source, source_order)
-    target_side.rank = effective_rank(target, target_order)
+    source_side.rank = effective_rank(source, source_order or _natural_order_if_sorted(source))
+    target_side.rank = effective_rank(target, target_order or _natural_order_if_sorted(target))
     for side, other in ((source_side, target_side), (target_side, source_side)):
         side.nodes = [Node(r.index, None, r.shape) for r in side.table.params]
         side.nodes += _part_nodes(side.table, other.table)
@@ -155,6 +155,18 @@ def build_sides(
             [(side.rank[n.base] + (n.part.index / n.part.parts if n.part else 0.0)) / count for n in side.nodes]
         )
     return source_side, target_side
+
+
+def _natural_order_if_sorted(table: ParamTable) -> list[str] | None:
+    """For a file whose names are sorted as text (safetensors files usually are), a better guess at the order.
+
+    Sorted text puts `layers.10` before `layers.2`; sorting numbers as numbers restores the order the blocks
+    were declared in, which is what the order signals expect. Files in any other order are left alone.
+    """
+    names = list(table.names)
+    if len(names) < 4 or names != sorted(names):
+        return None
+    return sorted(names, key=lambda n: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", n)])
 
 
 def effective_rank(table: ParamTable, order: Sequence[str] | None) -> list[int]:
@@ -313,15 +325,16 @@ def _dice(ctx: FeatureContext, t_sets: Sequence[Iterable[str]], s_sets: Sequence
 def leaf_feature(ctx: FeatureContext) -> Array:
     """Do the last name components agree (`gamma`~`weight`, `moving_mean`~`running_mean`)?
 
-    Half the score is the token overlap (convention classes included), half whether the components are spelled
-    the same: `bias_ih_l1` is much more like `bias_ih_l1` than like `bias_hh_l0_reverse`, which shares three
-    of its tokens.
+    Components spelled the same, or naming the same convention (`gamma` and `weight`), agree fully; otherwise the
+    token overlap counts, a little less: `bias_ih_l1` is much more like `bias_ih_l1` than like
+    `bias_hh_l0_reverse`, with which it shares three tokens.
     """
     overlap = _dice(ctx, [t.leaf for t in ctx.target.node_tokens], [t.leaf for t in ctx.source.node_tokens])
-    t_leaf = np.array([ctx.target.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.target.nodes])
-    s_leaf = np.array([ctx.source.table.names[n.base].rsplit(".", 1)[-1].lower() for n in ctx.source.nodes])
-    same = (t_leaf[ctx.candidates.target] == s_leaf[ctx.candidates.source]).astype(float)
-    return np.asarray(0.5 * overlap + 0.5 * same)
+    lexicon = ctx.target.lexicon
+    t_leaf = np.array([leaf_concept(ctx.target.table.names[n.base], lexicon) for n in ctx.target.nodes])
+    s_leaf = np.array([leaf_concept(ctx.source.table.names[n.base], lexicon) for n in ctx.source.nodes])
+    same = t_leaf[ctx.candidates.target] == s_leaf[ctx.candidates.source]
+    return np.asarray(np.where(same, 1.0, 0.8 * overlap))
 
 
 @feature("path", weight=2.5)
@@ -379,9 +392,17 @@ def numbers_feature(ctx: FeatureContext) -> Array:
             present = column[sources] >= 0
             raw_shared += present
             raw_agree += present & (column[sources] == value)
-        raw = np.where(raw_shared > 0, raw_agree / np.maximum(raw_shared, 1), 0.5)
-        out[index] = np.where(informative > 0, agree / np.maximum(informative, 1), raw)
+        # One differing index means another tensor (`layer2.1.conv1` is not `layer2.0.conv1`), so partial
+        # agreement counts for little.
+        raw = np.where(raw_shared > 0, _all_or_little(raw_agree, raw_shared), 0.5)
+        out[index] = np.where(informative > 0, _all_or_little(agree, informative), raw)
     return out
+
+
+def _all_or_little(agree: Array, total: Array) -> Array:
+    """1 when every comparable number agrees, else a third of the agreeing share."""
+    share = agree / np.maximum(total, 1)
+    return np.where(agree == total, 1.0, share / 3.0)
 
 
 def _value_columns(rows: Sequence[Mapping[Any, int]]) -> dict[Any, Array]:
@@ -628,7 +649,7 @@ def order_feature(ctx: FeatureContext) -> Array:
             gaps = gaps[gaps > 1e-9]
             if len(gaps):
                 scale[index] = min(0.05, max(float(np.median(gaps)), 1e-4))
-    return np.asarray(0.7 * np.exp(-delta / scale) + 0.3 * (1.0 - delta))
+    return np.asarray(np.clip(0.7 * np.exp(-delta / scale) + 0.3 * (1.0 - delta), 0.0, 1.0))
 
 
 def score_candidates(ctx: FeatureContext, active: Mapping[str, float] | None = None) -> dict[str, Array]:

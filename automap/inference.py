@@ -182,6 +182,8 @@ def _infer(
     unmatched = _UNMATCHED_SHARE * total_weight()
     seeds = _signature_seeds(s_side, t_side)
     ctx.module_affinity = seeds
+    offsets = _renumbered_keys(seeds, s_side, t_side, lexicon)
+    ctx.untrusted_numbers = offsets
     solution, scores = _solve_pass(ctx, weights if seeds else {**weights, "module": 0.0}, unmatched)
     notes: list[str] = []
     if learn:
@@ -194,7 +196,7 @@ def _infer(
             ctx.module_affinity = {**_module_affinity(confident, s_side, t_side), **seeds}
             ctx.predicted_position = _predicted_positions(confident, s_side, t_side)
             ctx.number_slots = _learn_number_slots(confident, s_side, t_side)
-            ctx.untrusted_numbers = _contradicted_number_keys(confident, s_side, t_side, lexicon)
+            ctx.untrusted_numbers = offsets | _contradicted_number_keys(confident, s_side, t_side, lexicon)
             solution, scores = _solve_pass(ctx, weights, unmatched)
             current = {t: a.source for t, a in solution.assignments.items()}
             if current == previous:
@@ -367,8 +369,8 @@ def _align_children(target: Side, source: Side, t_module: str, s_module: str) ->
         key = _module_content(target, child)
         if not _is_index(child) and t_named[key] == 1 and s_named.get(key) == 1 and not _is_index(s_by_key[key]):
             named.append((child, s_by_key[key]))
-    t_children = [c for c in t_all if _is_index(c)]
-    s_children = [c for c in s_all if _is_index(c)]
+    t_children = sorted((c for c in t_all if _is_index(c)), key=_index_value)
+    s_children = sorted((c for c in s_all if _is_index(c)), key=_index_value)
     if not t_children or not s_children or len(t_children) * len(s_children) > 250_000:
         return named
     t_keys = [_module_content(target, c) for c in t_children]
@@ -393,9 +395,40 @@ def _align_children(target: Side, source: Side, t_module: str, s_module: str) ->
     return named + pairs
 
 
+def _index_value(module: str) -> int:
+    return int(module.rsplit(".", 1)[-1])
+
+
 def _is_index(module: str) -> bool:
     """Whether a module is a numbered element of a container (its last name component is a number)."""
     return module.rsplit(".", 1)[-1].isdigit()
+
+
+def _renumbered_keys(
+    seeds: Mapping[tuple[str, str], float], source: Side, target: Side, lexicon: bool
+) -> frozenset[tuple[str, ...]]:
+    """Number keys whose values differ between container elements that line up (`layers.1` with `blocks.0`).
+
+    When one side numbers a container from 1 and the other from 0, equal numbers mean different elements.
+    """
+    first_t = {}
+    for name in target.table.names:
+        for module in target.tree.ancestors(name, 64):
+            first_t.setdefault(module, name)
+    first_s = {}
+    for name in source.table.names:
+        for module in source.tree.ancestors(name, 64):
+            first_s.setdefault(module, name)
+    keys: set[tuple[str, ...]] = set()
+    for t_module, s_module in seeds:
+        if not (_is_index(t_module) and _is_index(s_module)) or _index_value(t_module) == _index_value(s_module):
+            continue
+        t_numbers = number_contexts(first_t[t_module], lexicon=lexicon)
+        s_numbers = number_contexts(first_s[s_module], lexicon=lexicon)
+        for key, value in t_numbers.items():
+            if value == _index_value(t_module) and s_numbers.get(key) == _index_value(s_module):
+                keys.add(key)
+    return frozenset(keys)
 
 
 def _contradicted_number_keys(
@@ -589,6 +622,7 @@ def _set_confidence(members: list[Assignment], ctx: FeatureContext, fused_on_sou
         outside = sum(share * odds_per_share for node, share in a.rivals if node not in group and node is not None)
         a.confidence = 1.0 / (1.0 + outside)
         a.order_only = False
+        a.doubt = ""
     del ctx
 
 
@@ -689,14 +723,19 @@ def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx
     if node.part is not None:
         steps.append({"op": "split", "axis": node.part.axis, "parts": node.part.parts, "index": node.part.index})
     steps.extend(relation.steps)
+    evidence = _evidence(a, scores)
+    confidence = float(a.confidence)
+    if relation.kind == "reshape":  # equal sizes, unrelated layouts: possible, never evident
+        confidence = min(confidence, 0.45)
+        evidence["decided_by"] = "shapes agree only after a reshape"
     return Match(
         target=record.name,
         source=base.name,
-        confidence=float(a.confidence),
+        confidence=confidence,
         transform=tuple(steps),
         target_shape=record.shape,
         source_shape=base.shape,
-        evidence=_evidence(a, scores),
+        evidence=evidence,
         alternatives=_alternatives(a, source),
     )
 

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-__all__ = ["NameTokens", "TokenWeights", "Vocabulary", "number_contexts", "split_component", "tokenize"]
+__all__ = [
+    "NameTokens",
+    "TokenWeights",
+    "Vocabulary",
+    "leaf_concept",
+    "number_contexts",
+    "split_component",
+    "tokenize",
+]
 
 _PIECE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _MAX_PHRASE = 3
@@ -187,6 +195,7 @@ def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...],
     classes = _lexicon()[0] if lexicon else {}
     out: dict[tuple[str, ...], int] = {}
     context: tuple[str, ...] = ()
+    fresh = False
     for component in name.split("."):
         pieces = split_component(component)
         words = tuple(classes.get(p, p) for p in pieces if not p.isdigit())
@@ -194,9 +203,21 @@ def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...],
         if words:
             context = tuple(classes.get(component.lower(), "") or w for w in words[:1]) + words[1:]
             key = context
+            fresh = not numbers  # `blocks.5` numbers `blocks` as `layer_5` numbers `layer`
+        elif fresh:
+            key = context
+            fresh = False
         else:
             context = (*context, "[]")
             key = context
         for occurrence, number in enumerate(numbers):
             out.setdefault(key if occurrence == 0 else (*key, f"@{occurrence}"), number)
     return out
+
+
+def leaf_concept(name: str, lexicon: bool = True) -> str:
+    """The last component of a name as a concept: its convention class (`gamma` -> `=weight`) or its spelling."""
+    leaf = name.rsplit(".", 1)[-1].lower()
+    if lexicon:
+        return _lexicon()[0].get(leaf, leaf)
+    return leaf
