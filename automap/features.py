@@ -86,6 +86,7 @@ class FeatureContext:
     predicted_position: Array | None = None  # per target node, expected source position in [0, 1]
     number_slots: Mapping[str, SlotRule] = field(default_factory=dict)  # target slot -> learned rule
     untrusted_numbers: frozenset[tuple[str, ...]] = frozenset()  # number keys whose values differ across sides
+    transposed_share: float | None = None  # share of confident non-square 2-D pairs that needed a transpose
 
 
 class Feature(NamedTuple):
@@ -283,11 +284,18 @@ def candidate_pairs(source: Side, target: Side) -> Candidates:
 
 @feature("shape", weight=1.0)
 def shape_feature(ctx: FeatureContext) -> Array:
-    """1 for identical shapes; less for a layout change, transpose or reshape; parts cost a little more."""
+    """1 for identical shapes; less for a layout change, transpose or reshape; parts cost a little more.
+
+    Whether a port stores matrices transposed is a property of the model: once the confident pairs show that
+    it does not, a transposed candidate is an unlikely one.
+    """
     t_part = np.array([n.part is not None for n in ctx.target.nodes], dtype=bool)
     s_part = np.array([n.part is not None for n in ctx.source.nodes], dtype=bool)
     is_part = t_part[ctx.candidates.target] | s_part[ctx.candidates.source]
     scores = np.array([r.score for r in ctx.candidates.relation])
+    if ctx.transposed_share is not None:
+        transposed = np.array([r.kind == "transpose" for r in ctx.candidates.relation], dtype=bool)
+        scores = np.where(transposed, 0.5 + 0.45 * ctx.transposed_share, scores)
     return np.where(is_part, scores * 0.8, scores)
 
 

@@ -196,6 +196,7 @@ def _infer(
             ctx.module_affinity = {**_module_affinity(confident, s_side, t_side), **seeds}
             ctx.predicted_position = _predicted_positions(confident, s_side, t_side)
             ctx.number_slots = _learn_number_slots(confident, s_side, t_side)
+            ctx.transposed_share = _transposed_share(confident, s_side, t_side)
             ctx.untrusted_numbers = offsets | _contradicted_number_keys(confident, s_side, t_side, lexicon)
             solution, scores = _solve_pass(ctx, weights, unmatched)
             current = {t: a.source for t, a in solution.assignments.items()}
@@ -402,6 +403,16 @@ def _index_value(module: str) -> int:
 def _is_index(module: str) -> bool:
     """Whether a module is a numbered element of a container (its last name component is a number)."""
     return module.rsplit(".", 1)[-1].isdigit()
+
+
+def _transposed_share(pairs: Sequence[tuple[int, int, float]], source: Side, target: Side) -> float | None:
+    """Of the confident pairs of non-square matrices, the share stored transposed (None below three such pairs)."""
+    kinds = []
+    for t, s, _ in pairs:
+        t_shape, s_shape = target.table.params[t].shape, source.table.params[s].shape
+        if len(t_shape) == 2 and t_shape[0] != t_shape[1] and len(s_shape) == 2:
+            kinds.append(t_shape != s_shape)
+    return sum(kinds) / len(kinds) if len(kinds) >= 3 else None
 
 
 def _renumbered_keys(

@@ -510,3 +510,18 @@ def test_execution_order_fixes_what_file_order_gets_wrong() -> None:
     assert _wrong(infer_mapping(source, target, target_order=["attn.left.weight", "attn.right.weight"]), truth) == []
     # the source side's hook works the same way: `beta_` running first lines it up with the port's `right`
     assert _wrong(infer_mapping(source, target, source_order=["attn.beta_.weight", "attn.alpha.weight"]), truth) == []
+
+
+@pytest.mark.parametrize("model", ["llama-7b", "mixtral-8x7b", "deepseek-v3"])
+def test_synthetic_ports_of_large_models_are_mapped_right(model: str) -> None:
+    """HuggingFace names against a MindFormers-style port (benchmarks/scale.py), a few layers deep."""
+    import dataclasses
+
+    from benchmarks.scale import CONFIGS, listings
+
+    config = dataclasses.replace(CONFIGS[model], layers=4, vocab=1000)
+    source, target, truth = listings(config)
+    mapping = infer_mapping(source, target)
+    wrong = [p for p in mapping.pairs if p.source != truth[p.target] or p.transform]
+    assert wrong == [] or all(p.confidence < mapping.threshold for p in wrong)
+    assert len(wrong) <= 2 * config.layers  # at most the two norms of a layer, which names and order cannot settle
