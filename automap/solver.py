@@ -229,6 +229,9 @@ def _confidence(
             a.doubt = "names and order disagree"
         if a.doubt:
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
+            # the rival that could not be told apart is about as likely as the choice
+            node, share = a.rivals[0]
+            a.rivals = ((node, max(share, min(_ORDER_ONLY_CAP, 1.0 - a.confidence))), *a.rivals[1:])
 
 
 def _strong(lookup: _Lookup, strong_costs: Array, t: int, s: int) -> float:

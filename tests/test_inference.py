@@ -525,3 +525,23 @@ def test_synthetic_ports_of_large_models_are_mapped_right(model: str) -> None:
     wrong = [p for p in mapping.pairs if p.source != truth[p.target] or p.transform]
     assert wrong == [] or all(p.confidence < mapping.threshold for p in wrong)
     assert len(wrong) <= 2 * config.layers  # at most the two norms of a layer, which names and order cannot settle
+
+
+def test_a_reviewed_pair_of_a_repeated_block_settles_every_block() -> None:
+    """Pinning `layers.0.w1 <- layers.0.gate_proj` also settles `layers.5.w1`: a pattern is reviewed once."""
+    import dataclasses
+
+    from benchmarks.scale import CONFIGS, listings
+
+    source, target, truth = listings(dataclasses.replace(CONFIGS["llama-7b"], layers=6, vocab=1000))
+    first = infer_mapping(source, target)
+    reviewed = tuple(
+        replace(p, source=truth[p.target], pinned=True) if p in first.doubtful and ".layers.0." in p.target else p
+        for p in first.pairs
+    )
+    assert any(p.pinned for p in reviewed)
+    again = infer_mapping(source, target, pins=replace(first, pairs=reviewed))
+    assert again.doubtful == ()
+    assert all(p.source == truth[p.target] for p in again.pairs)
+    carried = [p for p in again.pairs if p.pinned and ".layers.0." not in p.target]
+    assert carried and all("same pattern" in str(p.evidence["pinned"]) for p in carried)

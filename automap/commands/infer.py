@@ -8,11 +8,13 @@ need review (confidence below the threshold) and what is unmatched on each side.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from automap._errors import AutomapError
 from automap._format import render_table
-from automap.records import NameMapping
+from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
+from automap.records import Match, NameMapping
 
 from ._common import add_reading_options, load
 
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when any pair needs review")
     add_reading_options(parser)
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         msg = f"--threshold must be between 0 and 1, got {args.threshold}"
         raise AutomapError(msg)
+    problem = model_options_problem(args)
+    if problem:
+        print(f"automap: error: {problem}", file=sys.stderr)
+        return 2
     outputs = _outputs(args)
     for path in outputs:
         if path.exists() and not args.force:
@@ -61,8 +68,16 @@ def run(args: argparse.Namespace) -> int:
     target_args = argparse.Namespace(**{**vars(args), "key": args.target_key, "framework": None})
     target = load(args.target, target_args)
     pins = load_mapping(args.pin) if args.pin else None
-    mapping = infer_mapping(source, target, threshold=args.threshold, pins=pins)
+    network = None
+    if uses_models(args):
+        network = infer_from_models(args, source, target, threshold=args.threshold, pins=pins)
+        mapping = network.mapping
+    else:
+        mapping = infer_mapping(source, target, threshold=args.threshold, pins=pins)
     print(summary(mapping))
+    if network is not None:
+        print("")
+        print("\n".join(network.lines()))
     if args.output:
         save_mapping(mapping, args.output, overwrite=True)
         print(f"\nmapping written to {args.output}")
@@ -75,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
         write_html(mapping, args.html, source_table=source, target_table=target, overwrite=args.force)
         print(f"report written to {args.html}")
-    return 3 if args.strict and mapping.doubtful else 0
+    unproven = network is not None and not network.proven
+    return 3 if args.strict and (mapping.doubtful or unproven) else 0
 
 
 def _outputs(args: argparse.Namespace) -> list[Path]:
@@ -124,21 +140,36 @@ def summary(mapping: NameMapping) -> str:
     for note in mapping.notes:
         lines.append(f"note: {note}")
     if doubtful:
-        lines += ["", "needs review (lowest confidence first):"]
+        # Repeated blocks repeat their doubts: show each pattern once (`layers.#.w1`), with how often it occurs.
+        patterns: dict[str, list[Match]] = {}
+        for p in sorted(doubtful, key=lambda p: p.confidence):
+            patterns.setdefault(_pattern(p.target), []).append(p)
+        lines += [
+            "",
+            f"needs review (lowest confidence first; {len(doubtful)} pairs in {len(patterns)} pattern(s), "
+            "pinning one pair of a pattern settles the whole pattern on the next --pin run):",
+        ]
         rows = []
-        for p in sorted(doubtful, key=lambda p: p.confidence)[:40]:
+        for group in list(patterns.values())[:40]:
+            p = group[0]
             alternative = p.alternatives[0] if p.alternatives else None
             alt = f"{_name(alternative.source)} ({alternative.confidence:.2f})" if alternative else ""
             why = str(p.evidence.get("decided_by", p.evidence.get("note", "")))
-            rows.append([p.target, _name(p.source) or "(none)", f"{p.confidence:.2f}", alt, why])
-        lines.append(render_table(["target", "source", "conf", "best alternative", "why"], rows, right=(2,)))
-        if len(doubtful) > 40:
-            lines.append(f"... and {len(doubtful) - 40} more (see automap audit)")
+            times = f"x{len(group)}" if len(group) > 1 else ""
+            rows.append([p.target, _name(p.source) or "(none)", f"{p.confidence:.2f}", times, alt, why])
+        lines.append(render_table(["target", "source", "conf", "", "best alternative", "why"], rows, right=(2,)))
+        if len(patterns) > 40:
+            lines.append(f"... and {len(patterns) - 40} more patterns (see automap audit)")
     if mapping.unmatched_source:
         shown = ", ".join(mapping.unmatched_source[:6])
         more = f", ... ({len(mapping.unmatched_source)} in all)" if len(mapping.unmatched_source) > 6 else ""
         lines += ["", f"unmatched source: {shown}{more}"]
     return "\n".join(lines)
+
+
+def _pattern(name: str) -> str:
+    """A name with its container indices blanked: `layers.7.w1.weight` -> `layers.#.w1.weight`."""
+    return ".".join("#" if part.isdigit() else part for part in name.split("."))
 
 
 def _name(source: object) -> str:
