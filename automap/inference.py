@@ -171,8 +171,11 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
 
 
 def _same_pattern(pin: Match, source: ParamTable, target: ParamTable) -> list[Match]:
-    """A reviewed pair of a repeated block, carried to every block: `layers.0.w1 <- layers.0.gate_proj` also
-    settles `layers.7.w1 <- layers.7.gate_proj`, so a person reviews a pattern once, not once per layer."""
+    """A reviewed pair of a repeated block, carried to every block of its pattern.
+
+    `layers.0.w1 <- layers.0.gate_proj` also settles `layers.7.w1 <- layers.7.gate_proj`, so a person reviews a
+    pattern once, not once per layer.
+    """
     if not isinstance(pin.source, str):
         return []
     t_parts, s_parts = pin.target.split("."), pin.source.split(".")
