@@ -87,6 +87,11 @@ def infer_mapping(
         [('conv1.weight', 'conv1.weight', 1.0)]
     """
     source_table, target_table = _table(source), _table(target)
+    for table in (source_table, target_table):
+        if any(not name or name.startswith(".") or name.endswith(".") or ".." in name for name in table.names):
+            bad = next(n for n in table.names if not n or n.startswith(".") or n.endswith(".") or ".." in n)
+            msg = f"{table.source}: parameter name {bad!r} has an empty component; names look like 'layer.weight'"
+            raise MappingFileError(msg)
     pinned = _pinned_pairs(pins, source_table, target_table)
     free_source = _subtable(source_table, {n for m in pinned.values() for n in m.source_names})
     free_target = _subtable(target_table, set(pinned))
