@@ -139,28 +139,29 @@ def _conflicts(source: Side, target: Side, chosen: dict[int, int], n_s: int, mat
     """Pairs to forbid so that no tensor is used both whole and in parts, and parts come in complete sets."""
     bad: set[tuple[int, int]] = set()
     # sources: whole and parts of one tensor both used -> drop the costlier side
-    uses: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
-    for t, c in chosen.items():
-        if c < n_s and matrix[t, c] < INF:
-            node = source.nodes[c]
-            key = "whole" if node.part is None else f"parts{node.part.axis}/{node.part.parts}"
-            uses[node.base][key].append((t, c))
-    for groups in uses.values():
+    for groups in _uses(source, chosen, n_s, matrix, by_source=True).values():
         if len(groups) > 1:
             best = min(groups, key=lambda k: sum(matrix[t, c] for t, c in groups[k]) / len(groups[k]))
             bad.update(p for k, pairs in groups.items() if k != best for p in pairs)
     # targets: whole matched and parts matched, or an incomplete set of parts
-    t_uses: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
-    for t, c in chosen.items():
-        if c < n_s and matrix[t, c] < INF:
-            node = target.nodes[t]
-            key = "whole" if node.part is None else f"parts{node.part.axis}/{node.part.parts}"
-            t_uses[node.base][key].append((t, c))
-    for groups in t_uses.values():
+    for groups in _uses(target, chosen, n_s, matrix, by_source=False).values():
         for key, pairs in groups.items():
             if key != "whole" and (len(groups) > 1 or len(pairs) < int(key.split("/")[1])):
                 bad.update(pairs)
     return bad
+
+
+def _uses(
+    side: Side, chosen: dict[int, int], n_s: int, matrix: Array, *, by_source: bool
+) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """For each tensor of a side, the chosen pairs using it, grouped by how: whole, or split in parts."""
+    uses: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for t, c in chosen.items():
+        if c < n_s and matrix[t, c] < INF:
+            node = side.nodes[c if by_source else t]
+            key = "whole" if node.part is None else f"parts{node.part.axis}/{node.part.parts}"
+            uses[node.base][key].append((t, c))
+    return uses
 
 
 def _confidence(
