@@ -23,7 +23,6 @@ from .verify import VerifyReport, verify
 __version__ = "0.1.0"
 
 
-
 def __getattr__(name: str) -> object:
     """`infer` / `infer_mapping`, imported on first use: the engine pulls in scipy and networkx."""
     if name in ("infer", "infer_mapping"):
@@ -32,6 +31,7 @@ def __getattr__(name: str) -> object:
         return infer_mapping
     msg = f"module 'automap' has no attribute {name!r}"
     raise AttributeError(msg)
+
 
 __all__ = [
     "Alternative",

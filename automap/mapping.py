@@ -21,7 +21,7 @@ from typing import Any
 
 from ._errors import MappingFileError
 from ._types import StrPath
-from .io._framework import MAX_NAME, brief, shown, unsafe_character
+from .io._framework import MAX_NAME, brief, printable, shown, unsafe_character
 from .io._json import loads
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import parse_steps
@@ -46,7 +46,8 @@ def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
     """The versioned JSON document of a mapping, keys in their documented order."""
 
     def endpoint(side: Endpoint) -> dict[str, Any]:
-        return {"path": side.path, "framework": side.framework, "params": side.params, "fingerprint": side.fingerprint}
+        path = printable(side.path)  # a label only: a path with undecodable bytes must not break the file
+        return {"path": path, "framework": side.framework, "params": side.params, "fingerprint": side.fingerprint}
 
     def source(value: Source) -> Any:
         return list(value) if isinstance(value, tuple) else value
@@ -319,9 +320,14 @@ def _pair(raw: Any, where: str) -> Match:
         msg = f"{where}: 'evidence' must map names to numbers or strings"
         raise MappingFileError(msg)
     alternatives = []
-    for alt in raw.get("alternatives", []) or []:
-        if not isinstance(alt, dict) or not isinstance(alt.get("confidence", 0), int | float):
-            msg = f"{where}: each alternative needs 'source' and 'confidence'"
+    listed = raw.get("alternatives") or []
+    if not isinstance(listed, list):
+        msg = f"{where}: 'alternatives' must be a list"
+        raise MappingFileError(msg)
+    for alt in listed:
+        weight = alt.get("confidence", 0) if isinstance(alt, dict) else None
+        if not isinstance(weight, int | float) or not 0 <= weight <= 1:
+            msg = f"{where}: each alternative needs 'source' and a 'confidence' in [0, 1]"
             raise MappingFileError(msg)
         alternatives.append(
             Alternative(

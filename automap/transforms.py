@@ -66,7 +66,7 @@ def parse_steps(raw: Any, *, where: str = "transform") -> tuple[Step, ...]:
     steps = []
     for step in raw:
         op = step.get("op") if isinstance(step, dict) else None
-        if op not in _KEYS:
+        if not isinstance(op, str) or op not in _KEYS:
             msg = f"{where}: unknown step {brief(step)}; known ops: {', '.join(_KEYS)}"
             raise MappingFileError(msg)
         keys = set(step) - {"op"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .io import load_checkpoint
 from .networks import OutputComparison, compare_outputs, load_into_mindspore, load_into_torch, run_mindspore, run_torch
 from .probes import InputSpec, make_input, parse_input_spec
 from .records import ParamTable
+
+if TYPE_CHECKING:
+    from .netaware import Divergence
 
 __all__ = ["VerifyReport", "guess_input", "verify"]
 
@@ -36,6 +39,8 @@ class VerifyReport:
         rtol: relative tolerance used.
         atol: absolute tolerance used.
         guessed: the input was guessed from the PyTorch model's first layer.
+        divergence: when the outputs differ, the first MindSpore module whose outputs differ from its PyTorch
+            counterpart's (modules paired by which parameters hold the same values), or None.
     """
 
     comparison: OutputComparison
@@ -43,6 +48,7 @@ class VerifyReport:
     rtol: float
     atol: float
     guessed: bool = False
+    divergence: Divergence | None = None
 
     @property
     def passed(self) -> bool:
@@ -59,6 +65,8 @@ class VerifyReport:
             f"{verdict}: max abs diff {self.comparison.max_abs:.3g}, max rel diff {self.comparison.max_rel:.3g} "
             f"(rtol {self.rtol:g}, atol {self.atol:g})"
         )
+        if self.divergence is not None:
+            out.append(self.divergence.describe())
         return out
 
 
@@ -72,6 +80,7 @@ def verify(
     rtol: float = 1e-4,
     atol: float = 1e-5,
     seed: int = 0,
+    localise: bool = True,
 ) -> VerifyReport:
     """Run a PyTorch module and a MindSpore cell on the same input and compare their outputs.
 
@@ -86,6 +95,8 @@ def verify(
         rtol: relative tolerance.
         atol: absolute tolerance.
         seed: seed for random inputs.
+        localise: when the outputs differ, run both models again with every module's outputs recorded and
+            name the first MindSpore module whose outputs differ from its PyTorch counterpart's.
 
     Returns:
         The comparison; `passed` tells the verdict.
@@ -123,7 +134,12 @@ def verify(
     reference = _run(run_torch, torch_module, arrays_in, "PyTorch", described, hint)
     candidate = _run(run_mindspore, mindspore_cell, arrays_in, "MindSpore", described, hint)
     comparison = compare_outputs(reference, candidate, rtol=rtol, atol=atol)
-    return VerifyReport(comparison, tuple(described), rtol, atol, guessed)
+    divergence = None
+    if localise and not comparison.passed:
+        from .netaware import locate_divergence
+
+        divergence = locate_divergence(torch_module, mindspore_cell, arrays_in)
+    return VerifyReport(comparison, tuple(described), rtol, atol, guessed, divergence)
 
 
 def guess_input(torch_module: object) -> InputSpec:

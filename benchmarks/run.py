@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
             write_checkpoints(pair, args.size, cache)
         source, target = load_checkpoint(torch_path), load_checkpoint(ms_path)
         truth = normalise_ground_truth(pair.ground_truth(args.size))
+        if getattr(args, "network_aware", False):
+            forward.append(_network_aware(pair, args.size, source, target, truth))
+            continue
         mapping, seconds = timed(infer_mapping, source, target)
         result = score_mapping(pair.name, mapping, truth, source, target, seconds)
         result.baselines = {
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     # get them right, only the network-aware mode can, and mixing them in would hide both facts.
     adversarial = {p.name for p in pairs if p.network_aware_only}
     for title, results in (
-        (f"PyTorch -> MindSpore, size {args.size}", forward),
+        (f"PyTorch -> MindSpore, size {args.size}{_mode(args)}", forward),
         (f"MindSpore -> PyTorch, size {args.size} (one-to-one pairs of the ground truth)", backward),
     ):
         if not results:
@@ -90,6 +93,56 @@ def run(args: argparse.Namespace) -> int:
             document["reverse"] = [r.as_json() for r in backward]
         Path(args.json).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return 0
+
+
+def _mode(args: argparse.Namespace) -> str:
+    return ", network-aware (both models at hand)" if getattr(args, "network_aware", False) else ""
+
+
+def _network_aware(pair: Any, size: str, source: Any, target: Any, truth: Any) -> PairResult:
+    """Infer with both zoo models at hand; score it, and checkpoint-only inference beside it."""
+    import numpy as np
+
+    from automap.netaware import infer_with_networks
+    from benchmarks.zoo._base import _quiet_mindspore
+
+    with _quiet_mindspore():
+        import mindspore
+
+        mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")
+        network, seconds = timed(
+            infer_with_networks,
+            source,
+            target,
+            torch_model=pair.torch_model(size),
+            mindspore_model=pair.mindspore_model(size),
+            inputs=list(pair.inputs(size, np.random.default_rng(0))),
+            mindspore_inputs=pair.mindspore_inputs,
+            rtol=pair.rtol,
+            atol=pair.atol,
+        )
+    result = score_mapping(pair.name, network.mapping, truth, source, target, seconds)
+    result.baselines = {
+        "exact_name": baseline_exact_name(source, target, truth),
+        "order": baseline_order(source, target, truth),
+    }
+    plain = score_mapping(pair.name, infer_mapping(source, target), truth, source, target)
+    result.ablations = {"checkpoint_only": plain.accuracy}
+    proof = network.proof
+    if network.proven and proof is not None:
+        result.numeric = f"yes, proven (max rel {proof.max_rel:.1e})"
+    else:
+        where = f"; {network.divergence.module or 'model'} diverges" if network.divergence else ""
+        result.numeric = f"NOT proven{where}"
+    confirmed = sum(1 for o in network.outcomes if o.status == "confirmed")
+    phases = ", ".join(f"{k} {v:.2f}s" for k, v in network.seconds.items())
+    print(
+        f"{pair.name}: network-aware {result.accuracy:.1%} (checkpoint only {plain.accuracy:.1%}) in {seconds:.2f}s "
+        f"({phases}); {confirmed}/{len(network.outcomes)} groups confirmed, {network.trials} trials, "
+        f"{network.runs} forward passes; {'proven' if network.proven else 'NOT proven'}",
+        file=sys.stderr,
+    )
+    return result
 
 
 def _numeric(pair: Any, size: str, mapping: NameMapping) -> str:

@@ -7,6 +7,8 @@ compute what the source network computes.
 from __future__ import annotations
 
 import json
+import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ ms = pytest.importorskip("mindspore")
 
 import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
 
-from automap import cli  # noqa: E402
+import automap.io  # noqa: E402
+from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
 from automap.convert import convert, plan_conversion  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
@@ -102,7 +105,7 @@ def test_versioned_mapping_to_mindspore_computes_the_same(files, tmp_path, capsy
     mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
     out = tmp_path / "out.ckpt"
     text = _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out))
-    assert "verified 12 tensors bit-exact with mindspore.load_checkpoint" in text
+    assert "verified 12 tensors bit-exact (dtype, shape, CRC-32) with mindspore.load_checkpoint" in text
     assert "pytorch -> mindspore" in text
     assert list(ms.load_checkpoint(str(out))) == list(nets.NET_TO_MINDSPORE)  # the target's order
     cell = _load_into_fresh_mindspore(nets.mindspore_net, out)
@@ -168,7 +171,7 @@ def test_versioned_mapping_to_pytorch_computes_the_same(files, tmp_path, capsys,
     mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_TORCH, source, template))
     out = tmp_path / "out.pth"
     text = _convert(capsys, str(files["train.ckpt"]), "--mapping", str(mapping), "-o", str(out))
-    assert "verified 12 tensors bit-exact with torch.load(weights_only=True)" in text
+    assert "verified 12 tensors bit-exact (dtype, shape, CRC-32) with torch.load(weights_only=True)" in text
     assert "num_batches_tracked" in text  # left to PyTorch's loader, and said so
     state = torch.load(out, weights_only=True)
     assert list(state) == [n for n in template.names if not n.endswith("num_batches_tracked")]
@@ -333,40 +336,124 @@ def test_an_interruption_mid_write_leaves_no_file(files, tmp_path, suffix, failu
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json"]  # no output, no partial file
 
 
-def test_tensors_are_read_one_at_a_time_in_target_order(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("suffix", [".ckpt", ".pth", ".safetensors"])
+def test_each_source_tensor_is_read_once_and_held_alone(files, tmp_path, suffix) -> None:  # type: ignore[no-untyped-def]
+    """Streaming: one read per source tensor, in target order, and none alive when the next is read."""
     source = load_checkpoint(files["net.pth"])
     events: list[str] = []
+    alive: list[weakref.ref[np.ndarray]] = []
+    held: list[int] = []
     for record in source.params:
-        source = _with_loader(source, record.name, _logged(record, events))
+        source = _with_loader(source, record.name, _tracked(record, events, alive, held))
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
-    convert(source, mapping, tmp_path / "out.ckpt", verify=False)
+    report = convert(source, mapping, tmp_path / f"out{suffix}")  # verification included
     sources = [v if isinstance(v, str) else v["source"] for v in nets.NET_TO_MINDSPORE.values()]
-    assert events == sources  # each read once, when the writer reached its target
+    assert events == sources  # each read once, when the writer reached its target; the check reads the output
+    assert held == [0] * len(sources)
+    assert report.verified == len(sources)
 
 
-def _logged(record: ParamRecord, events: list[str]) -> Any:
+def _tracked(record: ParamRecord, events: list[str], alive: list[Any], held: list[int]) -> Any:
     def load() -> np.ndarray:
+        held.append(sum(ref() is not None for ref in alive))
         events.append(record.name)
-        return record.read()
+        array = np.array(record.read())  # a private copy, so that its lifetime can be watched
+        alive.append(weakref.ref(array))
+        return array
 
     return load
 
 
-def test_verification_fails_when_the_file_differs_from_its_source(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A source that changes between the write and the re-read: the output no longer matches, so it is removed."""
-    source = load_checkpoint(files["net.pth"])
-    record = source["fc.bias"]
-    calls: list[int] = []
+@pytest.mark.parametrize("whole_file_limit", [None, 100], ids=["framework-loader", "large-file-check"])
+@pytest.mark.parametrize("suffix", [".ckpt", ".pth", ".safetensors"])
+def test_verification_fails_when_the_file_differs_from_what_was_converted(  # type: ignore[no-untyped-def]
+    files, tmp_path, suffix, whole_file_limit, monkeypatch
+) -> None:
+    """A writer that alters a tensor: the re-read file no longer matches, so the output is removed."""
+    if whole_file_limit is not None:
+        monkeypatch.setattr(sys.modules["automap.convert"], "FRAMEWORK_CHECK_LIMIT", whole_file_limit)
+    real = automap.io.save_checkpoint
 
-    def drifting() -> np.ndarray:
-        calls.append(1)
-        return record.read() + np.float32(len(calls))
+    def altering(records: list[ParamRecord], path: Any, **options: Any) -> None:
+        def bumped(record: ParamRecord) -> ParamRecord:
+            return ParamRecord(record.name, record.shape, record.dtype, record.index, lambda: record.read() + 1)
 
+        real([bumped(r) if r.name == "head.bias" else r for r in records], path, **options)
+
+    monkeypatch.setattr(sys.modules["automap.convert"], "save_checkpoint", altering)
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
-    out = tmp_path / "out.ckpt"
     with pytest.raises(ConversionError, match=r"verification of .* failed.*'head.bias'.*values differ"):
-        convert(_with_loader(source, "fc.bias", drifting), mapping, out)
-    assert not out.exists()
+        convert(load_checkpoint(files["net.pth"]), mapping, tmp_path / f"out{suffix}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json"]
+
+
+def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(sys.modules["automap.convert"], "FRAMEWORK_CHECK_LIMIT", 100)
+    mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
+    source = load_checkpoint(files["net.pth"])
+    report = convert(source, mapping, tmp_path / "out.ckpt")
+    assert report.verified == 12
+    assert report.verified_with.startswith("automap's reader (mindspore.load_checkpoint reads a whole file")
+    assert "checks files up to 100 B" in report.verified_with
+    report = convert(source, mapping, tmp_path / "out.safetensors", framework="mindspore")
+    assert report.verified == 12
+    assert report.verified_with.startswith("safetensors.safe_open (names, dtypes, shapes) and automap's reader")
+    report = convert(source, mapping, tmp_path / "out.pth")
+    assert report.verified_with == "torch.load(weights_only=True)"  # memory-mapped: any size
+
+
+def test_sharded_output_loads_shard_by_shard_in_mindspore(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
+    out = tmp_path / "net.ckpt"
+    text = _convert(capsys, str(files["net.pth"]), "--mapping", str(mapping), "-o", str(out), "--max-shard-size", "300")
+    index = tmp_path / "net.ckpt.index.json"
+    shards = sorted(p.name for p in tmp_path.glob("net-*-of-*.ckpt"))
+    assert len(shards) > 2 and not out.exists()
+    assert f"sharded into {len(shards)} files" in text and str(index) in text
+    assert (
+        f"verified 12 tensors bit-exact (dtype, shape, CRC-32) with mindspore.load_checkpoint ({len(shards)} shards)"
+        in text
+    )
+    weight_map = json.loads(index.read_text())["weight_map"]
+    assert list(weight_map) == list(nets.NET_TO_MINDSPORE)
+    merged: dict[str, Any] = {}
+    for shard in shards:
+        params = ms.load_checkpoint(str(tmp_path / shard))
+        assert {weight_map[name] for name in params} == {shard}
+        merged.update(params)
+    cell = nets.mindspore_net()
+    assert ms.load_param_into_net(cell, merged, strict_load=True) == ([], [])
+    expected = _torch_output(nets.torch_net(), NET_INPUT)
+    np.testing.assert_allclose(_mindspore_output(cell, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+    assert load_checkpoint(index).names == tuple(nets.NET_TO_MINDSPORE)
+
+
+def test_a_sharded_source_converts_to_sharded_pth_that_torch_loads(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    save_checkpoint(load_checkpoint(files["net.ckpt"]), tmp_path / "src.ckpt", max_shard_size=200)
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_TORCH))
+    out = tmp_path / "pytorch_model.bin.index.json"  # naming the index works too
+    source = str(tmp_path / "src.ckpt.index.json")
+    options = ["--target", str(files["net.pth"]), "--max-shard-size", "1kB"]  # the template's shapes and order
+    _convert(capsys, source, "--mapping", str(mapping), "-o", str(out), *options)
+    state: dict[str, Any] = {}
+    for shard in sorted(set(json.loads(out.read_text())["weight_map"].values())):
+        assert shard.startswith("pytorch_model-")
+        state.update(torch.load(tmp_path / shard, weights_only=True))
+    module = _load_into_fresh_torch(nets.torch_net, state)
+    expected = _mindspore_output(nets.mindspore_net(), NET_INPUT)  # the net net.ckpt was saved from
+    np.testing.assert_allclose(_torch_output(module, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sharded_output_is_checked_before_any_work(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE))
+    args = ["convert", str(files["net.pth"]), "--mapping", str(mapping), "-o", str(tmp_path / "out.safetensors")]
+    assert cli.main([*args, "--max-shard-size", "2 parsecs"]) == 2
+    assert "--max-shard-size" in capsys.readouterr().err
+    (tmp_path / "out.safetensors.index.json").write_text("{}")
+    assert cli.main([*args, "--max-shard-size", "300"]) == 1
+    assert "out.safetensors.index.json' already exists; pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json", "out.safetensors.index.json"]
 
 
 def test_progress_bar_is_drawn_on_a_terminal_unless_quiet(files, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

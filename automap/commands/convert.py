@@ -2,9 +2,10 @@
 
 Give the mapping with --mapping (a file written by `automap infer`, possibly edited, or a flat
 {target: source} JSON object), or let automap infer it from a target template with --like. The output's
-format follows its suffix: .ckpt (MindSpore), .pth/.pt (PyTorch) or .safetensors. Everything is checked
-before anything is written; the output is then re-read with its framework's own loader and compared
-bit-exact with its source.
+format follows its suffix: .ckpt (MindSpore), .pth/.pt (PyTorch) or .safetensors; --max-shard-size splits it
+into shards plus a HuggingFace-style index. Everything is checked before anything is written; tensors are
+streamed one at a time; the output is then re-read with its framework's own loader and compared bit-exact
+with its source.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from automap._errors import AutomapError, ConversionError
 from automap.dtypes import all_dtype_names, get_dtype
+from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
 from automap.records import Match, NameMapping, ParamTable
 
 from ._common import add_reading_options, load
+
+if TYPE_CHECKING:
+    from automap.netaware._api import NetworkInference
 
 HELP = "convert a checkpoint with a mapping (or one inferred from a template), then verify it"
 
@@ -69,17 +75,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept a checkpoint other than the one the mapping was made from, if names and shapes still fit",
     )
+    parser.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        type=_size,
+        help="split the output into shards of at most SIZE of tensor data (2GB, 500MB, 1GiB) named "
+        "OUT-00001-of-0000N plus an index OUT.index.json, as HuggingFace does",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--no-verify", action="store_true", help="skip re-reading the output to compare it")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_reading_options(parser)
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print what was done, and return the exit status."""
-    from automap.convert import convert
+    from automap.convert import check_output, convert
     from automap.io import load_checkpoint
-    from automap.io._atomic import check_writable
     from automap.mapping import load_mapping
 
     if args.target and args.like:
@@ -88,7 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threshold <= 1:
         print("automap: error: --threshold must be between 0 and 1", file=sys.stderr)
         return 2
-    check_writable(args.output, overwrite=args.force)
+    problem = model_options_problem(args)
+    if not problem and uses_models(args) and args.mapping and not args.target:
+        problem = "checking a --mapping with the models needs the target too: add --target TEMPLATE"
+    if problem:
+        print(f"automap: error: {problem}", file=sys.stderr)
+        return 2
+    check_output(args.output, sharded=args.max_shard_size is not None, overwrite=args.force)
     source = load(args.source, args)
     target: ParamTable | None = None
     if args.like:
@@ -99,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         mapping = load_mapping(args.mapping)
         target = load_checkpoint(args.target) if args.target else None
+        if uses_models(args) and target is not None:
+            checked = _checked(args, mapping, source, target)
+            if checked is None:
+                return 1
+            mapping = checked
     report = convert(
         source,
         mapping,
@@ -112,10 +136,21 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force,
         verify=not args.no_verify,
         progress=not args.quiet,
+        max_shard_size=args.max_shard_size,
     )
     for line in report.lines():
         print(line)
     return 0
+
+
+def _size(text: str) -> int:
+    """An argparse type: a size such as 2GB (10**9 bytes), 500MiB (2**20) or a plain number of bytes."""
+    from automap.io.sharded import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable) -> NameMapping | None:
@@ -127,8 +162,17 @@ def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable
     pins = _reviewed_pairs(mapping_path, source, template, force=args.force)
     if pins is not None:
         print(f"keeping {len(pins.pairs)} reviewed pairs from {mapping_path}")
-    mapping = infer_for_conversion(source, template, threshold=args.threshold, pins=pins)
-    save_mapping(mapping, mapping_path)
+    if uses_models(args):
+        network = infer_from_models(args, source, template, threshold=args.threshold, pins=pins)
+        save_mapping(network.mapping, mapping_path)
+        print("\n".join(network.lines()))
+        if not _network_ok(network, args):
+            print(f"wrote the mapping to {mapping_path}", file=sys.stderr)
+            return None
+        mapping = network.mapping
+    else:
+        mapping = infer_for_conversion(source, template, threshold=args.threshold, pins=pins)
+        save_mapping(mapping, mapping_path)
     review = [p for p in mapping.doubtful if not is_restored_by_loader(p.target, template.framework)]
     print(f"wrote the mapping to {mapping_path}: {len(mapping.pairs)} pairs, {len(review)} need review")
     if not review or args.accept_low_confidence:
@@ -154,6 +198,30 @@ def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable
         file=sys.stderr,
     )
     return None
+
+
+def _checked(
+    args: argparse.Namespace, mapping: NameMapping, source: ParamTable, target: ParamTable
+) -> NameMapping | None:
+    """A given mapping settled and proven with the models; None (after explaining) when it cannot be proven."""
+    from automap.netaware._options import check_from_models
+
+    network = check_from_models(args, mapping, source, target)
+    print("\n".join(network.lines()))
+    return network.mapping if _network_ok(network, args) else None
+
+
+def _network_ok(network: NetworkInference, args: argparse.Namespace) -> bool:
+    """Proven, or the person accepted an unproven mapping; otherwise say why the conversion stops."""
+    if network.proven or args.accept_low_confidence:
+        return True
+    where = f"; {network.divergence.describe()}" if network.divergence is not None else ""
+    print(
+        "automap: error: refusing to convert: the converted model would not reproduce the source model on the "
+        f"probe inputs{where}; fix the mapping (automap audit), or pass --accept-low-confidence",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _reviewed_pairs(path: Path, source: ParamTable, template: ParamTable, *, force: bool) -> NameMapping | None:

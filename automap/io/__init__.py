@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 from automap._errors import CheckpointFormatError, ConversionError, MissingDependencyError
 from automap._types import Framework, StrPath
@@ -96,32 +96,41 @@ def save_checkpoint(
     framework: Framework | None = None,
     overwrite: bool = False,
     crc: bool = False,
+    max_shard_size: int | str | None = None,
 ) -> None:
     """Write parameters (with data) to a checkpoint whose format follows the file name.
 
-    `.pth`/`.pt`/`.bin` are written with `torch.save`; `.safetensors` in the PyTorch or MindSpore flavour
-    (by `framework`); `.ckpt` as MindSpore's protobuf format; `.json` as a listing without data. The output is
-    replaced atomically: a failure never leaves a partial file.
+    `.pth`/`.pt`/`.bin` are written in `torch.save`'s zip format; `.safetensors` in the PyTorch or MindSpore
+    flavour (by `framework`); `.ckpt` as MindSpore's protobuf format; `.json` as a listing without data. Tensor
+    data is streamed, one tensor at a time. The output is replaced atomically: a failure never leaves a
+    partial file. With `max_shard_size` the checkpoint is split into shards plus a HuggingFace-style
+    `*.index.json` (see `automap.io.sharded`), and either the whole set appears or nothing does.
 
     Args:
         params: a table or records, written in this order; data is read one tensor at a time.
-        path: the output file.
+        path: the output file (with `max_shard_size`: the name one file would have, or the index's name).
         framework: the flavour for `.safetensors` and listings; defaults to the table's, else PyTorch.
         overwrite: replace an existing file.
         crc: append MindSpore's CRC trailer to a `.ckpt`.
+        max_shard_size: split into shards of at most this many bytes of tensor data (`"2GB"`, `"500MiB"`).
 
     Raises:
         CheckpointFormatError: the suffix names no format automap writes.
         ConversionError: the output exists (without `overwrite`) or cannot be written, a name occurs twice, or
             records without data (a listing) go to a format that stores data.
+        ValueError: `max_shard_size` is not a size.
 
     Example:
         >>> save_checkpoint(load_checkpoint("model.pth"), "model.safetensors")  # doctest: +SKIP
+        >>> save_checkpoint(load_checkpoint("model.pth"), "model.ckpt", max_shard_size="2GB")  # doctest: +SKIP
     """
     records = list(params.params if isinstance(params, ParamTable) else params)
     if framework is None:
         framework = params.framework if isinstance(params, ParamTable) else "pytorch"
     file = Path(path)
+    if max_shard_size is not None:
+        _save_sharded(records, file, framework, overwrite, crc, max_shard_size)
+        return
     kind = _sniff.format_for_suffix(file)
     if kind is None:
         msg = f"cannot tell what format to write for {file.name!r}; use one of {_sniff.known_suffixes()}"
@@ -135,6 +144,33 @@ def save_checkpoint(
         _adapter("mindspore").write(records, file, crc=crc, overwrite=overwrite)
     else:
         _adapter("listing").write(records, file, framework=framework, overwrite=overwrite)
+
+
+def _save_sharded(
+    records: list[ParamRecord], file: Path, framework: Framework, overwrite: bool, crc: bool, max_shard_size: int | str
+) -> None:
+    from . import sharded
+
+    size = sharded.parse_size(max_shard_size)
+    base = sharded.base_path(file)
+    kind = _sniff.format_for_suffix(base)
+    if kind is None or kind == _sniff.JSON:
+        msg = f"cannot tell what format to shard {file.name!r} into; name it .safetensors, .ckpt, .pth or .bin"
+        raise CheckpointFormatError(msg)
+    _check_records(records, base, with_data=True)
+    adapter = _adapter({_sniff.TORCH: "_torch_zip", _sniff.SAFETENSORS: "safetensors"}.get(kind, "mindspore"))
+    if kind == _sniff.MINDSPORE:
+        adapter._check_storable(records)  # before any shard is written
+
+    def write_to(group: Sequence[ParamRecord], handle: BinaryIO) -> None:
+        if kind == _sniff.TORCH:
+            adapter.write_zip(group, handle)
+        elif kind == _sniff.SAFETENSORS:
+            adapter.write_to(handle, group, framework=framework)
+        else:
+            adapter.write_to(handle, group, crc=crc)
+
+    sharded.write(records, base, max_shard_size=size, write_shard=write_to, overwrite=overwrite)
 
 
 def _check_records(records: Sequence[ParamRecord], file: Path, *, with_data: bool) -> None:
@@ -175,6 +211,8 @@ def _read_json(file: Path, framework: Framework | None) -> ParamTable:
         msg = f"{str(file)!r}: not valid JSON ({detail})"
         raise CheckpointFormatError(msg) from None
     if isinstance(document, dict) and "weight_map" in document:
+        if _adapter("sharded").reads(document):  # shards of .ckpt or PyTorch files
+            return _adapter("sharded").read_index(file, document, framework=framework)  # type: ignore[no-any-return]
         return _adapter("safetensors").read_index(file, document, framework=framework)  # type: ignore[no-any-return]
     if isinstance(document, dict) and document.get("format") == "automap.mapping":
         msg = f"{str(file)!r} is a mapping file, not a checkpoint or listing"

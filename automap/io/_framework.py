@@ -89,6 +89,15 @@ def unsafe_character(text: str) -> str | None:
     return found.group() if found else None
 
 
+def printable(text: str) -> str:
+    """`text` with every character a name may not hold replaced by U+FFFD (for file paths shown or saved).
+
+    A path from the command line can carry undecodable bytes (as lone surrogates) or control characters; it
+    is only a label in a mapping file, so it is made printable rather than refused.
+    """
+    return _UNSAFE.sub("\ufffd", text)
+
+
 def check_name(source: str, name: object, what: str = "parameter") -> None:
     """Refuse a name that is not printable text of sane length.
 

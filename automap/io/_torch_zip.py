@@ -166,7 +166,7 @@ class _ZipWriter:
     def add_tensor(self, name: str, record: ParamRecord) -> None:
         size = record.nbytes
         array = np.ascontiguousarray(record.read())
-        data = memoryview(array.reshape(-1).view(np.uint8))
+        data = array.reshape(-1).view(np.uint8).data
         if len(data) != size:  # ParamRecord.read already checked dtype and shape; this is a safety net
             msg = f"{record.name!r}: {len(data)} bytes of data for {get_dtype(record.dtype).name}{list(record.shape)}"
             raise ValueError(msg)
@@ -187,7 +187,9 @@ class _ZipWriter:
         count = len(self.central)
         zip64_end_offset = self.offset
         self._write(
-            _ZIP64_END.pack(0x06064B50, _ZIP64_END.size - 12, 0x031E, 0x002D, 0, 0, count, count, directory_size, directory_offset)
+            _ZIP64_END.pack(
+                0x06064B50, _ZIP64_END.size - 12, 0x031E, 0x002D, 0, 0, count, count, directory_size, directory_offset
+            )
         )
         self._write(_ZIP64_LOCATOR.pack(0x07064B50, 0, zip64_end_offset, 1))
         self._write(

@@ -26,10 +26,11 @@ from automap.dtypes import dtype_from_mindspore, get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
+from ._copy import write_bytes
 from ._framework import RawRecord, build_table, shown
 from ._sniff import open_regular
 
-__all__ = ["read", "write"]
+__all__ = ["read", "write", "write_to"]
 
 _CRC_MARK = b"crc_num"
 _CRC_TRAILER = len(_CRC_MARK) + 10
@@ -97,33 +98,52 @@ def write(
         crc: append MindSpore's CRC trailer, as `save_checkpoint(..., crc_check=True)` does.
         overwrite: replace an existing file.
     """
+    _check_storable(records)
+    with atomic_output(path, overwrite=overwrite) as handle:
+        write_to(handle, records, crc=crc)
+
+
+def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, crc: bool = False) -> None:
+    """Write records as a `.ckpt` into an open binary file, one tensor at a time (see `write`)."""
+    _check_storable(records)
+    sink = _CrcSink(handle, enabled=crc)
+    for record in records:
+        _write_record(sink, record)
+    if crc:
+        handle.write(_CRC_MARK + sink.crc.to_bytes(10, "big"))
+
+
+def _check_storable(records: Sequence[ParamRecord]) -> None:
     for record in records:
         if record.numel == 0:
             msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"
             raise CheckpointFormatError(msg)
-    with atomic_output(path, overwrite=overwrite) as handle:
-        sink = _CrcSink(handle)
-        for record in records:
-            _write_record(sink, record)
-        if crc:
-            handle.write(_CRC_MARK + sink.crc.to_bytes(10, "big"))
 
 
 class _CrcSink:
-    """A file wrapper that keeps the running CRC32 of everything written."""
+    """A file wrapper that keeps the running CRC32 of everything written (when a trailer will need it)."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, *, enabled: bool = True) -> None:
         self.handle = handle
         self.crc = 0
+        self.enabled = enabled
 
     def write(self, data: bytes | memoryview) -> None:
-        self.crc = binascii.crc32(data, self.crc)
+        if self.enabled:  # a checksum costs a pass over the data: only when the trailer is asked for
+            self.crc = binascii.crc32(data, self.crc)
         self.handle.write(data)
+
+    def write_array(self, data: Array) -> None:
+        """Write a contiguous uint8 array: copied file to file when it is a mapped view and no CRC is kept."""
+        if self.enabled:
+            self.write(data.data)
+        else:
+            write_bytes(self.handle, data)
 
 
 def _write_record(sink: _CrcSink, record: ParamRecord) -> None:
     array = np.ascontiguousarray(record.read())
-    raw = array.reshape(-1).view(np.uint8).data
+    raw = array.reshape(-1).view(np.uint8)
     type_name = get_dtype(record.dtype).mindspore.encode()
     name = record.name.encode("utf-8")
     tensor = b"".join(_field_varint(1, d) for d in record.shape)
@@ -137,7 +157,7 @@ def _write_record(sink: _CrcSink, record: ParamRecord) -> None:
         value_head = _field_bytes_header(1, len(name)) + name + _field_bytes_header(2, tensor_len)
         value_len = len(value_head) + tensor_len
         sink.write(_field_bytes_header(1, value_len) + value_head + tensor_head)
-        sink.write(content)
+        sink.write_array(content)
 
 
 def _varint(value: int) -> bytes:

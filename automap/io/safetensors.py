@@ -23,11 +23,12 @@ from automap.dtypes import dtype_from_safetensors, get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
+from ._copy import write_bytes
 from ._framework import brief, build_table, guess_framework, shown
 from ._json import loads
 from ._sniff import open_regular
 
-__all__ = ["read", "read_index", "write"]
+__all__ = ["read", "read_index", "write", "write_to"]
 
 _MAX_HEADER = 100 * 1024 * 1024  # the limit the reference implementation enforces
 _ALIGN = 8
@@ -95,6 +96,12 @@ def write(records: Sequence[ParamRecord], path: StrPath, *, framework: Framework
 
     MindSpore's flavour carries the metadata `{"format": "ms"}`, PyTorch's `{"format": "pt"}`.
     """
+    with atomic_output(path, overwrite=overwrite) as handle:
+        write_to(handle, records, framework=framework)
+
+
+def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, framework: Framework) -> None:
+    """Write records as `.safetensors` into an open binary file, one tensor at a time (see `write`)."""
     header: dict[str, Any] = {"__metadata__": {"format": "ms" if framework == "mindspore" else "pt"}}
     offset = 0
     for record in records:
@@ -107,16 +114,14 @@ def write(records: Sequence[ParamRecord], path: StrPath, *, framework: Framework
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % _ALIGN)
-    with atomic_output(path, overwrite=overwrite) as handle:
-        handle.write(len(encoded).to_bytes(8, "little"))
-        handle.write(encoded)
-        for record in records:
-            _write_array(handle, record)
+    handle.write(len(encoded).to_bytes(8, "little"))
+    handle.write(encoded)
+    for record in records:
+        _write_array(handle, record)
 
 
 def _write_array(handle: BinaryIO, record: ParamRecord) -> None:
-    array = np.ascontiguousarray(record.read())
-    handle.write(array.reshape(-1).view(np.uint8).data)
+    write_bytes(handle, np.ascontiguousarray(record.read()))  # copied file to file when it is a mapped view
 
 
 class _Entry:

@@ -169,9 +169,7 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
             file=sys.stderr,
         )
     # Only the zip format can be memory-mapped; the legacy format is read into memory.
-    mapped = zipfile.is_zipfile(file)
-    if mapped:
-        _check_zip(file)
+    mapped = _check_zip(file)
     try:
         with warnings.catch_warnings():
             # torch warns about odd pickle protocols before failing on a corrupt file; the error says enough.
@@ -213,12 +211,18 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
         raise CheckpointFormatError(msg) from None
 
 
-def _check_zip(file: Path) -> None:
-    """Refuse a zip whose directory is damaged or whose entries are compressed (torch.save stores them)."""
+def _check_zip(file: Path) -> bool:
+    """Whether the file is a zip; refuse one whose directory is damaged or whose entries are compressed.
+
+    Like torch, the first bytes decide (a legacy file's tensor data may well contain a zip end marker).
+    """
+    with file.open("rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return False
     try:
         with zipfile.ZipFile(file) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
+    except Exception as error:  # zipfile raises BadZipFile, struct.error, ValueError, ... on a damaged directory
         msg = (
             f"{str(file)!r}: not a readable PyTorch checkpoint (its zip directory is damaged: "
             f"{_first_line(str(error))}); the file is truncated or corrupt"
@@ -233,6 +237,7 @@ def _check_zip(file: Path) -> None:
                 "since inflating an entry of untrusted size is unbounded. Re-save the weights with torch.save"
             )
             raise CheckpointFormatError(msg)
+    return True
 
 
 def _torchscript(file: Path) -> CheckpointFormatError:

@@ -1,0 +1,73 @@
+"""Write a tensor's bytes into an output file, copied inside the kernel when they are a view of another file.
+
+Conversions mostly rename: a tensor leaves the source file untouched, as a zero-copy view of its memory map.
+Writing such a view through user space faults each source page into the process and copies it once more;
+`os.copy_file_range` moves the same bytes from file to file inside the kernel, as `cp` does. The writers call
+`write_bytes`; a caller that knows where views come from installs a locator with `copying_from` (conversion
+uses `automap._pages.MappedPages.locate`). Without a locator, or when the kernel cannot copy between these
+files, the bytes are written as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import BinaryIO
+
+import numpy as np
+
+from automap._types import Array
+
+__all__ = ["copying_from", "write_bytes"]
+
+Locator = Callable[[Array], "tuple[int, int] | None"]  # array -> (open source file, offset of its bytes)
+
+_LOCATOR: ContextVar[Locator | None] = ContextVar("automap_copy_locator", default=None)
+_MIN_COPY = 1024 * 1024  # smaller pieces are cheaper to write than to flush and copy
+_STEP = 1 << 30  # bytes per copy_file_range call
+
+
+@contextlib.contextmanager
+def copying_from(locator: Locator) -> Iterator[None]:
+    """Within the block, `write_bytes` copies arrays `locator` can place in a file inside the kernel."""
+    token = _LOCATOR.set(locator)
+    try:
+        yield
+    finally:
+        _LOCATOR.reset(token)
+
+
+def write_bytes(handle: BinaryIO, array: Array) -> None:
+    """Append a C-contiguous array's bytes to `handle`."""
+    data = array.reshape(-1).view(np.uint8)
+    locator = _LOCATOR.get()
+    where = (
+        locator(array) if locator is not None and data.nbytes >= _MIN_COPY and hasattr(os, "copy_file_range") else None
+    )
+    done = _copied(handle, where[0], where[1], data.nbytes) if where is not None else 0
+    if done < data.nbytes:
+        handle.write(data[done:].data)
+
+
+def _copied(handle: BinaryIO, source: int, offset: int, count: int) -> int:
+    """Bytes copied from `source` at `offset` to the end of `handle` (0 when the kernel cannot copy them)."""
+    try:
+        handle.flush()
+        target = handle.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return 0
+    done = 0
+    while done < count:
+        try:
+            moved = os.copy_file_range(source, target, min(count - done, _STEP), offset + done)
+        except OSError:
+            if done:  # the output now holds part of the tensor: a real failure (a full disk, say)
+                raise
+            return 0  # not possible between these files (another filesystem, an old kernel): write instead
+        if moved == 0:  # the source file ended early; the rest comes from memory
+            break
+        done += moved
+    return done

@@ -1,0 +1,40 @@
+"""Network-aware inference: with both model definitions at hand, order by execution and settle doubts by running.
+
+A checkpoint holds names, shapes and declaration order; some ports defeat all three (a port that declares
+`ffn_norm` before `attention_norm`, layer norms numbered against the order they run in, a square weight
+stored transposed, the pieces of a fused projection). With the two models, automap traces the order in which
+each parameter is first used, tries the interchangeable choices in the target model until its modules
+reproduce the source model's, and proves the whole mapping by running both models. When the proof fails, the
+first diverging module is named with the parameters involved.
+
+Importing this package imports neither torch nor MindSpore, and the machinery itself only on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from automap.netaware._api import NetworkInference, check_with_networks, infer_with_networks
+    from automap.netaware._localise import Divergence, locate_divergence
+
+__all__ = ["Divergence", "NetworkInference", "check_with_networks", "infer_with_networks", "locate_divergence"]
+
+_WHERE = {
+    "NetworkInference": "automap.netaware._api",
+    "check_with_networks": "automap.netaware._api",
+    "infer_with_networks": "automap.netaware._api",
+    "Divergence": "automap.netaware._localise",
+    "locate_divergence": "automap.netaware._localise",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The public names, imported on first use."""
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module 'automap.netaware' has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

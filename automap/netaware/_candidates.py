@@ -1,0 +1,364 @@
+"""Groups of interchangeable choices a checkpoint cannot settle, and the candidate assignments to try for each.
+
+What names, shapes and order cannot tell apart:
+
+- same-shaped siblings (`attention_norm`/`ffn_norm` against `input_layernorm`/`post_attention_layernorm`,
+  `w1`/`w3` against `gate_proj`/`up_proj`): a doubtful pair's alternatives;
+- the order of the pieces of a fused tensor (which third of `in_proj_weight` is the query);
+- whether a square matrix is stored transposed: `[768, 768]` fits either way, for every square pair.
+
+An `Option` is one way to fill a target (source names and layout steps, as in a `Match`). Targets whose
+options compete for the same source tensor (or the same piece of it) form a `Group`; a group's candidates are
+the assignments of one option per member that use no source piece twice and store all pieces of one tensor
+the same way round, ordered by how little they change the inferred mapping (the inferred one first).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from automap._errors import AutomapError
+from automap.records import Match, NameMapping, ParamTable
+from automap.transforms import Step, output_shape
+
+__all__ = ["Group", "Option", "build_groups", "enumerate_candidates", "option_of"]
+
+_MIN_ALTERNATIVE = 0.01  # alternatives the engine gives less than this are not worth a trial
+_MAX_CANDIDATES = 4096  # assignments enumerated per group before ordering (the trials are bounded separately)
+
+Resource = tuple[str, int, int, int] | tuple[str]
+"""A source tensor (name,) or one piece of it (name, axis, parts, index)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to fill a target: source name(s) and the layout steps applied to them."""
+
+    sources: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """A canonical text for comparing options."""
+        return json.dumps([list(self.sources), [dict(s) for s in self.steps]], sort_keys=True)
+
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        """The source tensors, or pieces of them, this option reads."""
+        first = self.steps[0] if self.steps else None
+        if len(self.sources) == 1 and first is not None and first["op"] == "split":
+            return ((self.sources[0], int(first["axis"]), int(first["parts"]), int(first["index"])),)
+        return tuple((s,) for s in self.sources)
+
+    @property
+    def transposed(self) -> bool:
+        """Whether the steps end with a plain 2-D transpose."""
+        return bool(self.steps) and _plain_transpose(self.steps[-1])
+
+    def toggled(self) -> Option:
+        """The same source(s) stored the other way round (for square 2-D targets)."""
+        if self.transposed:
+            return Option(self.sources, self.steps[:-1])
+        return Option(self.sources, (*self.steps, {"op": "transpose"}))
+
+    def with_piece(self, index: int) -> Option:
+        """The same split, another piece."""
+        first = dict(self.steps[0])
+        first["index"] = index
+        return Option(self.sources, (first, *self.steps[1:]))
+
+    def describe(self) -> str:
+        """Short text: `h.0.attn.c_attn.weight [piece 1/3, transposed]`."""
+        from automap.transforms import describe
+
+        name = " + ".join(self.sources)
+        return f"{name} [{describe(self.steps)}]" if self.steps else name
+
+
+def option_of(match: Match) -> Option | None:
+    """The option a mapping's pair chose, or None for an unmatched target."""
+    if match.source is None:
+        return None
+    return Option(match.source_names, tuple(dict(s) for s in match.transform))
+
+
+@dataclass
+class Group:
+    """Targets whose sources are interchangeable, with the assignments to try.
+
+    Attributes:
+        members: target names, in target order.
+        options: each member's options, the inferred one first.
+        candidates: assignments (member -> option), the inferred one first, fewest changes next.
+        reasons: why each member is in doubt.
+        focus: members a failed proof pointed at; every candidate but the inferred one changes one of them.
+    """
+
+    members: list[str]
+    options: dict[str, list[Option]]
+    candidates: list[dict[str, Option]] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    focus: frozenset[str] = frozenset()
+
+    @property
+    def current(self) -> dict[str, Option]:
+        """The inferred assignment."""
+        return {t: self.options[t][0] for t in self.members}
+
+
+def build_groups(
+    mapping: NameMapping,
+    source: ParamTable,
+    target: ParamTable,
+    *,
+    doubtful: Sequence[str] | None = None,
+    broad: bool = False,
+    nearby: Mapping[str, Sequence[str]] | None = None,
+    focus: Sequence[str] = (),
+) -> list[Group]:
+    """Find the groups of interchangeable choices in an inferred mapping.
+
+    Args:
+        mapping: the inferred mapping.
+        source: the source table (names and shapes).
+        target: the target table.
+        doubtful: targets to treat as doubtful; default: pairs below the mapping's threshold or decided by
+            order only. Square 2-D targets are always in doubt about their transposition.
+        broad: also let every doubtful target take any other doubtful target's source (a repair after a
+            failed proof, where the engine's alternatives were not enough).
+        nearby: for some doubtful targets, further source names to offer whole (or transposed).
+        focus: targets a failed proof pointed at: a candidate must change one of them (when its group has any).
+
+    Returns:
+        Groups with at least two candidates each.
+    """
+    pairs = {p.target: p for p in mapping.pairs}
+    current = {t: o for t, p in pairs.items() if (o := option_of(p)) is not None}
+    shapes = {r.name: r.shape for r in source.params}
+    target_shapes = {r.name: r.shape for r in target.params}
+    if doubtful is None:
+        in_doubt = {t for t, p in pairs.items() if t in current and not p.pinned and _is_doubtful(p, mapping.threshold)}
+    else:
+        in_doubt = {t for t in doubtful if t in current and not pairs[t].pinned}
+    square = {t for t in current if _square(target_shapes.get(t, ())) and not pairs[t].pinned}
+    uncertain = sorted(in_doubt | square, key=list(pairs).index)
+    options: dict[str, list[Option]] = {}
+    reasons: dict[str, str] = {}
+    for t in uncertain:
+        extra = [Option((n,)) for n in (nearby or {}).get(t, ())]
+        found = _options(t, pairs[t], current, in_doubt, shapes, target_shapes[t], broad, extra)
+        options[t] = found
+        reasons[t] = _reason(pairs[t], t in in_doubt, mapping.threshold)
+    # an option may not take what a certain pair outside the uncertain set already uses
+    fixed = [r for t, o in current.items() if t not in options for r in o.resources]
+    fixed_by_name: dict[str, list[Resource]] = defaultdict(list)
+    for resource in fixed:
+        fixed_by_name[resource[0]].append(resource)
+    for t, found in options.items():
+        options[t] = [found[0]] + [
+            o for o in found[1:] if not any(_conflict(r, f) for r in o.resources for f in fixed_by_name[r[0]])
+        ]
+    groups = [Group(members, {t: options[t] for t in members}) for members in _components(options)]
+    out = []
+    for group in groups:
+        group.reasons = {t: reasons[t] for t in group.members}
+        group.focus = frozenset(focus) & frozenset(group.members)
+        group.candidates = list(enumerate_candidates(group, target_shapes))
+        if len(group.candidates) > 1:
+            out.append(group)
+    return out
+
+
+def _is_doubtful(pair: Match, threshold: float) -> bool:
+    decided = str(pair.evidence.get("decided_by", ""))
+    return pair.confidence < threshold or decided.startswith("order only")
+
+
+def _reason(pair: Match, doubtful: bool, threshold: float) -> str:
+    if not doubtful:
+        return "square matrix: its stored orientation cannot be read from shapes"
+    decided = str(pair.evidence.get("decided_by", ""))
+    if decided.startswith("order only"):
+        return "decided by order only among interchangeable candidates"
+    return f"confidence {pair.confidence:.2f} below {threshold:g}"
+
+
+def _square(shape: Sequence[int]) -> bool:
+    return len(shape) == 2 and shape[0] == shape[1] and shape[0] > 1
+
+
+def _plain_transpose(step: Step) -> bool:
+    return step["op"] == "transpose" and step.get("axes") in (None, [1, 0], (1, 0))
+
+
+def _options(
+    name: str,
+    pair: Match,
+    current: Mapping[str, Option],
+    in_doubt: set[str],
+    shapes: Mapping[str, tuple[int, ...]],
+    target_shape: tuple[int, ...],
+    broad: bool,
+    extra: Sequence[Option] = (),
+) -> list[Option]:
+    """The options of one target, the inferred one first; only options that produce the target's shape."""
+    mine = current[name]
+    found = [mine, *extra]
+    if name in in_doubt:
+        first = mine.steps[0] if mine.steps else None
+        if first is not None and first["op"] == "split":
+            found += [mine.with_piece(i) for i in range(int(first["parts"])) if i != int(first["index"])]
+        for alternative in pair.alternatives:
+            if alternative.source is None or alternative.confidence < _MIN_ALTERNATIVE:
+                continue
+            names = (alternative.source,) if isinstance(alternative.source, str) else tuple(alternative.source)
+            found.append(Option(names, tuple(dict(s) for s in alternative.transform)))
+        if broad:
+            found += [current[other] for other in sorted(in_doubt) if other != name]
+    if _square(target_shape):
+        found += [o.toggled() for o in found]
+    out: list[Option] = []
+    seen: set[str] = set()
+    for option in found:
+        if option.key in seen or not _fits(option, shapes, target_shape):
+            continue
+        seen.add(option.key)
+        out.append(option)
+    return out
+
+
+def _fits(option: Option, shapes: Mapping[str, tuple[int, ...]], target_shape: tuple[int, ...]) -> bool:
+    if any(s not in shapes for s in option.sources):
+        return False
+    try:
+        return output_shape([shapes[s] for s in option.sources], option.steps) == tuple(target_shape)
+    except AutomapError:
+        return False
+
+
+def _conflict(a: Resource, b: Resource) -> bool:
+    """Two reads of the same source clash unless they are different pieces of the same split."""
+    if a[0] != b[0]:
+        return False
+    if len(a) == 1 or len(b) == 1:
+        return True
+    return a[1:3] != b[1:3] or a[3] == b[3]
+
+
+def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
+    """Targets linked by options that read the same source tensor, as connected components."""
+    parent = {t: t for t in options}
+
+    def find(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for t, found in options.items():
+        for option in found:
+            for s in option.sources:
+                by_source[s].append(t)
+    for members in by_source.values():
+        for other in members[1:]:
+            parent[find(other)] = find(members[0])
+    components: dict[str, list[str]] = defaultdict(list)
+    for t in options:
+        components[find(t)].append(t)
+    return list(components.values())
+
+
+def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ...]]) -> Iterator[dict[str, Option]]:
+    """Consistent assignments of one option per member, the inferred one first, then by fewest changes.
+
+    Consistent: no source piece read twice, and all square pieces of one source tensor stored the same way
+    round. Assignments are enumerated by the number of members they change (so that the few-change ones are
+    all found before the search budget runs out), then ordered by cost: one per changed target module when
+    all its members move together to one source module (a LayerNorm's gamma and beta both taken from the other
+    norm), one per changed member otherwise plus one when a module's sources get mixed, and one per source
+    tensor whose orientation flips.
+    """
+    members = group.members
+    current = group.current
+    flips_now = _flips(current, target_shapes) or {}
+    found: list[tuple[float, int, dict[str, Option]]] = []
+    chosen: dict[str, Option] = {}
+    used: dict[str, list[Resource]] = defaultdict(list)  # source name -> what of it is taken
+    budget = [100_000]  # nodes visited, so that a large group cannot stall the search
+
+    def visit(position: int, changes: int, limit: int) -> None:
+        if len(found) >= _MAX_CANDIDATES or budget[0] <= 0:
+            return
+        budget[0] -= 1
+        if position == len(members):
+            if changes != limit:
+                return
+            flips = _flips(chosen, target_shapes)
+            if limit and group.focus and all(chosen[t].resources == current[t].resources for t in group.focus):
+                return  # a repair must change something the failed proof pointed at
+            if flips is not None:
+                cost = _cost(chosen, current, members) + sum(1 for s, f in flips.items() if flips_now.get(s, f) != f)
+                found.append((cost, len(found), dict(chosen)))
+            return
+        t = members[position]
+        for option in group.options[t]:
+            change = changes + (option.resources != current[t].resources)
+            if change > limit:
+                continue
+            resources = option.resources
+            if any(_conflict(r, u) for r in resources for u in used.get(r[0], ())):
+                continue
+            chosen[t] = option
+            for r in resources:
+                used[r[0]].append(r)
+            visit(position + 1, change, limit)
+            for r in resources:
+                used[r[0]].pop()
+            del chosen[t]
+
+    for limit in range(len(members) + 1):
+        visit(0, 0, limit)
+        if len(found) >= _MAX_CANDIDATES or budget[0] <= 0:
+            break
+    found.sort(key=lambda item: (item[0], item[1]))
+    for _, _, assignment in found:
+        yield assignment
+
+
+def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: Sequence[str]) -> int:
+    """Changes an assignment makes, a target module whose members all move to one source module counting once."""
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for t in members:
+        by_module[t.rpartition(".")[0]].append(t)
+    cost = 0
+    for names in by_module.values():
+        changed = [t for t in names if chosen[t].resources != current[t].resources]
+        if not changed:
+            continue
+        after = frozenset().union(*(_owners(chosen[t]) for t in names))
+        before = frozenset().union(*(_owners(current[t]) for t in names))
+        if len(changed) == len(names) > 1 and len(after) == 1:
+            cost += 1
+        else:
+            cost += len(changed) + (len(after) > len(before))
+    return cost
+
+
+def _flips(assignment: Mapping[str, Option], target_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, bool] | None:
+    """Source tensor -> stored transposed, over square targets; None when pieces of one tensor disagree."""
+    flags: dict[str, bool] = {}
+    for t, option in assignment.items():
+        if not _square(target_shapes.get(t, ())) or len(option.sources) != 1:
+            continue
+        source = option.sources[0]
+        if flags.setdefault(source, option.transposed) != option.transposed:
+            return None
+    return flags
+
+
+def _owners(option: Option) -> frozenset[str]:
+    return frozenset(s.rpartition(".")[0] for s in option.sources)

@@ -1,0 +1,345 @@
+"""Conversion at scale: time and peak memory of `automap convert` against `cp` and the naive route, in one run.
+
+A LLaMA-shaped checkpoint of float32 tensors (TinyLlama-1.1B's shapes by default: 4.4 GB, largest tensor
+262 MB) is generated tensor by tensor, as a PyTorch `.pth` and as a `.safetensors` file, with HuggingFace
+names. Each route then runs in its own subprocess, one after the other on the same disk, and its wall time
+and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are taken:
+
+- `cp` of the `.pth`, then `cp` followed by `sync` of the copy (a conversion fsyncs its output, so this is
+  the fair yardstick),
+- `automap convert model.pth -o model.ckpt` (renaming to MindFormers names, verified), also with `--no-verify`,
+- `automap convert model.safetensors -o out.safetensors` (verified), also with `--no-verify`,
+- the naive route: `torch.load` of the whole file, a `mindspore.Tensor` per tensor, `mindspore.save_checkpoint`
+  of the whole list.
+
+The source file's pages are evicted from the page cache before each route (`posix_fadvise DONTNEED`, no
+privileges needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
+route and everything is removed at the end (`--keep` keeps the generated checkpoints, `--reuse FOLDER` runs
+on kept ones). The routes run `--rounds` times (3), interleaved; the table gives median times, the worst peak
+RSS, and every ratio per round (median, min-max), so that a slow moment of a shared machine hits all routes
+alike. Run from the repository root:
+
+    python -m benchmarks.convert_scale                    # 4.4 GB; needs ~9 GB free disk, ~12 GB RAM (naive)
+    python -m benchmarks.convert_scale --layers 4         # a quick 1.2 GB run
+    python -m benchmarks.convert_scale --skip-naive --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MB = 1e6
+RSS_HEADROOM = 500 * MB  # target: peak RSS <= largest tensor + this
+THROUGHPUT_TARGET = 0.5  # target: at least this fraction of cp's throughput
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int = 22
+    hidden: int = 2048
+    intermediate: int = 5632
+    heads: int = 32
+    kv_heads: int = 4
+    vocab: int = 32000
+
+
+@dataclass
+class Result:
+    route: str
+    seconds: float
+    nbytes: int
+    peak_rss: int  # bytes
+    returncode: int
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.nbytes / MB / self.seconds if self.seconds else math.inf
+
+
+def llama_tensors(shape: Shape) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(HuggingFace name, MindFormers name, shape) of every tensor, in HuggingFace's file order."""
+    h, kv = shape.hidden, shape.hidden // shape.heads * shape.kv_heads
+    out = [("model.embed_tokens.weight", "model.tok_embeddings.embedding_weight", (shape.vocab, h))]
+    for i in range(shape.layers):
+        hf, ms = f"model.layers.{i}", f"model.layers.{i}"
+        out += [
+            (f"{hf}.self_attn.q_proj.weight", f"{ms}.attention.wq.weight", (h, h)),
+            (f"{hf}.self_attn.k_proj.weight", f"{ms}.attention.wk.weight", (kv, h)),
+            (f"{hf}.self_attn.v_proj.weight", f"{ms}.attention.wv.weight", (kv, h)),
+            (f"{hf}.self_attn.o_proj.weight", f"{ms}.attention.wo.weight", (h, h)),
+            (f"{hf}.mlp.gate_proj.weight", f"{ms}.feed_forward.w1.weight", (shape.intermediate, h)),
+            (f"{hf}.mlp.up_proj.weight", f"{ms}.feed_forward.w3.weight", (shape.intermediate, h)),
+            (f"{hf}.mlp.down_proj.weight", f"{ms}.feed_forward.w2.weight", (h, shape.intermediate)),
+            (f"{hf}.input_layernorm.weight", f"{ms}.attention_norm.weight", (h,)),
+            (f"{hf}.post_attention_layernorm.weight", f"{ms}.ffn_norm.weight", (h,)),
+        ]
+    out += [
+        ("model.norm.weight", "model.norm_out.weight", (h,)),
+        ("lm_head.weight", "lm_head.weight", (shape.vocab, h)),
+    ]
+    return out
+
+
+def generate(tensors: list[tuple[str, str, tuple[int, ...]]], *paths: Path) -> None:
+    """Write the checkpoints, generating each tensor when the writer asks for it (one in memory at a time).
+
+    Runs in a child process: the driver imports neither numpy nor torch, since a child's peak RSS counts
+    the memory it shared with the driver between fork and exec.
+    """
+    import numpy as np
+
+    from automap import ParamRecord, save_checkpoint
+
+    def loader(index: int, dims: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        def load() -> np.ndarray:
+            rng = np.random.default_rng(index)
+            return rng.random(dims, dtype=np.float32) - np.float32(0.5)
+
+        return load
+
+    for path in paths:
+        records = [ParamRecord(name, dims, "float32", i, loader(i, dims)) for i, (name, _, dims) in enumerate(tensors)]
+        save_checkpoint(records, path)
+
+
+_NAIVE = """
+import sys, json, torch, mindspore
+source, mapping, out = sys.argv[1:4]
+names = {v: k for k, v in json.load(open(mapping)).items()}
+state = torch.load(source, map_location="cpu", weights_only=True)
+params = [{"name": names[k], "data": mindspore.Tensor(v.numpy())} for k, v in state.items()]
+mindspore.save_checkpoint(params, out)
+"""
+
+
+def run(route: str, argv: list[str], nbytes: int, log: Path) -> Result:
+    """Run one route in a subprocess; wall time and the child's peak RSS."""
+    env = {**os.environ, "GLOG_v": "3"}
+    with log.open("ab") as sink:
+        sink.write(f"\n== {route}: {' '.join(argv)}\n".encode())
+        sink.flush()
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=sink, stderr=sink, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return Result(route, seconds, nbytes, usage.ru_maxrss * 1024, child.returncode)
+
+
+def evict(*paths: Path) -> None:
+    """Drop files from the page cache, so that the next reader reads the disk (clean pages only)."""
+    for path in paths:
+        with contextlib.suppress(OSError), path.open("rb") as handle:
+            os.fsync(handle.fileno())
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def remove(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+NAIVE = "naive: torch.load + mindspore.save_checkpoint"
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _ratios(runs: dict[str, list[Result]], route: str, reference: str, *, inverse: bool = False) -> list[float]:
+    """Per-round ratios: the reference's time over the route's (a throughput ratio), or the inverse."""
+    pairs = zip(runs.get(reference, []), runs[route], strict=False)
+    return [(r.seconds / ref.seconds) if inverse else (ref.seconds / r.seconds) for ref, r in pairs]
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "-"
+    text = f"{_median(values):.{digits}f}"
+    return text if len(values) == 1 else f"{text} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def table(runs: dict[str, list[Result]], largest: int) -> str:
+    """Markdown: median seconds and MB/s, worst peak RSS, per-round ratios (median, min-max)."""
+    rows = [
+        "| route | seconds | MB/s | peak RSS (MB) | peak RSS - largest tensor (MB) | throughput vs cp + sync "
+        "| vs cp | time vs naive |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for route, results in runs.items():
+        seconds = _median([r.seconds for r in results])
+        nbytes = results[0].nbytes
+        rss = max(r.peak_rss for r in results)
+        failed = [r.returncode for r in results if r.returncode]
+        name = route + (f" (FAILED, exit {failed[0]})" if failed else "")
+        rows.append(
+            f"| {name} | {seconds:.1f} | {nbytes / MB / seconds:.0f} | {rss / MB:.0f} | {(rss - largest) / MB:.0f} "
+            f"| {_spread(_ratios(runs, route, 'cp + sync'))} | {_spread(_ratios(runs, route, 'cp'))} "
+            f"| {_spread(_ratios(runs, route, NAIVE, inverse=True))} |"
+        )
+    return "\n".join(rows)
+
+
+def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
+    """PASS/FAIL lines for the issue's targets, on the worst peak RSS and the median throughput ratio."""
+    lines = []
+    for route, results in runs.items():
+        if not route.startswith("automap"):
+            continue
+        rss = max(r.peak_rss for r in results)
+        lines.append(
+            f"{'PASS' if rss <= largest + RSS_HEADROOM else 'FAIL'} {route}: peak RSS {rss / MB:.0f} MB <= largest "
+            f"tensor {largest / MB:.0f} MB + {RSS_HEADROOM / MB:.0f} MB"
+        )
+        ratios = _ratios(runs, route, "cp + sync")
+        if ratios:
+            ratio = _median(ratios)
+            lines.append(
+                f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'} {route}: throughput {ratio:.0%} of cp + sync "
+                f"(median of {len(ratios)} rounds; target >= {THROUGHPUT_TARGET:.0%})"
+            )
+        if NAIVE in runs:
+            naive_rss = max(r.peak_rss for r in runs[NAIVE])
+            lines.append(
+                f"     {route}: {_median(_ratios(runs, route, NAIVE)):.1f}x the naive route's throughput, "
+                f"peak RSS {naive_rss / rss:.0f}x lower"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = Shape()
+    for field in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab"):
+        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
+    parser.add_argument("--dir", type=Path, help="where to write (default: a new temporary folder)")
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the naive route (needs ~2.5x RAM)")
+    parser.add_argument("--warm", action="store_true", help="keep the source in the page cache between routes")
+    parser.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=3, help="run every route this many times, interleaved")
+    parser.add_argument("--reuse", type=Path, help="a folder kept by --keep: use its checkpoints, keep them")
+    parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)  # the child that writes the files
+    args = parser.parse_args(argv)
+    shape = Shape(args.layers, args.hidden, args.intermediate, args.heads, args.kv_heads, args.vocab)
+    if args.generate_into:
+        generate(llama_tensors(shape), args.generate_into / "model.pth", args.generate_into / "model.safetensors")
+        return 0
+
+    folder = args.reuse or Path(tempfile.mkdtemp(prefix="automap-convert-scale-", dir=args.dir))
+    keep = args.keep or args.reuse is not None
+    log = folder / "routes.log"
+    tensors = llama_tensors(shape)
+    total = sum(math.prod(d) * 4 for _, _, d in tensors)
+    largest = max(math.prod(d) * 4 for _, _, d in tensors)
+    pth, st = folder / "model.pth", folder / "model.safetensors"
+    mapping = folder / "mapping.json"
+    mapping.write_text(json.dumps({ms: hf for hf, ms, _ in tensors}, indent=1))
+    python = sys.executable
+    runs: dict[str, list[Result]] = {}
+    try:
+        print(f"{len(tensors)} float32 tensors, {total / 1e9:.2f} GB (largest {largest / MB:.0f} MB)")
+        if args.reuse is None:
+            start = time.perf_counter()
+            shape_args = [f"--{f.replace('_', '-')}={v}" for f, v in asdict(shape).items()]
+            command = [python, "-m", "benchmarks.convert_scale", *shape_args, f"--generate-into={folder}"]
+            subprocess.run(command, check=True)
+            print(f"  generated in {time.perf_counter() - start:.0f} s: {pth.name}, {st.name} in {folder}")
+        outputs = {
+            "copy": folder / "copy.pth",
+            "ckpt": folder / "out.ckpt",
+            "st": folder / "out.safetensors",
+            "naive": folder / "naive.ckpt",
+        }
+        automap = [python, "-m", "automap", "convert"]
+        routes: list[tuple[str, list[str], Path]] = [
+            ("cp", ["cp", str(pth), str(outputs["copy"])], outputs["copy"]),
+            (
+                "cp + sync",
+                ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "sh", str(pth), str(outputs["copy"])],
+                outputs["copy"],
+            ),
+            (
+                "automap convert .pth -> .ckpt",
+                [*automap, str(pth), "--mapping", str(mapping), "-o", str(outputs["ckpt"]), "--quiet"],
+                outputs["ckpt"],
+            ),
+            (
+                "automap convert .pth -> .ckpt --no-verify",
+                [*automap, str(pth), "--mapping", str(mapping), "-o", str(outputs["ckpt"]), "--quiet", "--no-verify"],
+                outputs["ckpt"],
+            ),
+            (
+                "automap convert .safetensors -> .safetensors",
+                [*automap, str(st), "--mapping", str(mapping), "-o", str(outputs["st"]), "--quiet"],
+                outputs["st"],
+            ),
+            (
+                "automap convert .safetensors -> .safetensors --no-verify",
+                [*automap, str(st), "--mapping", str(mapping), "-o", str(outputs["st"]), "--quiet", "--no-verify"],
+                outputs["st"],
+            ),
+        ]
+        if not args.skip_naive:
+            routes.append(
+                (
+                    "naive: torch.load + mindspore.save_checkpoint",
+                    [python, "-c", _NAIVE, str(pth), str(mapping), str(outputs["naive"])],
+                    outputs["naive"],
+                )
+            )
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}/{args.rounds}")
+            for route, command, output in routes:
+                if not args.warm:
+                    evict(pth, st)
+                result = run(route, command, total, log)
+                runs.setdefault(route, []).append(result)
+                status = "" if result.returncode == 0 else f"  FAILED (exit {result.returncode}):"
+                print(f"  {route}: {result.seconds:.1f} s, peak RSS {result.peak_rss / MB:.0f} MB{status}")
+                if result.returncode:
+                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+                remove(output)
+        print()
+        print(
+            f"{total / 1e9:.2f} GB of float32 in {len(tensors)} tensors (largest {largest / MB:.0f} MB), "
+            f"{'warm' if args.warm else 'cold'} page cache, {args.rounds} interleaved rounds: median seconds, "
+            "worst peak RSS, ratios per round as median (min-max)"
+        )
+        print(table(runs, largest))
+        print()
+        print("\n".join(targets(runs, largest)))
+        if args.json:
+            document = {
+                "shape": asdict(shape),
+                "total_bytes": total,
+                "largest_tensor_bytes": largest,
+                "cache": "warm" if args.warm else "cold",
+                "runs": {route: [asdict(r) for r in results] for route, results in runs.items()},
+            }
+            args.json.write_text(json.dumps(document, indent=1) + "\n")
+    finally:
+        remove(*(folder / n for n in ("copy.pth", "out.ckpt", "out.safetensors", "naive.ckpt")))
+        if keep:
+            print(f"kept {pth} and {st}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    ok = all(r.returncode == 0 for results in runs.values() for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
