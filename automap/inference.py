@@ -662,7 +662,7 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         else:
             ordered, how = partners, "file order"
         if how != "file order":
-            _set_confidence(members, ctx, fused_on_source)
+            _set_confidence(members, fused_on_source)
             if how == "names":
                 continue  # the assignment already follows the piece names
         # snapshot before rewriting: the same assignment objects appear as pieces and as partners
@@ -687,7 +687,7 @@ def _pieces_named(ctx: FeatureContext, members: list[Assignment], fused_on_sourc
     return all(side.node_tokens[n] != side.tokens[side.nodes[n].base] for n in nodes if n is not None)
 
 
-def _set_confidence(members: list[Assignment], ctx: FeatureContext, fused_on_source: bool) -> None:
+def _set_confidence(members: list[Assignment], fused_on_source: bool) -> None:
     """Once the pieces are ordered by evidence, only rivals outside the group speak against a member."""
     group = {(a.target if fused_on_source else a.source) for a in members}
     for a in members:
@@ -698,7 +698,6 @@ def _set_confidence(members: list[Assignment], ctx: FeatureContext, fused_on_sou
         a.confidence = 1.0 / (1.0 + outside)
         a.order_only = False
         a.doubt = ""
-    del ctx
 
 
 def _piece(ctx: FeatureContext, a: Assignment, fused_on_source: bool) -> int:
@@ -728,7 +727,7 @@ def _matches(
     solution: Solution, scores: Mapping[str, Array], ctx: FeatureContext, notes: list[str]
 ) -> dict[str, Match]:
     source, target = ctx.source, ctx.target
-    s_names, t_records = source.table.names, target.table.params
+    t_records = target.table.params
     part_rows: dict[int, list[Assignment]] = defaultdict(list)
     for a in solution.assignments.values():
         node = target.nodes[a.target]
@@ -755,8 +754,7 @@ def _matches(
                 evidence={"note": "no source tensor fits well enough"},
                 alternatives=tuple(Alternative(_source_name(source, c), 0.0) for c, _ in rivals if c is not None),
             )
-    _apply_transpose_convention(out, target.table, notes)
-    del s_names
+    _apply_transpose_convention(out, notes)
     return out
 
 
@@ -853,7 +851,7 @@ def _template(name: str) -> str:
     return ".".join("#" if c.isdigit() else c for c in name.split("."))
 
 
-def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, notes: list[str]) -> None:
+def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> None:
     """Give square 2-D pairs the transpose convention of the nearest non-square 2-D pairs around them.
 
     Whether a port stores linear weights as `(in, out)` is a property of the model, not of one tensor; shape
@@ -889,7 +887,6 @@ def _apply_transpose_convention(matches: dict[str, Match], target: ParamTable, n
                 break
     if flipped:
         notes.append(f"{flipped} square 2-D weights transposed to follow the model's (in, out) storage convention")
-    del target
 
 
 def _is_layer_weight(match: Match) -> bool:
