@@ -486,11 +486,11 @@ def _renumbered_keys(
 
     When one side numbers a container from 1 and the other from 0, equal numbers mean different elements.
     """
-    first_t = {}
+    first_t: dict[str, str] = {}
     for name in target.table.names:
         for module in target.tree.ancestors(name, 64):
             first_t.setdefault(module, name)
-    first_s = {}
+    first_s: dict[str, str] = {}
     for name in source.table.names:
         for module in source.tree.ancestors(name, 64):
             first_s.setdefault(module, name)
