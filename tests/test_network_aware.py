@@ -225,6 +225,42 @@ def test_network_aware_inference_proves_what_checkpoints_alone_cannot_settle(
     assert any(note.startswith("proven") for note in result.mapping.notes)
 
 
+def test_a_checkpoint_whose_names_carry_a_prefix_the_model_lacks(
+    nets: ModuleType, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import torch
+
+    from automap.netaware import infer_with_networks
+
+    _, ms_path = checkpoints
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({f"model.{k}": v for k, v in nets.torch_model().state_dict().items()}, wrapped)
+    result = infer_with_networks(
+        wrapped, ms_path, torch_model=nets.torch_model(), mindspore_model=nets.mindspore_model(),
+        inputs=["2x6:float32"],
+    )  # fmt: skip
+    assert result.proven
+    assert _truth_pairs(result.mapping) == {t: (f"model.{s}", flag) for t, (s, flag) in _expected().items()}
+
+
+def test_a_model_that_is_not_the_checkpoints_is_refused(
+    nets: ModuleType, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import torch
+
+    from automap import AutomapError
+    from automap.netaware import infer_with_networks
+
+    _, ms_path = checkpoints
+    other = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)}, other)
+    with pytest.raises(AutomapError, match=r"does not fit .*other\.pth.*give the model the checkpoint was saved from"):
+        infer_with_networks(
+            other, ms_path, torch_model=nets.torch_model(), mindspore_model=nets.mindspore_model(),
+            inputs=["2x6:float32"],
+        )  # fmt: skip
+
+
 def _mapping(torch_path: Path, ms_path: Path, *, swap: float | None) -> NameMapping:
     """The true mapping, with the two norms' sources swapped at the given confidence (None: not swapped)."""
     pairs = []
@@ -457,3 +493,33 @@ def test_cli_model_flags_come_together(checkpoints: tuple[Path, Path], capsys: p
     status = cli.main(["infer", str(torch_path), str(ms_path), "--torch-model", "na_nets:torch_model"])
     assert status == 2
     assert "--mindspore-model" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------- the zoo
+
+ZOO_CASES = ["llama_reordered", "vit_misnumbered", "square_transposed", "gpt2_small"]
+
+
+@pytest.mark.parametrize("name", ZOO_CASES)
+def test_zoo_pairs_checkpoints_alone_get_wrong_are_mapped_and_proven(
+    name: str,
+    tmp_path: Path,
+    mindspore_cpu,  # type: ignore[no-untyped-def]
+) -> None:
+    from automap import load_checkpoint
+    from automap.bench import score_mapping
+    from automap.netaware import infer_with_networks
+    from benchmarks.zoo import get_pair, normalise_ground_truth, write_checkpoints
+
+    pair = get_pair(name)
+    torch_path, ms_path = write_checkpoints(pair, "ci", tmp_path)
+    source, target = load_checkpoint(torch_path), load_checkpoint(ms_path)
+    result = infer_with_networks(
+        source, target, torch_model=pair.torch_model("ci"), mindspore_model=pair.mindspore_model("ci"),
+        inputs=list(pair.inputs("ci", np.random.default_rng(0))), mindspore_inputs=pair.mindspore_inputs,
+        rtol=pair.rtol, atol=pair.atol,
+    )  # fmt: skip
+    score = score_mapping(name, result.mapping, normalise_ground_truth(pair.ground_truth("ci")), source, target)
+    assert score.correct == score.total, score.wrong_pairs
+    assert result.proven
+    assert all(p.confidence >= 0.99 for p in result.mapping.pairs)

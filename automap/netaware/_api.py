@@ -2,7 +2,8 @@
 
 1. Execution order: one forward pass per network with parameter use traced gives the order in which each
    parameter is first used; it replaces file order as the inference engine's order signal.
-2. Inference (`automap.inference.infer_mapping`) with those orders.
+2. Inference (`automap.inference.infer_mapping`) with those orders, and a second opinion on file order: where
+   the two pair a target differently, the target is in doubt and both choices are tried.
 3. Numeric resolution (`_resolve`): what the checkpoints cannot settle (same-shaped siblings, the pieces of a
    fused tensor, the orientation of square matrices) is tried in the target network module by module.
 4. Proof: the whole converted model runs against the source model on fresh inputs. When the outputs agree
@@ -21,7 +22,7 @@ import numpy as np
 
 from automap._errors import AutomapError, MappingFileError
 from automap._types import Array, StrPath
-from automap.netaware._candidates import Group, Option, build_groups, option_of
+from automap.netaware._candidates import Group, Option, build_groups, doubtful_targets, option_of
 from automap.netaware._compare import ModulePairing
 from automap.netaware._localise import Divergence, locate
 from automap.netaware._nets import Net, Run, wrap
@@ -49,6 +50,7 @@ class NetworkInference:
         divergence: when not proven, the first module whose outputs differ, with the parameters involved.
         outcomes: what numeric resolution found for each group of interchangeable choices.
         runs: forward passes of either network.
+        module_runs: runs of the target network's test modules on their own (later rounds of trials).
         trials: candidate assignments tried, over all groups.
         inputs: the probe inputs, as specs.
         seconds: time spent per phase (trace, infer, resolve, proof).
@@ -62,6 +64,7 @@ class NetworkInference:
     runs: int
     trials: int
     inputs: tuple[str, ...]
+    module_runs: int = 0
     seconds: Mapping[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -70,11 +73,15 @@ class NetworkInference:
         confirmed = [o for o in self.outcomes if o.status == "confirmed"]
         out.append(
             f"numeric resolution: {len(self.outcomes)} groups of interchangeable choices, {len(confirmed)} confirmed; "
-            f"{self.trials} trials in {self.runs} forward passes"
+            f"{self.trials} trials in {self.runs} forward passes and {self.module_runs} runs of single modules"
         )
         for outcome in self.outcomes:
             if outcome.status != "confirmed":
                 out.append(f"  {outcome.status}: {', '.join(outcome.group.members[:4])}")
+        moved = [p.target for p in self.mapping.pairs if str(p.evidence.get("note", "")).startswith("inference chose")]
+        if moved:
+            shown = ", ".join(moved[:6]) + (f", ... ({len(moved)} in all)" if len(moved) > 6 else "")
+            out.append(f"  the probes changed {len(moved)} pair{'s' if len(moved) != 1 else ''}: {shown}")
         if self.proof is not None:
             out.extend(f"  {line}" for line in self.proof.detail)
         if self.proven:
@@ -82,6 +89,9 @@ class NetworkInference:
             out.append(
                 f"PROVEN: the converted model reproduces the source model (max rel diff {self.proof.max_rel:.3g})"
             )
+        elif self.proof is None:
+            missing = sum(1 for p in self.mapping.pairs if p.source is None)
+            out.append(f"NOT PROVEN: {missing} target parameters have no source, so the converted model cannot run")
         else:
             out.append("NOT PROVEN: the converted model's outputs differ from the source model's")
             if self.divergence is not None:
@@ -156,8 +166,11 @@ def infer_with_networks(
             source_order=probes.source_order,
             target_order=probes.target_order,
         )
+        second = infer_mapping(
+            probes.session.source.table, probes.session.target.table, threshold=threshold, pins=pins
+        )  # file order: where the two orders lead to different pairs, the numbers decide
         clock.lap("infer")
-        return _settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials)
+        return _settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials, second=second)
     finally:
         probes.close()
 
@@ -305,16 +318,28 @@ def _prepare(
 
 
 def _settle(
-    probes: _Probes, mapping: NameMapping, clock: _Clock, *, rtol: float, atol: float, max_trials: int
+    probes: _Probes,
+    mapping: NameMapping,
+    clock: _Clock,
+    *,
+    rtol: float,
+    atol: float,
+    max_trials: int,
+    second: NameMapping | None = None,
 ) -> NetworkInference:
-    """Numeric resolution, proof, and repair of what the proof's localisation points at."""
+    """Numeric resolution, proof, and repair of what the proof's localisation points at.
+
+    `second` is a second opinion (inference on file order): where it pairs a target otherwise, that target is
+    in doubt and its choice is offered.
+    """
     session = probes.session
     source_table, target_table = session.source.table, session.target.table
     try:
         base = {p.target: o for p in mapping.pairs if (o := option_of(p)) is not None}
         table_shapes = {r.name: r.shape for r in target_table.params}
         pairing = session.source_pairing(_unmatched(mapping.pairs, source_table))
-        groups = build_groups(mapping, source_table, target_table)
+        doubtful, theirs = _disagreements(mapping, second)
+        groups = build_groups(mapping, source_table, target_table, doubtful=doubtful, second=theirs)
         session.load_target(base)
         outcomes, assignment = resolve(
             session,
@@ -337,14 +362,14 @@ def _settle(
             if divergence is None:
                 break
             current = _with_assignment(mapping, assignment, source_table)
-            doubtful, nearby = _suspects(current, divergence, probes.source_order, source_table, target_table)
+            suspects, nearby = _suspects(current, divergence, probes.source_order, source_table, target_table)
             repair = build_groups(
                 current,
                 source_table,
                 target_table,
-                doubtful=doubtful,
+                doubtful=suspects,
                 broad=True,
-                nearby=nearby,
+                extra={t: [Option((n,)) for n in names] for t, names in nearby.items()},
                 focus=divergence.parameters,
             )
             if not repair:
@@ -379,6 +404,7 @@ def _settle(
         divergence=divergence,
         outcomes=tuple(outcomes),
         runs=session.runs,
+        module_runs=session.module_runs,
         trials=sum(o.trials for o in outcomes),
         inputs=tuple(probes.described),
         seconds=dict(clock.laps),
@@ -495,6 +521,23 @@ def _locate(
     )
 
 
+def _disagreements(mapping: NameMapping, second: NameMapping | None) -> tuple[list[str], dict[str, Option]]:
+    """The doubtful targets, with those the second opinion pairs otherwise added, and its choice for them."""
+    doubtful = doubtful_targets(mapping)
+    theirs: dict[str, Option] = {}
+    if second is None:
+        return doubtful, theirs
+    for pair in mapping.pairs:
+        other = second.pair_for(pair.target)
+        mine, choice = option_of(pair), option_of(other) if other is not None else None
+        if mine is None or choice is None or mine == choice or pair.pinned:
+            continue
+        theirs[pair.target] = choice
+        if pair.target not in doubtful:
+            doubtful.append(pair.target)
+    return doubtful, theirs
+
+
 def _suspects(
     mapping: NameMapping, divergence: Divergence, source_order: Sequence[str], source: ParamTable, target: ParamTable
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -570,10 +613,15 @@ def _final_mapping(
         for member in outcome.group.members:
             settled[member] = (outcome, outcome.group)
     proven = proof is not None and proof.passed
+    inferred = {p.target: p for p in mapping.pairs}
     pairs = []
     for pair in _with_assignment(mapping, assignment, source).pairs:
+        before = inferred[pair.target]
         evidence = dict(pair.evidence)
         confidence = pair.confidence
+        if option_of(before) != option_of(pair):  # the engine's scores speak of the source it chose
+            first = option_of(before)
+            evidence = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
         found = settled.get(pair.target)
         if found is not None:
             outcome, group = found

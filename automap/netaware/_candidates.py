@@ -24,7 +24,7 @@ from automap._errors import AutomapError
 from automap.records import Match, NameMapping, ParamTable
 from automap.transforms import Step, output_shape
 
-__all__ = ["Group", "Option", "build_groups", "enumerate_candidates", "option_of"]
+__all__ = ["Group", "Option", "build_groups", "doubtful_targets", "enumerate_candidates", "option_of"]
 
 _MIN_ALTERNATIVE = 0.01  # alternatives the engine gives less than this are not worth a trial
 _MAX_CANDIDATES = 4096  # assignments enumerated per group before ordering (the trials are bounded separately)
@@ -95,6 +95,7 @@ class Group:
         candidates: assignments (member -> option), the inferred one first, fewest changes next.
         reasons: why each member is in doubt.
         focus: members a failed proof pointed at; every candidate but the inferred one changes one of them.
+        likely: keys of options a second opinion chose; taking one counts as a small change.
     """
 
     members: list[str]
@@ -102,6 +103,7 @@ class Group:
     candidates: list[dict[str, Option]] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
     focus: frozenset[str] = frozenset()
+    likely: frozenset[str] = frozenset()
 
     @property
     def current(self) -> dict[str, Option]:
@@ -116,8 +118,9 @@ def build_groups(
     *,
     doubtful: Sequence[str] | None = None,
     broad: bool = False,
-    nearby: Mapping[str, Sequence[str]] | None = None,
+    extra: Mapping[str, Sequence[Option]] | None = None,
     focus: Sequence[str] = (),
+    second: Mapping[str, Option] | None = None,
 ) -> list[Group]:
     """Find the groups of interchangeable choices in an inferred mapping.
 
@@ -129,8 +132,9 @@ def build_groups(
             order only. Square 2-D targets are always in doubt about their transposition.
         broad: also let every doubtful target take any other doubtful target's source (a repair after a
             failed proof, where the engine's alternatives were not enough).
-        nearby: for some doubtful targets, further source names to offer whole (or transposed).
+        extra: for some doubtful targets, further options to offer (their transposes too, for square targets).
         focus: targets a failed proof pointed at: a candidate must change one of them (when its group has any).
+        second: a second opinion's choice for targets it pairs otherwise (offered, and tried early).
 
     Returns:
         Groups with at least two candidates each.
@@ -148,8 +152,8 @@ def build_groups(
     options: dict[str, list[Option]] = {}
     reasons: dict[str, str] = {}
     for t in uncertain:
-        extra = [Option((n,)) for n in (nearby or {}).get(t, ())]
-        found = _options(t, pairs[t], current, in_doubt, shapes, target_shapes[t], broad, extra)
+        more = [*(extra or {}).get(t, ()), *([second[t]] if second and t in second else [])] if t in in_doubt else []
+        found = _options(t, pairs[t], current, in_doubt, shapes, target_shapes[t], broad, more)
         options[t] = found
         reasons[t] = _reason(pairs[t], t in in_doubt, mapping.threshold)
     # an option may not take what a certain pair outside the uncertain set already uses
@@ -166,10 +170,18 @@ def build_groups(
     for group in groups:
         group.reasons = {t: reasons[t] for t in group.members}
         group.focus = frozenset(focus) & frozenset(group.members)
+        group.likely = frozenset(second[t].key for t in group.members if second and t in second)
         group.candidates = list(enumerate_candidates(group, target_shapes))
         if len(group.candidates) > 1:
             out.append(group)
     return out
+
+
+def doubtful_targets(mapping: NameMapping) -> list[str]:
+    """Targets the inference was not sure of: below the threshold, or decided by order only (pins excluded)."""
+    return [
+        p.target for p in mapping.pairs if p.source is not None and not p.pinned and _is_doubtful(p, mapping.threshold)
+    ]
 
 
 def _is_doubtful(pair: Match, threshold: float) -> bool:
@@ -302,6 +314,7 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
                 return  # a repair must change something the failed proof pointed at
             if flips is not None:
                 cost = _cost(chosen, current, members) + sum(1 for s, f in flips.items() if flips_now.get(s, f) != f)
+                cost -= 0.75 * sum(1 for t in members if chosen[t].key in group.likely)
                 found.append((cost, len(found), dict(chosen)))
             return
         t = members[position]
@@ -329,12 +342,12 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
         yield assignment
 
 
-def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: Sequence[str]) -> int:
+def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: Sequence[str]) -> float:
     """Changes an assignment makes, a target module whose members all move to one source module counting once."""
     by_module: dict[str, list[str]] = defaultdict(list)
     for t in members:
         by_module[t.rpartition(".")[0]].append(t)
-    cost = 0
+    cost = 0.0
     for names in by_module.values():
         changed = [t for t in names if chosen[t].resources != current[t].resources]
         if not changed:

@@ -41,6 +41,8 @@ class Run:
         events: (tick, module path, call number) for every module call, in the order the calls completed.
         param_ticks: parameter -> tick of its first use (only when the run traced parameter use).
         entry_ticks: module path -> tick of its first call's start (only when traced).
+        arguments: module path -> the (args, kwargs) of each call, as framework tensors (modules asked for), so
+            that a module can be run again on its own (`Net.rerun`).
     """
 
     outputs: Outputs
@@ -48,6 +50,7 @@ class Run:
     events: list[tuple[int, str, int]] = field(default_factory=list)
     param_ticks: dict[str, int] = field(default_factory=dict)
     entry_ticks: dict[str, int] = field(default_factory=dict)
+    arguments: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class _Context:
     capture: Collection[str] | None
     force: Mapping[str, list[Outputs]]
     trace: bool
+    keep: Collection[str] = ()
     clock: Iterator[int] = field(default_factory=itertools.count)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -127,12 +131,38 @@ class Net:
         self._handles = []
 
     def _entered(self, path: str) -> Callable[..., None]:
-        def hook(module: Any, args: Any) -> None:
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
             context = self._context
-            if context is not None and context.trace:
+            if context is None:
+                return
+            if context.trace:
                 context.record.entry_ticks.setdefault(path, next(context.clock))
+            if path in context.keep:
+                context.record.arguments.setdefault(path, []).append(self._kept(args, kwargs))
 
         return hook
+
+    def _kept(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        """A call's arguments as they must be kept to call the module again (PyTorch: copies)."""
+        return tuple(args), dict(kwargs or {})
+
+    def _call(self, module: Any, args: Any, kwargs: Any) -> Any:
+        """Call one module in eval mode without gradients."""
+        raise NotImplementedError
+
+    def rerun(self, path: str, arguments: Sequence[tuple[Any, Any]]) -> list[Outputs]:
+        """Run one module again on the arguments a run kept for it (its current weights); outputs per call.
+
+        Raises:
+            AutomapError: the module fails.
+        """
+        module = self.modules[path]
+        try:
+            return [_flatten(self._call(module, args, kwargs)) for args, kwargs in arguments]
+        except Exception as error:
+            text = str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
+            msg = f"running {path or 'the model'} again on its own failed: {type(error).__name__}: {text}"
+            raise AutomapError(msg) from error
 
     def _completed(self, path: str) -> Callable[..., Any]:
         def hook(module: Any, args: Any, output: Any) -> Any:
@@ -157,9 +187,10 @@ class Net:
         capture: Collection[str] | None,
         force: Mapping[str, list[Outputs]],
         trace: bool,
+        keep: Collection[str] = (),
     ) -> Run:
         self._install()
-        context = _Context(Run([]), capture, force, trace)
+        context = _Context(Run([]), capture, force, trace, keep)
         self._context = context
         try:
             output = self._forward(inputs, trace)
@@ -210,6 +241,7 @@ class Net:
         capture: Collection[str] | None = (),
         force: Mapping[str, list[Outputs]] | None = None,
         trace: bool = False,
+        keep: Collection[str] = (),
     ) -> Run:
         """Run in eval mode without gradients.
 
@@ -218,6 +250,7 @@ class Net:
             capture: module paths whose call outputs to keep (None: every module).
             force: module path -> replacement outputs per call, in the layout this network produces.
             trace: also record first parameter uses and module entries.
+            keep: module paths whose call arguments to keep, to run them again on their own.
 
         Returns:
             The recorded run.
@@ -226,7 +259,7 @@ class Net:
             AutomapError: the network fails on the inputs.
         """
         try:
-            return self._run(inputs, capture, force or {}, trace)
+            return self._run(inputs, capture, force or {}, trace, keep)
         except AutomapError:
             raise
         except Exception as error:
@@ -234,7 +267,7 @@ class Net:
             if self.framework == "mindspore" and integer64 and not self._int32:
                 self._int32 = True  # MindSpore ports commonly index their embeddings with int32
                 try:
-                    return self._run(inputs, capture, force or {}, trace)
+                    return self._run(inputs, capture, force or {}, trace, keep)
                 except Exception:  # report the first failure, which is the informative one
                     self._int32 = False
             raise NetworkRunError(self.framework, inputs, error) from error
@@ -340,10 +373,32 @@ class TorchNet(Net):
                 current.copy_(tensor.to(current.dtype))
 
     def _register(self, module: Any, entered: Callable[..., None], completed: Callable[..., Any]) -> list[Any]:
-        return [module.register_forward_pre_hook(entered), module.register_forward_hook(completed)]
+        return [
+            module.register_forward_pre_hook(entered, with_kwargs=True),
+            module.register_forward_hook(completed),
+        ]
 
     def _like(self, array: Array, like: Any) -> Any:
         return _torch_like(array, like)
+
+    def _kept(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        import torch
+
+        def copy(value: Any) -> Any:  # the forward pass may change its tensors in place afterwards
+            return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+        return tuple(copy(a) for a in args), {k: copy(v) for k, v in (kwargs or {}).items()}
+
+    def _call(self, module: Any, args: Any, kwargs: Any) -> Any:
+        import torch
+
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return module(*args, **kwargs)
+        finally:
+            self.module.train(was_training)
 
     def _forward(self, inputs: Sequence[Array], trace: bool) -> Any:
         import torch
@@ -421,10 +476,24 @@ class MindSporeNet(Net):
             param.set_data(tensor)
 
     def _register(self, module: Any, entered: Callable[..., None], completed: Callable[..., Any]) -> list[Any]:
-        return [module.register_forward_pre_hook(entered), module.register_forward_hook(completed)]
+        return [
+            module.register_forward_pre_hook(entered, with_kwargs=True),
+            module.register_forward_hook(completed),
+        ]
 
     def _like(self, array: Array, like: Any) -> Any:
         return _mindspore_like(array, like)
+
+    def _call(self, module: Any, args: Any, kwargs: Any) -> Any:
+        from automap.networks import _pynative
+
+        was_training = bool(getattr(self.module, "training", False))
+        try:
+            with _pynative():
+                self.module.set_train(False)
+                return module(*args, **kwargs)
+        finally:
+            self.module.set_train(was_training)
 
     def _forward(self, inputs: Sequence[Array], trace: bool) -> Any:
         import mindspore
@@ -568,14 +637,16 @@ def align_names(net: Net, names: Sequence[str]) -> dict[str, str]:
     rules: dict[tuple[str, str], int] = defaultdict(int)
     for name in rest:
         parts = name.split(".")
-        for i in range(len(parts)):
+        for i in range(len(parts) - 1):  # a tail of at least two parts: `norm.weight`, not just `weight`
             tail = ".".join(parts[i:])
             found = by_suffix.get(tail, [])
             if len(found) == 1:
                 rules[(".".join(parts[:i]), found[0][: len(found[0]) - len(tail)])] += 1
     if not rules:
         return out
-    (strip, add), _ = max(rules.items(), key=lambda item: (item[1], -len(item[0][0]) - len(item[0][1])))
+    (strip, add), count = max(rules.items(), key=lambda item: (item[1], -len(item[0][0]) - len(item[0][1])))
+    if count < max(2, len(rest) // 2):  # a prefix difference explains most names, not a stray one
+        return out
     for name in rest:
         if strip and not name.startswith(strip + "."):
             continue

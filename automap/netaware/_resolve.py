@@ -34,7 +34,7 @@ from automap.netaware._nets import Outputs, Run
 from automap.netaware._session import Session
 
 MAX_TRIALS = 48
-"""Candidates tried per group at most (per test module it climbs to)."""
+"""Candidates tried per group at most, over all the test modules it climbs to."""
 _MAX_WAVES = 4
 
 
@@ -160,7 +160,8 @@ def resolve(
             state.history += len(state.tried)
             state.level += 1
             state.index, state.tried = 0, []
-            state.status = "active" if state.test is not None else "unresolved"
+            climbs = state.test is not None and state.history < max_trials  # the trial budget covers all levels
+            state.status = "active" if climbs else "unresolved"
             for member, option in state.group.current.items():
                 assignment[member] = option
         states = _merged(states, session, names, reference, line, pairing, target_table_shapes)
@@ -200,7 +201,13 @@ def _rounds(
     rtol: float,
     line: Timeline,
 ) -> None:
-    """Runs in which every active group tries its next candidate, until none is left active."""
+    """Rounds in which every active group tries its next candidate, until none is left active.
+
+    The first round runs the whole target network (test modules forced) and keeps each test module's
+    arguments; the later rounds run only the test modules, again on those arguments: what feeds a test module
+    is forced or fixed, so it does not change from one round to the next.
+    """
+    kept: dict[str, list[tuple[object, object]]] = {}
     while True:
         active = [s for s in states if s.status == "active"]
         if not active:
@@ -208,22 +215,27 @@ def _rounds(
         for state in active:
             assignment.update(state.group.candidates[state.index])
         session.load_target(assignment)
-        active_modules = [s.test.module for s in active if s.test is not None]
-        force: dict[str, list[Outputs]] = {}
-        for state in states:
-            test = state.test
-            if test is None or state.status in ("unresolved", "untestable") or test.module == "":
-                continue
-            if any(other is not state and _feeds(session, line, other, test.module) for other in active):
-                continue  # forcing it would hide what an enclosing group's members do
-            force[test.module] = arranged(reference.calls[test.reference], test.layouts)
-        run = session.run_target(inputs, capture=set(active_modules), force=force)
+        modules = {s.test.module for s in active if s.test is not None}
+        if modules <= kept.keys():
+            outputs = {m: session.rerun_target(m, kept[m]) for m in modules}
+        else:
+            force: dict[str, list[Outputs]] = {}
+            for state in states:
+                test = state.test
+                if test is None or state.status in ("unresolved", "untestable") or test.module == "":
+                    continue
+                if any(other is not state and _feeds(session, line, other, test.module) for other in active):
+                    continue  # forcing it would hide what an enclosing group's members do
+                force[test.module] = arranged(reference.calls[test.reference], test.layouts)
+            run = session.run_target(inputs, capture=modules, force=force, keep=modules)
+            outputs = {m: run.calls.get(m, []) for m in modules}
+            kept.update(run.arguments)
         for state in active:
             test = state.test
             assert test is not None
-            got = run.calls.get(test.module)
+            got = outputs.get(test.module) or []
             want = reference.calls[test.reference]
-            diff = difference(want, got, test.layouts) if got is not None and len(got) == len(want) else float("inf")
+            diff = difference(want, got, test.layouts) if len(got) == len(want) else float("inf")
             ok = diff <= rtol
             state.tried.append((state.index, ok, diff))
             _advance(state, ok, max_trials)
@@ -236,7 +248,7 @@ def _rounds(
 def _advance(state: _State, ok: bool, max_trials: int) -> None:
     agreeing = [i for i, good, _ in state.tried if good]
     rejected = any(not good for _, good, _ in state.tried)
-    limit = min(len(state.group.candidates), max_trials)
+    limit = min(len(state.group.candidates), max_trials - state.history)
     if agreeing and rejected:
         state.status, state.chosen = "confirmed", agreeing[0]
         return
@@ -354,6 +366,7 @@ def _merged(
                     options,
                     reasons={**b.group.reasons, **a.group.reasons},
                     focus=a.group.focus | b.group.focus,
+                    likely=a.group.likely | b.group.likely,
                 )
                 group.candidates = list(enumerate_candidates(group, target_table_shapes or {}))
                 chain = _chain(session, group, names, reference, line, pairing, start=outer)

@@ -18,7 +18,7 @@ from automap.netaware._nets import Net, Outputs, Run, align_names
 from automap.records import ParamTable
 from automap.transforms import apply_steps
 
-_MIN_ALIGNED = 0.5  # below this share of names found in the checkpoint, the network is not the checkpoint's
+_MIN_ALIGNED = 0.8  # below this share of names found in the checkpoint, the network is not the checkpoint's
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,16 @@ def side(net: Net, table: ParamTable, role: str, factory: str) -> Side:
             f"{', '.join(theirs)}); give the model the checkpoint was saved from"
         )
         raise AutomapError(msg)
+    wrong = [(n, c) for n, c in names.items() if tuple(table[c].shape) != net.shape(n)]
+    if wrong:
+        name, ckpt = wrong[0]
+        msg = (
+            f"the {role} model ({factory}) does not fit {table.source}: {ckpt!r} is "
+            f"{list(table[ckpt].shape)} in the checkpoint and {list(net.shape(name))} in the model"
+            f"{f' ({len(wrong)} such parameters)' if len(wrong) > 1 else ''}; give the model the checkpoint was "
+            "saved from (with the same configuration)"
+        )
+        raise AutomapError(msg)
     return Side(net, table, names, {v: k for k, v in names.items()})
 
 
@@ -63,6 +73,7 @@ class Session:
         self._made: dict[str, Array] = {}
         self._loaded: dict[str, str] = {}  # target checkpoint name -> key of the option loaded
         self.runs = 0
+        self.module_runs = 0
 
     # -- weights ---------------------------------------------------------------------------------------------
 
@@ -122,10 +133,16 @@ class Session:
         capture: Collection[str] | None = (),
         force: Mapping[str, list[Outputs]] | None = None,
         trace: bool = False,
+        keep: Collection[str] = (),
     ) -> Run:
         """Run the network being filled."""
         self.runs += 1
-        return self.target.net.run(inputs, capture=capture, force=force, trace=trace)
+        return self.target.net.run(inputs, capture=capture, force=force, trace=trace, keep=keep)
+
+    def rerun_target(self, path: str, arguments: Sequence[tuple[object, object]]) -> list[Outputs]:
+        """Run one module of the network being filled again, on arguments a run kept."""
+        self.module_runs += 1
+        return self.target.net.rerun(path, arguments)
 
     # -- pairing ---------------------------------------------------------------------------------------------
 
