@@ -24,11 +24,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`infer` / `infer_mapping`, imported on first use: the engine pulls in scipy and networkx."""
+    """`infer`, `infer_mapping` and `infer_with_networks`, imported on first use (scipy, networkx, frameworks)."""
     if name in ("infer", "infer_mapping"):
         from .inference import infer_mapping
 
         return infer_mapping
+    if name == "infer_with_networks":
+        from .netaware import infer_with_networks
+
+        return infer_with_networks
     msg = f"module 'automap' has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -54,6 +58,7 @@ __all__ = [
     "convert",
     "infer",
     "infer_mapping",
+    "infer_with_networks",
     "load_checkpoint",
     "load_mapping",
     "save_checkpoint",
