@@ -120,16 +120,7 @@ def verify(
     guessed = inputs is None
     if inputs is None:
         inputs = [guess_input(torch_module)]
-    arrays_in: list[Array] = []
-    described: list[str] = []
-    for value in inputs:
-        if isinstance(value, np.ndarray):
-            arrays_in.append(value)
-            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
-        else:
-            spec = parse_input_spec(value) if isinstance(value, str) else value
-            arrays_in.append(make_input(spec, rng))
-            described.append(str(spec))
+    arrays_in, described = make_inputs(inputs, rng)
     hint = "; give the input with --input SHAPE:DTYPE" if guessed else ""
     reference = _run(run_torch, torch_module, arrays_in, "PyTorch", described, hint)
     candidate = _run(run_mindspore, mindspore_cell, arrays_in, "MindSpore", described, hint)
@@ -140,6 +131,25 @@ def verify(
 
         divergence = locate_divergence(torch_module, mindspore_cell, arrays_in)
     return VerifyReport(comparison, tuple(described), rtol, atol, guessed, divergence)
+
+
+def make_inputs(inputs: Sequence[ProbeInput], rng: np.random.Generator) -> tuple[list[Array], list[str]]:
+    """The arrays for given inputs (arrays as they are, specs filled from `rng` in turn) and how each was made.
+
+    Raises:
+        AutomapError: a spec string is malformed.
+    """
+    arrays: list[Array] = []
+    described: list[str] = []
+    for value in inputs:
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
+        else:
+            spec = parse_input_spec(value) if isinstance(value, str) else value
+            arrays.append(make_input(spec, rng))
+            described.append(str(spec))
+    return arrays, described
 
 
 def guess_input(torch_module: object) -> InputSpec:

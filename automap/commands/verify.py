@@ -9,9 +9,6 @@ from the PyTorch model's first layer. Exit status 0 when the outputs agree withi
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
 HELP = "run both frameworks' models on the same input and compare outputs (exit 3 on mismatch)"
 
@@ -38,24 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, load and run both models; print the comparison; 0 when they agree, 3 when not."""
-    from automap._errors import AutomapError
-    from automap.networks import load_factory
-    from automap.probes import parse_input_spec
+    from automap.netaware._options import build_models
     from automap.verify import verify
 
-    specs = [parse_input_spec(text) for text in args.inputs or []]  # malformed specs fail before any import
-    here = str(Path.cwd())
-    if here not in sys.path:  # as `python -m` would, so that a model module beside the user is found
-        sys.path.insert(0, here)
-    _mindspore_on_cpu()
-    torch_model = load_factory(args.torch_model)
-    mindspore_model = load_factory(args.mindspore_model)
-    if not hasattr(torch_model, "state_dict"):
-        msg = f"{args.torch_model} returned a {type(torch_model).__name__}, not a torch.nn.Module"
-        raise AutomapError(msg)
-    if not hasattr(mindspore_model, "parameters_and_names"):
-        msg = f"{args.mindspore_model} returned a {type(mindspore_model).__name__}, not a mindspore.nn.Cell"
-        raise AutomapError(msg)
+    specs, torch_model, mindspore_model = build_models(args)
     report = verify(
         torch_model,
         mindspore_model,
@@ -69,11 +52,3 @@ def run(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return 0 if report.passed else 3
-
-
-def _mindspore_on_cpu() -> None:
-    """PyNative mode on the CPU, quietly: what running a model once for a comparison needs."""
-    os.environ.setdefault("GLOG_v", "3")
-    import mindspore
-
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")

@@ -29,7 +29,7 @@ from automap.netaware._nets import Net, Run, wrap
 from automap.netaware._resolve import MAX_TRIALS, Outcome, Timeline, resolve, timeline
 from automap.netaware._session import Session, side
 from automap.networks import OutputComparison, compare_outputs
-from automap.probes import InputSpec, make_input, parse_input_spec
+from automap.probes import InputSpec, make_input
 from automap.records import Alternative, Match, NameMapping, ParamTable
 
 ProbeInput = Array | InputSpec | str
@@ -438,7 +438,7 @@ def _what(net: Net) -> str:
 
 
 def _inputs(inputs: Sequence[ProbeInput] | None, torch_net: Net, seed: int) -> tuple[list[Array], list[str]]:
-    from automap.verify import guess_input
+    from automap.verify import guess_input, make_inputs
 
     rng = np.random.default_rng(seed)
     if inputs is None:
@@ -448,16 +448,7 @@ def _inputs(inputs: Sequence[ProbeInput] | None, torch_net: Net, seed: int) -> t
             msg = f"network-aware inference needs probe inputs: {error}"
             raise AutomapError(msg) from None
         return [make_input(spec, rng)], [f"{spec} (guessed from the first layer; give --input to choose)"]
-    arrays, described = [], []
-    for value in inputs:
-        if isinstance(value, np.ndarray):
-            arrays.append(value)
-            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
-        else:
-            spec = parse_input_spec(value) if isinstance(value, str) else value
-            arrays.append(make_input(spec, rng))
-            described.append(str(spec))
-    return arrays, described
+    return make_inputs(inputs, rng)
 
 
 def _per_side(

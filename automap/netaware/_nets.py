@@ -78,6 +78,8 @@ class Net:
     """
 
     framework: Framework
+    _unit: str  # what messages call one of its modules: "module" or "cell"
+    _described: str  # what they call the whole network: "torch module" or "MindSpore cell"
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -113,7 +115,11 @@ class Net:
         raise NotImplementedError
 
     def _register(self, module: Any, entered: Callable[..., None], completed: Callable[..., Any]) -> list[Any]:
-        raise NotImplementedError
+        """Put the entry and completion hooks on one module; the handles that remove them."""
+        return [
+            module.register_forward_pre_hook(entered, with_kwargs=True),
+            module.register_forward_hook(completed),
+        ]
 
     # -- hooks -----------------------------------------------------------------------------------------------
 
@@ -160,8 +166,7 @@ class Net:
         try:
             return [_flatten(self._call(module, args, kwargs)) for args, kwargs in arguments]
         except Exception as error:
-            text = str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
-            msg = f"running {path or 'the model'} again on its own failed: {type(error).__name__}: {text}"
+            msg = f"running {path or 'the model'} again on its own failed: {type(error).__name__}: {_first_line(error)}"
             raise AutomapError(msg) from error
 
     def _completed(self, path: str) -> Callable[..., Any]:
@@ -211,6 +216,26 @@ class Net:
         Raises:
             ConversionError: a name is unknown or a shape differs from the parameter's.
         """
+        problems = []
+        updates = []
+        for name, array in arrays.items():
+            current = self.params.get(name)
+            if current is None:
+                problems.append(f"{name}: not a parameter of the network")
+                continue
+            if tuple(array.shape) != tuple(current.shape):
+                problems.append(f"{name}: shape {list(array.shape)}, the {self._unit} expects {list(current.shape)}")
+                continue
+            updates.append((current, self._converted(name, np.asarray(array), dtypes.get(name), current)))
+        _raise_if(problems, self._described)
+        self._assign(updates)
+
+    def _converted(self, name: str, array: Array, dtype: str | None, current: Any) -> Any:
+        """A framework tensor for parameter `name` (currently `current`) from a storage array of `dtype`."""
+        raise NotImplementedError
+
+    def _assign(self, updates: Sequence[tuple[Any, Any]]) -> None:
+        """Set each parameter to its converted tensor."""
         raise NotImplementedError
 
     def dtype(self, name: str) -> str:
@@ -307,7 +332,7 @@ class NetworkRunError(AutomapError):
     """A network failed on the probe inputs (usually: inputs of the wrong shape or dtype)."""
 
     def __init__(self, framework: Framework, inputs: Sequence[Array], error: Exception) -> None:
-        text = str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
+        text = _first_line(error)
         described = ", ".join("x".join(str(d) for d in np.shape(x)) + f":{np.asarray(x).dtype}" for x in inputs)
         name = "PyTorch" if framework == "pytorch" else "MindSpore"
         super().__init__(
@@ -338,6 +363,7 @@ class TorchNet(Net):
     """A `torch.nn.Module`: parameters and persistent buffers as its state dict names them."""
 
     framework: Framework = "pytorch"
+    _unit, _described = "module", "torch module"
 
     def _collect(self) -> None:
         self.params = dict(self.module.state_dict(keep_vars=True))
@@ -350,33 +376,17 @@ class TorchNet(Net):
     def array(self, name: str) -> Array:
         return _to_numpy(self.params[name])
 
-    def load(self, arrays: Mapping[str, Array], dtypes: Mapping[str, str]) -> None:
-        import torch
-
+    def _converted(self, name: str, array: Array, dtype: str | None, current: Any) -> Any:
         from automap.io.torch import to_torch
 
-        problems = []
-        updates = []
-        for name, array in arrays.items():
-            current = self.params.get(name)
-            if current is None:
-                problems.append(f"{name}: not a parameter of the network")
-                continue
-            if tuple(array.shape) != tuple(current.shape):
-                problems.append(f"{name}: shape {list(array.shape)}, the module expects {list(current.shape)}")
-                continue
-            tensor = to_torch(np.asarray(array), dtypes.get(name) or self.dtype(name))
-            updates.append((current, tensor))
-        _raise_if(problems, "torch module")
+        return to_torch(array, dtype or self.dtype(name))
+
+    def _assign(self, updates: Sequence[tuple[Any, Any]]) -> None:
+        import torch
+
         with torch.no_grad():
             for current, tensor in updates:
                 current.copy_(tensor.to(current.dtype))
-
-    def _register(self, module: Any, entered: Callable[..., None], completed: Callable[..., Any]) -> list[Any]:
-        return [
-            module.register_forward_pre_hook(entered, with_kwargs=True),
-            module.register_forward_hook(completed),
-        ]
 
     def _like(self, array: Array, like: Any) -> Any:
         return _torch_like(array, like)
@@ -442,6 +452,7 @@ class MindSporeNet(Net):
     """A `mindspore.nn.Cell`, run in PyNative mode: parameters by their path in the cell tree."""
 
     framework: Framework = "mindspore"
+    _unit, _described = "cell", "MindSpore cell"
 
     def _collect(self) -> None:
         self.params = dict(self.module.parameters_and_names())
@@ -457,29 +468,14 @@ class MindSporeNet(Net):
     def array(self, name: str) -> Array:
         return _to_numpy(self.params[name])
 
-    def load(self, arrays: Mapping[str, Array], dtypes: Mapping[str, str]) -> None:
+    def _converted(self, name: str, array: Array, dtype: str | None, current: Any) -> Any:
         from automap.networks import _numpy_to_ms
 
-        problems = []
-        updates = []
-        for name, array in arrays.items():
-            param = self.params.get(name)
-            if param is None:
-                problems.append(f"{name}: not a parameter of the network")
-                continue
-            if tuple(array.shape) != tuple(param.shape):
-                problems.append(f"{name}: shape {list(array.shape)}, the cell expects {list(param.shape)}")
-                continue
-            updates.append((param, _numpy_to_ms(np.asarray(array), dtypes.get(name), param.dtype)))
-        _raise_if(problems, "MindSpore cell")
+        return _numpy_to_ms(array, dtype, current.dtype)
+
+    def _assign(self, updates: Sequence[tuple[Any, Any]]) -> None:
         for param, tensor in updates:
             param.set_data(tensor)
-
-    def _register(self, module: Any, entered: Callable[..., None], completed: Callable[..., Any]) -> list[Any]:
-        return [
-            module.register_forward_pre_hook(entered, with_kwargs=True),
-            module.register_forward_hook(completed),
-        ]
 
     def _like(self, array: Array, like: Any) -> Any:
         return _mindspore_like(array, like)
@@ -546,6 +542,11 @@ def _ancestors(name: str) -> Iterator[str]:
     for i in range(len(parts), 0, -1):
         yield ".".join(parts[:i])
     yield ""
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message, at most 300 characters ("no detail" when it has none)."""
+    return str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
 
 
 def _is_tensor(value: Any) -> bool:

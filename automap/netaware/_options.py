@@ -1,7 +1,7 @@
 """The command-line side of network-aware inference: options shared by `automap infer` and `automap convert`.
 
 Adding the options imports nothing beyond argparse; running them loads the model factories, puts MindSpore in
-PyNative mode on the CPU, and calls `infer_with_networks`.
+PyNative mode on the CPU, and calls `infer_with_networks`. `automap verify` builds its models with `build_models` too.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def infer_from_models(
     """
     from automap.netaware._api import infer_with_networks
 
-    specs, torch_model, mindspore_model = _models(args)
+    specs, torch_model, mindspore_model = build_models(args)
     return infer_with_networks(
         source,
         target,
@@ -93,7 +93,7 @@ def check_from_models(
     """
     from automap.netaware._api import check_with_networks
 
-    specs, torch_model, mindspore_model = _models(args)
+    specs, torch_model, mindspore_model = build_models(args)
     return check_with_networks(
         mapping,
         source,
@@ -107,8 +107,12 @@ def check_from_models(
     )
 
 
-def _models(args: argparse.Namespace) -> tuple[list[InputSpec], object, object]:
-    """The input specs and both models, built by their factories (MindSpore set to PyNative on the CPU)."""
+def build_models(args: argparse.Namespace) -> tuple[list[InputSpec], object, object]:
+    """The input specs and both models, built by their factories (MindSpore set to PyNative on the CPU).
+
+    Raises:
+        AutomapError: an input spec is malformed, or a factory cannot be loaded or returns the wrong kind of model.
+    """
     from automap.networks import load_factory
     from automap.probes import parse_input_spec
 

@@ -8,12 +8,13 @@ the zoo imports neither torch nor MindSpore.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from benchmarks.zoo._base import GroundTruth
+from benchmarks.zoo._base import GroundTruth, Size
 
 
 def batchnorm(ms: str, pt: str) -> GroundTruth:
@@ -42,6 +43,15 @@ def weight_bias(ms: str, pt: str, *, bias: bool = True) -> GroundTruth:
 def images(rng: np.random.Generator, height: int, width: int, batch: int = 2) -> tuple[np.ndarray, ...]:
     """A batch of random NCHW float32 images."""
     return (rng.standard_normal((batch, 3, height, width)).astype(np.float32),)
+
+
+def square_images(sides: Mapping[Size, int]) -> Callable[[Size, np.random.Generator], tuple[np.ndarray, ...]]:
+    """A pair's `inputs`: for a size, a batch of square images `sides[size]` pixels a side."""
+
+    def inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        return images(rng, sides[size], sides[size])
+
+    return inputs
 
 
 @functools.cache
@@ -94,7 +104,28 @@ def torch_timm() -> SimpleNamespace:
             x = x + self.attn(self.norm1(x))
             return x + self.mlp(self.norm2(x))
 
-    return SimpleNamespace(PatchEmbed=PatchEmbed, Attention=Attention, Mlp=Mlp, Block=Block)
+    class VisionTransformer(nn.Module):
+        """timm's `VisionTransformer` (class token, learned positions); `classes=0` leaves no head, as in timm."""
+
+        def __init__(
+            self, patch: int, dim: int, heads: int, depth: int, tokens: int, classes: int, eps: float = 1e-6
+        ) -> None:
+            super().__init__()
+            self.patch_embed = PatchEmbed(patch, dim)
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim))
+            self.blocks = nn.Sequential(*(Block(dim, heads, eps) for _ in range(depth)))
+            self.norm = nn.LayerNorm(dim, eps=eps)
+            self.head = nn.Linear(dim, classes) if classes else nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.patch_embed(x)
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
+            return self.head(self.norm(self.blocks(x))[:, 0])
+
+    return SimpleNamespace(
+        PatchEmbed=PatchEmbed, Attention=Attention, Mlp=Mlp, Block=Block, VisionTransformer=VisionTransformer
+    )
 
 
 @functools.cache
@@ -162,6 +193,18 @@ def timm_block(ms: str, pt: str) -> GroundTruth:
         **weight_bias(f"{ms}.mlp.fc1", f"{pt}.mlp.fc1"),
         **weight_bias(f"{ms}.mlp.fc2", f"{pt}.mlp.fc2"),
     }
+
+
+def timm_encoder(ms: str, pt: str, depth: int) -> GroundTruth:
+    """A timm-named ViT encoder on both sides: `patch_embed.proj`, `depth` blocks and the final `norm`.
+
+    `ms` and `pt` are the encoder's name prefixes, each empty or ending in a dot.
+    """
+    truth: GroundTruth = weight_bias(f"{ms}patch_embed.proj", f"{pt}patch_embed.proj")
+    for number in range(depth):
+        truth.update(timm_block(f"{ms}blocks.{number}", f"{pt}blocks.{number}"))
+    truth.update(layernorm(f"{ms}norm", f"{pt}norm"))
+    return truth
 
 
 def calibrate_batchnorm(module: Any, height: int, width: int) -> Any:

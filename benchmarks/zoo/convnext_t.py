@@ -180,17 +180,13 @@ def _ground_truth(size: Size) -> GroundTruth:
     return truth
 
 
-def _inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    return vb.images(rng, _IMAGE[size], _IMAGE[size])
-
-
 PAIR = ZooPair(
     name="convnext_t",
     title="ConvNeXt-T",
     torch_model=_torch_model,
     mindspore_model=_mindspore_model,
     ground_truth=_ground_truth,
-    inputs=_inputs,
+    inputs=vb.square_images(_IMAGE),
     optimizer="adamw",
     rtol=1e-4,
     atol=5e-5,

@@ -34,19 +34,9 @@ def _torch_model(size: Size) -> Any:
 
     timm = vb.torch_timm()
 
-    class VisionTransformer(nn.Module):
+    class VisionTransformerDistilled(timm.VisionTransformer):
         def __init__(self) -> None:
-            super().__init__()
-            self.patch_embed = timm.PatchEmbed(_PATCH, _DIM)
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, _DIM))
-            self.pos_embed = nn.Parameter(torch.zeros(1, _tokens(size) - 1, _DIM))
-            self.blocks = nn.Sequential(*(timm.Block(_DIM, _HEADS) for _ in range(_DEPTH[size])))
-            self.norm = nn.LayerNorm(_DIM, eps=1e-6)
-            self.head = nn.Linear(_DIM, _CLASSES)
-
-    class VisionTransformerDistilled(VisionTransformer):
-        def __init__(self) -> None:
-            super().__init__()
+            super().__init__(_PATCH, _DIM, _HEADS, _DEPTH[size], _tokens(size) - 1, _CLASSES)
             self.dist_token = nn.Parameter(torch.zeros(1, 1, _DIM))
             self.pos_embed = nn.Parameter(torch.zeros(1, _tokens(size), _DIM))
             self.head_dist = nn.Linear(_DIM, _CLASSES)
@@ -97,18 +87,11 @@ def _ground_truth(size: Size) -> GroundTruth:
         "cls_token": "cls_token",
         "dist_token": "dist_token",
         "pos_embed": "pos_embed",
-        **vb.weight_bias("patch_embed.proj", "patch_embed.proj"),
+        **vb.timm_encoder("", "", _DEPTH[size]),
     }
-    for number in range(_DEPTH[size]):
-        truth.update(vb.timm_block(f"blocks.{number}", f"blocks.{number}"))
-    truth.update(vb.layernorm("norm", "norm"))
     truth.update(vb.weight_bias("head", "head"))
     truth.update(vb.weight_bias("head_dist", "head_dist"))
     return truth
-
-
-def _inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    return vb.images(rng, _IMAGE[size], _IMAGE[size])
 
 
 PAIR = ZooPair(
@@ -117,7 +100,7 @@ PAIR = ZooPair(
     torch_model=_torch_model,
     mindspore_model=_mindspore_model,
     ground_truth=_ground_truth,
-    inputs=_inputs,
+    inputs=vb.square_images(_IMAGE),
     optimizer=None,
     rtol=1e-4,
     atol=5e-5,

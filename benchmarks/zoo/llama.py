@@ -15,6 +15,7 @@ declared before the attention. MindFormers rotates half of each head as HuggingF
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -134,23 +135,36 @@ def _mindspore() -> SimpleNamespace:
             hidden = self.model(input_ids)
             return hidden, self.lm_head(hidden)
 
-    return SimpleNamespace(LlamaForCausalLM=LlamaForCausalLM)
+    return SimpleNamespace(LLamaDecodeLayer=LLamaDecodeLayer, LlamaModel=LlamaModel, LlamaForCausalLM=LlamaForCausalLM)
 
 
-def ground_truth(size: Size) -> GroundTruth:
-    cfg = _CONFIGS[size]
+def decoder_truth(layers: int, feed_forward: Callable[[str, str], GroundTruth]) -> GroundTruth:
+    """MindFormers' LLaMA-family decoder (LLaMA, Mixtral) against HuggingFace's, in the port's declaration order.
+
+    `feed_forward(ms, pt)` maps one layer's feed-forward, given the layer's MindSpore and torch names.
+    """
     truth: GroundTruth = {"model.tok_embeddings.embedding_weight": "model.embed_tokens.weight"}
-    for i in range(cfg.layers):
+    for i in range(layers):
         ms, pt = f"model.layers.{i}", f"model.layers.{i}"
         truth[f"{ms}.attention_norm.weight"] = f"{pt}.input_layernorm.weight"
         truth[f"{ms}.ffn_norm.weight"] = f"{pt}.post_attention_layernorm.weight"
         for ms_name, pt_name in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
             truth[f"{ms}.attention.{ms_name}.weight"] = f"{pt}.self_attn.{pt_name}.weight"
-        for ms_name, pt_name in (("w1", "gate_proj"), ("w2", "down_proj"), ("w3", "up_proj")):
-            truth[f"{ms}.feed_forward.{ms_name}.weight"] = f"{pt}.mlp.{pt_name}.weight"
+        truth.update(feed_forward(ms, pt))
     truth["model.norm_out.weight"] = "model.norm.weight"
     truth["lm_head.weight"] = "lm_head.weight"
     return truth
+
+
+def _feed_forward_truth(ms: str, pt: str) -> GroundTruth:
+    return {
+        f"{ms}.feed_forward.{ms_name}.weight": f"{pt}.mlp.{pt_name}.weight"
+        for ms_name, pt_name in (("w1", "gate_proj"), ("w2", "down_proj"), ("w3", "up_proj"))
+    }
+
+
+def ground_truth(size: Size) -> GroundTruth:
+    return decoder_truth(_CONFIGS[size].layers, _feed_forward_truth)
 
 
 def inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 
 from benchmarks.zoo._base import GroundTruth, Size, ZooPair
 from benchmarks.zoo._text_blocks import int32_ids, ms_blocks, token_ids
 from benchmarks.zoo.llama import LlamaConfig
+from benchmarks.zoo.llama import _mindspore as _mindformers
 from benchmarks.zoo.llama import _torch as _hf_torch
 
 _CONFIGS = {
@@ -36,81 +36,55 @@ _SEQ = {"ci": 8, "full": 16}
 
 @functools.cache
 def _mindspore() -> SimpleNamespace:
-    from mindspore import nn, ops
+    """MindFormers' LLaMA cells declared output-first; each computes what the cell it derives from computes.
 
-    mb = ms_blocks()
+    Each `__init__` calls `nn.Cell.__init__` rather than its parent's, which would declare in execution order.
+    """
+    from mindspore import nn
 
-    class FeedForward(nn.Cell):
+    mb, mindformers = ms_blocks(), _mindformers()
+
+    class FeedForward(mb.LlamaFeedForward):
         """w2(silu(w1(x)) * w3(x)), declared w3, w2, w1."""
 
         def __init__(self, hidden: int, intermediate: int) -> None:
-            super().__init__()
+            nn.Cell.__init__(self)
             self.w3 = mb.Linear(hidden, intermediate, has_bias=False)
             self.w2 = mb.Linear(intermediate, hidden, has_bias=False)
             self.w1 = mb.Linear(hidden, intermediate, has_bias=False)
 
-        def construct(self, x: Any) -> Any:
-            return self.w2(ops.silu(self.w1(x)) * self.w3(x))
-
-    class Attention(nn.Cell):
+    class Attention(mb.LLamaAttention):
         """MindFormers' attention with its projections declared wo, wv, wk, wq."""
 
         def __init__(self, cfg: LlamaConfig) -> None:
-            super().__init__()
+            nn.Cell.__init__(self)
             self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.hidden // cfg.heads
             self.wo = mb.Linear(cfg.hidden, cfg.hidden, has_bias=False)
             self.wv = mb.Linear(cfg.hidden, cfg.kv_heads * self.head_dim, has_bias=False)
             self.wk = mb.Linear(cfg.hidden, cfg.kv_heads * self.head_dim, has_bias=False)
             self.wq = mb.Linear(cfg.hidden, cfg.hidden, has_bias=False)
 
-        def construct(self, x: Any, cos: Any, sin: Any, mask: Any) -> Any:
-            b, length, _ = x.shape
-            q = self.wq(x).reshape(b, length, self.heads, self.head_dim).swapaxes(1, 2)
-            k = self.wk(x).reshape(b, length, self.kv_heads, self.head_dim).swapaxes(1, 2)
-            v = self.wv(x).reshape(b, length, self.kv_heads, self.head_dim).swapaxes(1, 2)
-            half = self.head_dim // 2
-
-            def rotate(t: Any) -> Any:
-                return t * cos + ops.cat((-t[..., half:], t[..., :half]), -1) * sin
-
-            return self.wo(mb.attention(rotate(q), rotate(k), v, mask).swapaxes(1, 2).reshape(b, length, -1))
-
-    class DecodeLayer(nn.Cell):
+    class DecodeLayer(mindformers.LLamaDecodeLayer):
         def __init__(self, cfg: LlamaConfig) -> None:
-            super().__init__()
+            nn.Cell.__init__(self)
             self.ffn_norm = mb.LlamaRMSNorm(cfg.hidden, cfg.eps)
             self.feed_forward = FeedForward(cfg.hidden, cfg.intermediate)
             self.attention_norm = mb.LlamaRMSNorm(cfg.hidden, cfg.eps)
             self.attention = Attention(cfg)
 
-        def construct(self, x: Any, cos: Any, sin: Any, mask: Any) -> Any:
-            x = x + self.attention(self.attention_norm(x), cos, sin, mask)
-            return x + self.feed_forward(self.ffn_norm(x))
-
-    class LlamaModel(nn.Cell):
+    class LlamaModel(mindformers.LlamaModel):
         def __init__(self, cfg: LlamaConfig) -> None:
-            super().__init__()
+            nn.Cell.__init__(self)
             self.cfg = cfg
             self.norm_out = mb.LlamaRMSNorm(cfg.hidden, cfg.eps)
             self.layers = nn.CellList([DecodeLayer(cfg) for _ in range(cfg.layers)])
             self.tok_embeddings = mb.LlamaEmbedding(cfg.vocab, cfg.hidden)
 
-        def construct(self, input_ids: Any) -> Any:
-            cos, sin, mask = mb.tables(input_ids.shape[1], self.cfg.hidden // self.cfg.heads, self.cfg.theta)
-            x = self.tok_embeddings(input_ids)
-            for layer in self.layers:
-                x = layer(x, cos, sin, mask)
-            return self.norm_out(x)
-
-    class LlamaForCausalLM(nn.Cell):
+    class LlamaForCausalLM(mindformers.LlamaForCausalLM):
         def __init__(self, cfg: LlamaConfig) -> None:
-            super().__init__()
+            nn.Cell.__init__(self)
             self.lm_head = mb.Linear(cfg.hidden, cfg.vocab, has_bias=False)
             self.model = LlamaModel(cfg)
-
-        def construct(self, input_ids: Any) -> Any:
-            hidden = self.model(input_ids)
-            return hidden, self.lm_head(hidden)
 
     return SimpleNamespace(LlamaForCausalLM=LlamaForCausalLM)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks.zoo._base import GroundTruth, Size, ZooPair
 from benchmarks.zoo._text_blocks import int32_ids, ms_blocks, token_ids, torch_blocks
+from benchmarks.zoo.llama import decoder_truth
 
 
 @dataclass(frozen=True)
@@ -236,27 +237,23 @@ def _mindspore() -> SimpleNamespace:
 
 def ground_truth(size: Size) -> GroundTruth:
     cfg = _CONFIGS[size]
-    truth: GroundTruth = {"model.tok_embeddings.embedding_weight": "model.embed_tokens.weight"}
     stacked = {
         "w1": [cfg.experts, cfg.intermediate, cfg.hidden],
         "w2": [cfg.experts, cfg.hidden, cfg.intermediate],
         "w3": [cfg.experts, cfg.intermediate, cfg.hidden],
     }
-    for i in range(cfg.layers):
-        ms, pt = f"model.layers.{i}", f"model.layers.{i}"
-        truth[f"{ms}.attention_norm.weight"] = f"{pt}.input_layernorm.weight"
-        truth[f"{ms}.ffn_norm.weight"] = f"{pt}.post_attention_layernorm.weight"
-        for ms_name, pt_name in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
-            truth[f"{ms}.attention.{ms_name}.weight"] = f"{pt}.self_attn.{pt_name}.weight"
+
+    def feed_forward(ms: str, pt: str) -> GroundTruth:
+        truth: GroundTruth = {}
         for name, shape in stacked.items():
             truth[f"{ms}.feed_forward.ffn.{name}.weight"] = {
                 "source": [f"{pt}.block_sparse_moe.experts.{k}.{name}.weight" for k in range(cfg.experts)],
                 "transform": [{"op": "concat", "axis": 0}, {"op": "reshape", "shape": shape}],
             }
         truth[f"{ms}.feed_forward.router.dense.weight"] = f"{pt}.block_sparse_moe.gate.weight"
-    truth["model.norm_out.weight"] = "model.norm.weight"
-    truth["lm_head.weight"] = "lm_head.weight"
-    return truth
+        return truth
+
+    return decoder_truth(cfg.layers, feed_forward)
 
 
 def inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

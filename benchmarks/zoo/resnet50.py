@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from benchmarks.zoo import _vision_blocks as vb
 from benchmarks.zoo._base import GroundTruth, Size, ZooPair
 
@@ -160,17 +158,13 @@ def _ground_truth(size: Size) -> GroundTruth:
     return truth
 
 
-def _inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    return vb.images(rng, _IMAGE[size], _IMAGE[size])
-
-
 PAIR = ZooPair(
     name="resnet50",
     title="ResNet-50",
     torch_model=_torch_model,
     mindspore_model=_mindspore_model,
     ground_truth=_ground_truth,
-    inputs=_inputs,
+    inputs=vb.square_images(_IMAGE),
     optimizer="momentum",
     rtol=1e-4,
     atol=5e-4,

@@ -28,27 +28,7 @@ def _tokens(size: Size) -> int:
 
 
 def _torch_model(size: Size) -> Any:
-    import torch
-    from torch import nn
-
-    timm = vb.torch_timm()
-
-    class VisionTransformer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.patch_embed = timm.PatchEmbed(_PATCH, _DIM)
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, _DIM))
-            self.pos_embed = nn.Parameter(torch.zeros(1, _tokens(size), _DIM))
-            self.blocks = nn.Sequential(*(timm.Block(_DIM, _HEADS, _EPS) for _ in range(_DEPTH[size])))
-            self.norm = nn.LayerNorm(_DIM, eps=_EPS)
-            self.head = nn.Linear(_DIM, _CLASSES)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.patch_embed(x)
-            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
-            return self.head(self.norm(self.blocks(x))[:, 0])
-
-    return VisionTransformer()
+    return vb.torch_timm().VisionTransformer(_PATCH, _DIM, _HEADS, _DEPTH[size], _tokens(size), _CLASSES, _EPS)
 
 
 def _mindspore_model(size: Size) -> Any:
@@ -107,17 +87,13 @@ def _ground_truth(size: Size) -> GroundTruth:
     return truth
 
 
-def _inputs(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    return vb.images(rng, _IMAGE[size], _IMAGE[size])
-
-
 PAIR = ZooPair(
     name="vit_misnumbered",
     title="ViT, LayerNorms numbered against execution order",
     torch_model=_torch_model,
     mindspore_model=_mindspore_model,
     ground_truth=_ground_truth,
-    inputs=_inputs,
+    inputs=vb.square_images(_IMAGE),
     optimizer="adamw",
     rtol=1e-4,
     atol=5e-5,

@@ -39,14 +39,9 @@ def _torch_model(size: Size) -> Any:
 
     timm = vb.torch_timm()
 
-    class VisionTransformer(nn.Module):
+    class VisionTransformer(timm.VisionTransformer):
         def __init__(self) -> None:
-            super().__init__()
-            self.patch_embed = timm.PatchEmbed(_PATCH, _DIM)
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, _DIM))
-            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + _patches(size) + _DET_TOKENS, _DIM))
-            self.blocks = nn.ModuleList(timm.Block(_DIM, _HEADS) for _ in range(_DEPTH[size]))
-            self.norm = nn.LayerNorm(_DIM, eps=1e-6)
+            super().__init__(_PATCH, _DIM, _HEADS, _DEPTH[size], 1 + _patches(size) + _DET_TOKENS, classes=0)
             # finetune_det() adds the detection tokens after the classification model is built
             self.det_token = nn.Parameter(torch.zeros(1, _DET_TOKENS, _DIM))
 
@@ -153,11 +148,8 @@ def _ground_truth(size: Size) -> GroundTruth:
         "optimizer.pos_embed": "backbone.pos_embed",
         "optimizer.det_token": "backbone.det_token",
         "optimizer.backbone.cls_token": "backbone.cls_token",
-        **vb.weight_bias("optimizer.backbone.patch_embed.proj", "backbone.patch_embed.proj"),
+        **vb.timm_encoder("optimizer.backbone.", "backbone.", _DEPTH[size]),
     }
-    for number in range(_DEPTH[size]):
-        truth.update(vb.timm_block(f"optimizer.backbone.blocks.{number}", f"backbone.blocks.{number}"))
-    truth.update(vb.layernorm("optimizer.backbone.norm", "backbone.norm"))
     for head in ("class_embed", "bbox_embed"):
         for number in range(3):
             truth.update(vb.weight_bias(f"optimizer.{head}.layers.{number}", f"{head}.layers.{number}"))

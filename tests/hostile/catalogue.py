@@ -212,6 +212,17 @@ def _from_seed(seed: str, name: str, change: Callable[[bytes], bytes]) -> Callab
     return make
 
 
+def _misnamed(seed: str, suffix: str, claimed: str, content: str) -> Case:
+    """A seed file under another format's suffix: it is read by its content, with a note about its name."""
+    return Case(
+        f"{seed}-named-{suffix}",
+        _from_seed(seed, f"model.{suffix}", lambda raw: raw),
+        None,
+        ("inspect",),
+        stdout=f"the name says {claimed} but the content is {content}",
+    )
+
+
 def _flip(offset: int, mask: int = 0x01) -> Callable[[bytes], bytes]:
     def change(raw: bytes) -> bytes:
         at = offset % len(raw)
@@ -513,6 +524,11 @@ def _with_transform(target: str, steps: object) -> Callable[[Seeds], object]:
     return document
 
 
+def _fails_on_weights(case_id: str, document: str | Callable[[Seeds], object], expect: str) -> Case:
+    """A mapping that reads well but does not fit the weights: `convert` fails, naming the weights file."""
+    return Case(case_id, _mapping(document), expect, ("convert-mapping",), culprit="model.pth")
+
+
 def _versioned(change: Callable[[dict], None]) -> Callable[[Seeds], object]:  # type: ignore[type-arg]
     def document(seeds: Seeds) -> object:
         data = json.loads(seeds.mapping.read_text())
@@ -802,27 +818,9 @@ CASES: list[Case] = [
     Case("torchscript", _torchscript, r"is a TorchScript archive, not a state dict"),
     Case("single-tensor", _torch_save(lambda f, s: torch.zeros(3)), r"holds a single tensor"),
     # content decides; the name only adds a note
-    Case(
-        "ckpt-named-pth",
-        _from_seed("ckpt", "model.pth", lambda raw: raw),
-        None,
-        ("inspect",),
-        stdout="the name says torch but the content is mindspore",
-    ),
-    Case(
-        "pth-named-safetensors",
-        _from_seed("pth", "model.safetensors", lambda raw: raw),
-        None,
-        ("inspect",),
-        stdout="the name says safetensors but the content is torch",
-    ),
-    Case(
-        "safetensors-named-ckpt",
-        _from_seed("safetensors", "model.ckpt", lambda raw: raw),
-        None,
-        ("inspect",),
-        stdout="the name says mindspore but the content is safetensors",
-    ),
+    _misnamed("ckpt", "pth", "torch", "mindspore"),
+    _misnamed("pth", "safetensors", "safetensors", "torch"),
+    _misnamed("safetensors", "ckpt", "mindspore", "safetensors"),
     # a file name that is not UTF-8 (it arrives as lone surrogates): readable, printable, and savable as a label
     Case(
         "non-utf8-file-name",
@@ -832,13 +830,7 @@ CASES: list[Case] = [
         stdout=r"8 parameters",
         writes=("mapping.json",),
     ),
-    Case(
-        "listing-named-pth",
-        _from_seed("listing", "model.pth", lambda raw: raw),
-        None,
-        ("inspect",),
-        stdout="the name says torch but the content is json",
-    ),
+    _misnamed("listing", "pth", "torch", "json"),
     # dtypes
     Case(
         "st-unknown-dtype",
@@ -1071,68 +1063,42 @@ CASES: list[Case] = [
         r"'shape' as a list of integers",
         MAPPING_READERS,
     ),
-    Case(
+    _fails_on_weights(
         "mapping-transpose-axes",
-        _mapping(_with_transform("fc.weight", [{"op": "transpose", "axes": [2, 1]}])),
+        _with_transform("fc.weight", [{"op": "transpose", "axes": [2, 1]}]),
         r"not a permutation",
-        ("convert-mapping",),
-        culprit="model.pth",
     ),
-    Case(
+    _fails_on_weights(
         "mapping-split-indivisible",
-        _mapping(_with_transform("conv.bias", [{"op": "split", "axis": 0, "parts": 3, "index": 0}])),
+        _with_transform("conv.bias", [{"op": "split", "axis": 0, "parts": 3, "index": 0}]),
         r"does not split into 3",
-        ("convert-mapping",),
-        culprit="model.pth",
     ),
-    Case(
+    _fails_on_weights(
         "mapping-split-index",
-        _mapping(_with_transform("conv.bias", [{"op": "split", "axis": 0, "parts": 2, "index": 5}])),
+        _with_transform("conv.bias", [{"op": "split", "axis": 0, "parts": 2, "index": 5}]),
         r"split index 5",
-        ("convert-mapping",),
-        culprit="model.pth",
     ),
-    Case(
+    _fails_on_weights(
         "mapping-reshape-numel",
-        _mapping(_with_transform("fc.weight", [{"op": "reshape", "shape": [2**40, 2**40]}])),
+        _with_transform("fc.weight", [{"op": "reshape", "shape": [2**40, 2**40]}]),
         r"cannot reshape",
-        ("convert-mapping",),
-        culprit="model.pth",
     ),
-    Case(
-        "mapping-squeeze",
-        _mapping(_with_transform("fc.weight", [{"op": "squeeze", "axis": 0}])),
-        r"cannot squeeze",
-        ("convert-mapping",),
-        culprit="model.pth",
+    _fails_on_weights(
+        "mapping-squeeze", _with_transform("fc.weight", [{"op": "squeeze", "axis": 0}]), r"cannot squeeze"
     ),
-    Case(
-        "mapping-axis-range",
-        _mapping(_with_transform("fc.weight", [{"op": "unsqueeze", "axis": 9}])),
-        r"out of range",
-        ("convert-mapping",),
-        culprit="model.pth",
+    _fails_on_weights(
+        "mapping-axis-range", _with_transform("fc.weight", [{"op": "unsqueeze", "axis": 9}]), r"out of range"
     ),
-    Case(
+    _fails_on_weights(
         "mapping-reorder",
-        _mapping(_with_transform("conv.bias", [{"op": "reorder", "axis": 0, "parts": 2, "order": [0, 0]}])),
+        _with_transform("conv.bias", [{"op": "reorder", "axis": 0, "parts": 2, "order": [0, 0]}]),
         r"not a permutation",
-        ("convert-mapping",),
-        culprit="model.pth",
     ),
-    Case(
-        "mapping-concat",
-        _mapping(json.dumps({**_MS_NAMES, "fc.weight": ["fc.weight", "conv.weight"]})),
-        r"cannot concatenate",
-        ("convert-mapping",),
-        culprit="model.pth",
+    _fails_on_weights(
+        "mapping-concat", json.dumps({**_MS_NAMES, "fc.weight": ["fc.weight", "conv.weight"]}), r"cannot concatenate"
     ),
-    Case(
-        "mapping-unknown-source",
-        _mapping(json.dumps({**_MS_NAMES, "fc.weight": "fc.wieght"})),
-        r"'fc\.wieght' not in",
-        ("convert-mapping",),
-        culprit="model.pth",
+    _fails_on_weights(
+        "mapping-unknown-source", json.dumps({**_MS_NAMES, "fc.weight": "fc.wieght"}), r"'fc\.wieght' not in"
     ),
     # --- outputs: an existing file is never replaced without --force, nor the source at all
     Case("output-exists", _output_exists, r"already exists; pass --force", ("convert-onto",)),
