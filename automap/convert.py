@@ -11,9 +11,10 @@ Invariants:
 - dtypes are kept bit-exact unless a cast is asked for; casts involving bfloat16 or float8, which numpy
   lacks, go through torch.
 - The output appears atomically (never a partial file; with `max_shard_size`, never a partial set of
-  shards) and is then re-opened with its framework's own loader, and every tensor's dtype, shape and CRC-32
-  are compared with those of the transformed source tensor that was written. The CRC-32 is taken as each
-  tensor is written, so the source is read once. A loader that reads a whole file into memory
+  shards) and is then re-opened with its framework's own loader, and every tensor's dtype, shape and CRC-32s
+  (one per 16 MiB piece, `automap._checksums`) are compared with those of the transformed source tensor that was
+  written. The CRC-32s are taken as each tensor is written, so the source is read once; those of the output
+  are spread over a few threads, with a bounded amount of it in flight. A loader that reads a whole file into memory
   (`mindspore.load_checkpoint`) checks files up to `FRAMEWORK_CHECK_LIMIT`; larger ones are checked with
   automap's own lazy reader, and the report says which loader was used.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checksums import Checksum, ChecksumPool, piece_crcs
 from ._errors import AutomapError, ConversionError, MissingDependencyError
 from ._format import human_bytes, shape_text
 from ._pages import MappedPages
@@ -737,17 +738,17 @@ def _loader(source: ParamTable, tensor: PlannedTensor) -> Callable[[], Array]:
 
 
 class _Digests:
-    """CRC-32 of each tensor handed to the writer, computed on a second thread while the writer writes it.
+    """Piece CRC-32s (`automap._checksums`) of each tensor handed to the writer, on a second thread meanwhile.
 
     Both only read the array, and both release the GIL on large buffers (zlib, file writes), so the checksum
-    costs no time where writing waits for the disk. One tensor at a time: `wait()` collects the previous
-    checksum before the next tensor is read.
+    costs no time where writing waits for the disk. One thread, one tensor at a time (the main thread is busy
+    writing): `wait()` collects the previous checksum before the next tensor is read.
     """
 
     def __init__(self, *, enabled: bool) -> None:
-        self.values: dict[str, int] = {}
+        self.values: dict[str, Checksum] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automap-crc") if enabled else None
-        self._pending: tuple[str, Future[int]] | None = None
+        self._pending: tuple[str, Future[Checksum]] | None = None
 
     def __enter__(self) -> _Digests:
         return self
@@ -774,8 +775,8 @@ class _Digests:
             self.values[name] = future.result()
 
 
-def _crc32_of(holder: list[Array]) -> int:
-    return _crc32(holder.pop())
+def _crc32_of(holder: list[Array]) -> Checksum:
+    return piece_crcs(holder.pop())
 
 
 def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, digests: _Digests) -> list[ParamRecord]:
@@ -809,10 +810,6 @@ def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, dig
     return [wrap(r) for r in records]
 
 
-def _crc32(array: Array) -> int:
-    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
-
-
 def _cast(array: Array, source: str, target: str) -> Array:
     if source == target:
         return array
@@ -841,7 +838,7 @@ def _verify_output(
     files: list[tuple[Path, list[ParamRecord]]],
     index: Path | None,
     plan: ConversionPlan,
-    digests: dict[str, int],
+    digests: dict[str, Checksum],
     bar: Progress,
     pages: MappedPages,
 ) -> tuple[int, str]:
@@ -880,12 +877,33 @@ def _verify_output(
     return sum(len(records) for _, records in files), how
 
 
+_Check = tuple[ParamRecord, str, tuple[int, ...], bool]  # a tensor read back: record, dtype, shape, right kind
+
+
 def _verify_file(
-    path: Path, how: str, records: list[ParamRecord], digests: dict[str, int], bar: Progress, pages: MappedPages
+    path: Path, how: str, records: list[ParamRecord], digests: dict[str, Checksum], bar: Progress, pages: MappedPages
 ) -> list[str]:
+    """Compare every tensor of one output file with what was written; the problems found (the first `_SHOWN`).
+
+    Each tensor read back goes to a `ChecksumPool`, whose threads checksum its pieces while the next ones are read;
+    checksums come back in order, and a tensor's pages are handed back as its checksum comes in.
+    """
     problems: list[str] = []
+
+    def compare(check: _Check, checksum: Checksum) -> None:
+        record, dtype, shape, same_kind = check
+        if len(problems) >= _SHOWN:
+            return
+        if not same_kind or checksum != digests[record.name]:
+            detail = " (values differ)" if same_kind else ""
+            problems.append(
+                f"{record.name!r}: read back as {dtype}{shape_text(shape)}, expected "
+                f"{record.dtype}{shape_text(record.shape)}{detail}"
+            )
+        pages.used(record.nbytes)
+
     try:
-        with _framework_reader(path, how) as (names, read):
+        with _framework_reader(path, how) as (names, read), ChecksumPool(compare) as pool:
             expected_names = [r.name for r in records]
             wanted, present = set(expected_names), set(names)
             if present != wanted:
@@ -903,17 +921,15 @@ def _verify_file(
                     continue
                 dtype, array = found
                 pages.prefetch(array)
-                same_kind = dtype == record.dtype and tuple(array.shape) == record.shape
-                if not same_kind or _crc32(array) != digests[record.name]:
-                    detail = " (values differ)" if same_kind else ""
-                    problems.append(
-                        f"{record.name!r}: read back as {dtype}{shape_text(array.shape)}, expected "
-                        f"{record.dtype}{shape_text(record.shape)}{detail}"
-                    )
-                    if len(problems) >= _SHOWN:
-                        break
-                del found, array
-                pages.used(record.nbytes)
+                shape = tuple(array.shape)
+                same_kind = dtype == record.dtype and shape == record.shape
+                # a tensor of the wrong kind is reported without a checksum, in its turn
+                pool.submit((record, dtype, shape, same_kind), array if same_kind else None)
+                del found, array  # the pool holds the array until its checksum is taken, and no longer
+                if len(problems) >= _SHOWN:
+                    break
+            else:
+                pool.drain()
     except _UnreadableError as error:
         problems.append(f"{how} cannot read it: {error}")
     return problems

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import weakref
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ ms = pytest.importorskip("mindspore")
 
 import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
 
+import automap._checksums  # noqa: E402
 import automap.io  # noqa: E402
 from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
-from automap.convert import convert, plan_conversion  # noqa: E402
+from automap._pages import MappedPages  # noqa: E402
+from automap._progress import Progress  # noqa: E402
+from automap.convert import _verify_file, convert, plan_conversion  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
 from automap.mapping import load_mapping, mapping_from_json  # noqa: E402
 from automap.records import ParamRecord, ParamTable  # noqa: E402
@@ -400,6 +404,49 @@ def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, t
     assert report.verified_with.startswith("safetensors.safe_open (names, dtypes, shapes) and automap's reader")
     report = convert(source, mapping, tmp_path / "out.pth")
     assert report.verified_with == "torch.load(weights_only=True)"  # memory-mapped: any size
+
+
+@pytest.mark.parametrize(
+    ("suffix", "how"),
+    [
+        (".ckpt", "automap's reader"),
+        (".ckpt", "mindspore.load_checkpoint"),
+        (".pth", "torch.load(weights_only=True)"),
+        (".safetensors", "safetensors.safe_open"),
+    ],
+)
+@pytest.mark.parametrize("offset", [3, 300_001, 399_999], ids=["first-piece", "deep", "last-byte"])
+def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, suffix, how, offset
+) -> None:
+    """A file written by automap, checked with 4 KiB pieces, then one byte of a 98-piece tensor changed on disk."""
+    piece = 4096
+    monkeypatch.setattr(automap._checksums, "PIECE_BYTES", piece)
+    rng = np.random.default_rng(5)
+    arrays = {
+        "embed.weight": rng.standard_normal((1000, 100)).astype(np.float32),  # 400,000 bytes: 98 pieces
+        "head.bias": rng.standard_normal(7).astype(np.float32),
+    }
+    records = [ParamRecord(n, a.shape, "float32", i, lambda a=a: a) for i, (n, a) in enumerate(arrays.items())]
+    digests = {
+        n: tuple(zlib.crc32(a.tobytes()[i : i + piece]) for i in range(0, a.nbytes, piece)) for n, a in arrays.items()
+    }
+    path = tmp_path / f"out{suffix}"
+    save_checkpoint(records, path)
+
+    def problems() -> list[str]:
+        with MappedPages([path]) as pages, Progress(0, len(records), label="verifying", enabled=False) as bar:
+            return _verify_file(path, how, records, digests, bar, pages)
+
+    assert problems() == []
+    blob = bytearray(path.read_bytes())
+    at = blob.find(arrays["embed.weight"].tobytes())
+    assert at >= 0
+    blob[at + offset] ^= 0x10
+    path.write_bytes(bytes(blob))
+    assert problems() == [
+        "'embed.weight': read back as float32[1000, 100], expected float32[1000, 100] (values differ)"
+    ]
 
 
 def test_sharded_output_loads_shard_by_shard_in_mindspore(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]

@@ -142,16 +142,18 @@ def test_save_uses_the_tables_framework_for_safetensors_flavour(tmp_path: Path) 
 
 def test_frameworks_are_imported_only_when_a_file_needs_them(tmp_path: Path) -> None:
     paths = _one_of_each(tmp_path)
+    legacy = tmp_path / "legacy.pt"  # torch's pre-1.6 format: only torch.load reads it
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
     script = textwrap.dedent(
         f"""
         import sys
         import automap
-        for path in {[str(paths[k]) for k in ("safetensors", "mindspore", "json")]!r}:
+        for path in {[str(paths[k]) for k in ("safetensors", "mindspore", "json", "torch")]!r}:
             table = automap.load_checkpoint(path)
             [r.read() for r in table if r.has_data]
             automap.save_checkpoint(table, path + ".out.json")
         assert "torch" not in sys.modules and "mindspore" not in sys.modules, "framework imported early"
-        automap.load_checkpoint({str(paths["torch"])!r})
+        automap.load_checkpoint({str(legacy)!r})
         assert "torch" in sys.modules and "mindspore" not in sys.modules
         print("ok")
         """

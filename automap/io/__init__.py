@@ -2,7 +2,8 @@
 
 Formats are identified by content, not by name (a name that disagrees is reported in the table's notes).
 Framework adapters are imported only when a matching file arrives, so listing a `.ckpt` or a safetensors file
-never imports torch, and nothing here ever imports MindSpore.
+never imports torch, and nothing here ever imports MindSpore. Plain state dicts saved by torch.save are read
+without torch too (`torch_zip_reader`); torch.load judges every other PyTorch file.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def load_checkpoint(
     table: ParamTable
     try:
         if found == _sniff.TORCH:
-            table = _adapter("torch").read(file, key=key, unsafe_pickle=unsafe_pickle)
+            table = _read_torch(file, key, unsafe_pickle)
         elif found == _sniff.SAFETENSORS:
             table = _adapter("safetensors").read(file, framework=framework)
         elif found == _sniff.MINDSPORE:
@@ -197,6 +198,15 @@ def _adapter(name: str) -> ModuleType:
             raise
         msg = f"this file needs {error.name}, which is not installed; run: pip install {error.name}"
         raise MissingDependencyError(msg) from error
+
+
+def _read_torch(file: Path, key: str | None, unsafe_pickle: bool) -> ParamTable:
+    """A PyTorch file: plain state dicts in the zip format without torch, everything else through torch.load."""
+    if not unsafe_pickle:
+        table: ParamTable | None = _adapter("torch_zip_reader").read(file, key=key)
+        if table is not None:
+            return table
+    return _adapter("torch").read(file, key=key, unsafe_pickle=unsafe_pickle)  # type: ignore[no-any-return]
 
 
 def _read_json(file: Path, framework: Framework | None) -> ParamTable:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +25,7 @@ from ._atomic import atomic_output
 from ._copy import write_bytes
 from ._framework import brief, build_table, guess_framework, shown
 from ._json import loads
+from ._mapped import MappedFile
 from ._sniff import open_regular
 
 __all__ = ["read", "read_index", "write", "write_to"]
@@ -40,7 +40,7 @@ def read(path: StrPath, *, framework: Framework | None = None) -> ParamTable:
     entries, metadata, data_start = _parse(file)
     if framework is None:
         framework = _framework_from_metadata(metadata, [e.name for e in entries])
-    buffer = _Mapped(file)
+    buffer = MappedFile(file)
     records = [
         (e.name, e.shape, e.dtype, buffer.loader(data_start + e.begin, e.dtype, e.shape))
         for e in sorted(entries, key=lambda e: e.begin)
@@ -77,7 +77,7 @@ def read_index(path: StrPath, index: dict[str, Any], *, framework: Framework | N
         if missing:
             msg = f"{str(file)!r}: {missing[0]!r} is listed in shard {shard!r} but that shard does not contain it"
             raise CheckpointFormatError(msg)
-        buffer = _Mapped(shard_path)
+        buffer = MappedFile(shard_path)
         wanted = set(shards[shard])
         records.extend(
             (e.name, e.shape, e.dtype, buffer.loader(data_start + e.begin, e.dtype, e.shape))
@@ -129,33 +129,6 @@ class _Entry:
 
     def __init__(self, name: str, dtype: str, shape: tuple[int, ...], begin: int) -> None:
         self.name, self.dtype, self.shape, self.begin = name, dtype, shape, begin
-
-
-class _Mapped:
-    """One read-only memory map of a file, shared by the loaders of all its tensors."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._map: mmap.mmap | None = None
-
-    def loader(self, start: int, dtype: str, shape: tuple[int, ...]) -> Callable[[], Array]:
-        storage = np.dtype(get_dtype(dtype).storage)
-        count = math.prod(shape)
-
-        def load() -> Array:
-            return np.frombuffer(self._buffer(), dtype=storage, count=count, offset=start).reshape(shape)
-
-        return load
-
-    def _buffer(self) -> mmap.mmap:
-        if self._map is None:
-            try:
-                with self.path.open("rb") as handle:
-                    self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as error:
-                msg = f"{str(self.path)!r}: cannot map the file for reading: {error}"
-                raise CheckpointFormatError(msg) from None
-        return self._map
 
 
 def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:

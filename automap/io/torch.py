@@ -2,14 +2,13 @@
 
 Code from a checkpoint never runs: torch's restricted unpickler allows tensors and plain containers only, and
 the full unpickler is reachable only through the loudly named `unsafe_pickle` opt-in. Checkpoints in torch's
-zip format are memory-mapped, so listing one reads no tensor data. Training scripts wrap state dicts in
-containers (`{"state_dict": ...}`, `{"model": ..., "optimizer": ...}`, EMA copies): the single candidate is
-unwrapped and named in the notes; when several exist the reader refuses to guess and lists them.
+zip format are memory-mapped, so listing one reads no tensor data. Plain state dicts in the zip format are
+usually read without torch (`automap.io.torch_zip_reader`); this module reads everything else, and gives the
+definitive answer, and message, for any file that reader declines. Which state dict to take from a container
+is decided in `automap.io._state_dict`, for both readers alike.
 
-The unpickled object graph is untrusted too: pickle's memo lets a few bytes reference one container
-thousands of times ("billion laughs"), so every walk over it visits each container once. Zip entries must be
-stored uncompressed, as torch.save writes them (a compressed entry could inflate without bound), and no
-tensor may claim more bytes than the file holds (overlapping strides make a 4-byte storage look like 32 GB).
+Zip entries must be stored uncompressed, as torch.save writes them (a compressed entry could inflate without
+bound).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,9 @@ from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
-from ._framework import RawRecord, build_table, shown
+from ._framework import shown
 from ._sniff import open_regular
+from ._state_dict import Described, state_dict_table
 from ._torch_zip import write_zip
 
 __all__ = ["read", "write"]
@@ -58,24 +58,6 @@ _TORCH_DTYPES: dict[torch.dtype, str] = {
 _FROM_NAME = {name: dtype for dtype, name in _TORCH_DTYPES.items()}
 # Signed twins used to move bits between numpy and torch, which lack some unsigned/float8 conversions.
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-# Tensors may view more bytes than the file holds only by this much (a small constant buffer expanded to a
-# shape, e.g. a position-id row); anything beyond is an overlapping-stride trick to make a reader allocate.
-_EXPANSION_SLACK = 1024 * 1024
-
-_WRAPPERS = frozenset({"module.", "_orig_mod."})
-_OPTIMIZER_KEYS = frozenset(
-    {
-        "optimizer",
-        "optimizers",
-        "optim",
-        "optimizer_state_dict",
-        "opt_state",
-        "scheduler",
-        "lr_scheduler",
-        "optimizer_states",  # PyTorch Lightning
-        "lr_schedulers",
-    }
-)
 
 
 def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) -> ParamTable:
@@ -95,38 +77,8 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
     obj, in_memory = _load(file, unsafe_pickle)
     if unsafe_pickle and isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
-    state, where, optimizer = _select_state_dict(file, obj, key)
-    notes: list[str] = []
-    if in_memory:
-        notes.append(f"tensor data was read into memory at load: {in_memory}")
-    if where:
-        notes.append(f"state dict taken from key {where!r}")
-    records: list[RawRecord] = []
-    for name, value in state.items():
-        dtype = _dtype_name(file, name, value)
-        _check_extent(file, size, name, value)
-        records.append((name, tuple(value.shape), dtype, _tensor_loader(value)))
-    prefix = _shared_prefix([r[0] for r in records])
-    if prefix:
-        wrapper = " (added by a DataParallel/DDP or compile wrapper)" if prefix in _WRAPPERS else ""
-        notes.append(f"every name starts with {prefix!r}{wrapper}; names are kept as stored")
-    table = build_table("pytorch", str(file), records, notes, "pytorch")
-    if optimizer:
-        for name, t in optimizer.items():
-            _check_extent(file, size, name, t)
-        extra = tuple(
-            ParamRecord(name, tuple(t.shape), _dtype_name(file, name, t), i, _tensor_loader(t))
-            for i, (name, t) in enumerate(optimizer.items())
-        )
-        table = ParamTable(
-            table.framework,
-            table.source,
-            table.params,
-            table.excluded + extra,
-            (*table.notes, f"{len(extra)} optimizer/training-state tensors set aside"),
-            table.format,
-        )
-    return table
+    notes = [f"tensor data was read into memory at load: {in_memory}"] if in_memory else []
+    return state_dict_table(file, size, obj, key, is_tensor=_is_tensor, describe=_describe, notes=notes)
 
 
 def write(records: Sequence[ParamRecord], path: StrPath, *, overwrite: bool = False) -> None:
@@ -248,18 +200,6 @@ def _torchscript(file: Path) -> CheckpointFormatError:
     return CheckpointFormatError(msg)
 
 
-def _check_extent(file: Path, size: int, name: str, tensor: torch.Tensor) -> None:
-    """Refuse a tensor that claims more bytes than the file holds (only overlapping strides can)."""
-    nbytes = tensor.numel() * tensor.element_size()
-    if nbytes > max(size, _EXPANSION_SLACK):
-        msg = (
-            f"{str(file)!r}: tensor {shown(name)} has shape {list(tensor.shape)[:8]} ({nbytes} bytes) but the whole "
-            f"file holds {size} bytes: its strides overlap (stride {list(tensor.stride())[:8]}); refused, since "
-            "reading it would allocate memory the file does not contain. Save it with .contiguous() or .clone()"
-        )
-        raise CheckpointFormatError(msg)
-
-
 def _unpickler_detail(text: str) -> str:
     """The restricted unpickler's own complaint, without the advice torch wraps around it."""
     tail = text.split("WeightsUnpickler error:", 1)[-1]
@@ -271,117 +211,6 @@ def _unpickler_detail(text: str) -> str:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "no detail"
     return line[:200]
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) for k in obj)
-        and all(isinstance(v, torch.Tensor) for v in obj.values())
-    )
-
-
-def _is_optimizer_state(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and "state" in obj and "param_groups" in obj
-
-
-def _candidates(obj: Any) -> list[tuple[tuple[str, ...], Any]]:
-    """Every mapping of names to tensors inside `obj` (depth-limited), as (key path, mapping) pairs.
-
-    A mapping referenced from several places is a candidate at each, but is searched inside only once, so a
-    pickle whose memo repeats one container many times cannot make this walk explode.
-    """
-    found: list[tuple[tuple[str, ...], Any]] = []
-    is_state: dict[int, bool] = {}
-    searched: set[int] = set()
-
-    def visit(node: Any, path: tuple[str, ...], depth: int) -> None:
-        key = id(node)
-        if key not in is_state:
-            is_state[key] = _is_state_dict(node)
-        if is_state[key]:
-            found.append((path, node))
-            return
-        if not isinstance(node, Mapping) or depth >= 4 or key in searched or _is_optimizer_state(node):
-            return
-        searched.add(key)
-        tensors = {k: v for k, v in node.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-        if len(tensors) >= 2:
-            found.append((path, tensors))
-        for k, v in node.items():
-            if isinstance(k, str) and k.lower() not in _OPTIMIZER_KEYS and isinstance(v, Mapping):
-                visit(v, (*path, k), depth + 1)
-
-    visit(obj, (), 0)
-    return found
-
-
-def _optimizer_tensors(obj: Any) -> dict[str, torch.Tensor]:
-    """Tensors of optimizer state found beside the model, flattened to dotted names."""
-    out: dict[str, torch.Tensor] = {}
-    walked: set[int] = set()  # each container once: pickle's memo can repeat one container many times
-
-    def walk(value: Any, name: str, depth: int) -> None:
-        if isinstance(value, torch.Tensor):
-            out[name] = value
-            return
-        if depth >= 6 or id(value) in walked:
-            return
-        if isinstance(value, Mapping):
-            walked.add(id(value))
-            for k, v in value.items():
-                walk(v, f"{name}.{k}" if name else str(k), depth + 1)
-        elif isinstance(value, list | tuple):
-            walked.add(id(value))
-            for i, v in enumerate(value):
-                walk(v, f"{name}.{i}", depth + 1)
-
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if isinstance(k, str) and (k.lower() in _OPTIMIZER_KEYS or _is_optimizer_state(v)):
-                walk(v, k, 0)
-    return out
-
-
-def _select_state_dict(file: Path, obj: Any, key: str | None) -> tuple[Mapping[str, torch.Tensor], str, dict[str, Any]]:
-    if key is not None:
-        node = obj
-        for part in key.split("/"):
-            if not isinstance(node, Mapping) or part not in node:
-                keys = sorted(str(k) for k in node) if isinstance(node, Mapping) else []
-                listed = ", ".join(shown(k, 60) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
-                msg = f"{str(file)!r}: no key {key!r} (at {part!r}); keys there: [{listed}]"
-                raise CheckpointFormatError(msg)
-            node = node[part]
-        found = [((*key.split("/"), *p), d) for p, d in _candidates(node)]
-        if not found:
-            msg = f"{str(file)!r}: key {key!r} holds no tensors"
-            raise CheckpointFormatError(msg)
-        _refuse_several(file, found)
-        return found[0][1], "/".join(found[0][0]), _optimizer_tensors(obj)
-    if isinstance(obj, torch.Tensor):
-        msg = f"{str(file)!r} holds a single tensor, not a state dict; save a dict of named tensors instead"
-        raise CheckpointFormatError(msg)
-    found = _candidates(obj)
-    if not found:
-        kind = type(obj).__name__
-        msg = f"{str(file)!r} holds no state dict (a {kind} without named tensors)"
-        raise CheckpointFormatError(msg)
-    _refuse_several(file, found)
-    where, state = found[0]
-    return state, "/".join(where), _optimizer_tensors(obj)
-
-
-def _refuse_several(file: Path, found: list[tuple[tuple[str, ...], Any]]) -> None:
-    """Refuse to guess between several state dicts (a model and its EMA copy, ...): list them with a hint."""
-    if len(found) > 1:
-        listing = ", ".join(f"{shown('/'.join(p)) if p else '<top level>'} ({len(d)} tensors)" for p, d in found[:10])
-        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
-        first = next(("/".join(p) for p, _ in found if p), "model")
-        first = first if first.isprintable() and len(first) <= 200 else shown(first)
-        msg = f"{str(file)!r} holds several state dicts: {listing}{more}; choose one with --key {first}"
-        raise CheckpointFormatError(msg)
 
 
 def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:
@@ -399,13 +228,11 @@ def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:
     return dtype
 
 
-def _tensor_loader(tensor: torch.Tensor) -> Callable[[], Array]:
-    return lambda: to_numpy(tensor)
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
 
 
-def _shared_prefix(names: list[str]) -> str:
-    """A first name component every name shares (e.g. `module.` from DataParallel), or ""."""
-    if len(names) < 2 or "." not in names[0]:
-        return ""
-    first = names[0].split(".", 1)[0] + "."
-    return first if all(n.startswith(first) for n in names) else ""
+def _describe(file: Path, name: str, tensor: torch.Tensor) -> Described:
+    dtype = _dtype_name(file, name, tensor)
+    nbytes = tensor.numel() * tensor.element_size()
+    return tuple(tensor.shape), dtype, tuple(tensor.stride()), nbytes, lambda: to_numpy(tensor)
