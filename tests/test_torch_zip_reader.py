@@ -201,16 +201,16 @@ def test_declines_a_big_endian_archive(tmp_path: Path) -> None:
     assert torch_zip_reader.read(big) is None
 
 
-def test_declines_a_compressed_entry(tmp_path: Path) -> None:
+def test_refuses_a_compressed_entry_without_inflating_it(tmp_path: Path) -> None:
     storage = np.arange(4, dtype=np.float32).tobytes()
     entries = [
         ("archive/data.pkl", fmt.dumps({"w": fmt.tensor(fmt.Storage("0", 4), 0, [4], [1])}), False),
         ("archive/data/0", storage, True),
     ]
     path = fmt.write_zip(tmp_path / "deflated.pth", entries)
-    assert torch_zip_reader.read(path) is None
-    with pytest.raises(CheckpointFormatError, match="compressed"):
-        load_checkpoint(path)
+    for read in (torch_zip_reader.read, load_checkpoint):
+        with pytest.raises(CheckpointFormatError, match="'archive/data/0' is compressed"):
+            read(path)
 
 
 def test_one_storage_seen_with_two_dtypes_is_declined(tmp_path: Path) -> None:

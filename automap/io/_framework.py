@@ -68,6 +68,12 @@ def build_table(
     return ParamTable(framework, source, tuple(params), tuple(excluded), tuple(notes), fmt)
 
 
+def first_line(text: str) -> str:
+    """The first line of a library's error text, cut to 200 characters, for a one-line message."""
+    line = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return line[:200]
+
+
 def shown(name: str, limit: int = 80) -> str:
     """A name quoted for a one-line message: escaped, and cut when long."""
     return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"

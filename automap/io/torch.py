@@ -17,7 +17,6 @@ import pickle
 import re
 import sys
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,11 @@ from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._atomic import atomic_output
-from ._framework import shown
+from ._framework import first_line, shown
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table
 from ._torch_zip import write_zip
+from .torch_zip_reader import torchscript_error, zip_entries
 
 __all__ = ["read", "write"]
 
@@ -121,7 +121,7 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
             file=sys.stderr,
         )
     # Only the zip format can be memory-mapped; the legacy format is read into memory.
-    mapped = _check_zip(file)
+    mapped = zip_entries(file) is not None
     try:
         with warnings.catch_warnings():
             # torch warns about odd pickle protocols before failing on a corrupt file; the error says enough.
@@ -155,49 +155,12 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
         raise CheckpointFormatError(msg) from None
     except Exception as error:  # torch's parsers raise many kinds (struct.error, AssertionError, ...) on bad bytes
         if "TorchScript" in str(error):
-            raise _torchscript(file) from None
+            raise torchscript_error(file) from None
         msg = (
-            f"{str(file)!r}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(str(error))}); "
+            f"{str(file)!r}: not a readable PyTorch checkpoint ({type(error).__name__}: {first_line(str(error))}); "
             "the file is truncated or corrupt"
         )
         raise CheckpointFormatError(msg) from None
-
-
-def _check_zip(file: Path) -> bool:
-    """Whether the file is a zip; refuse one whose directory is damaged or whose entries are compressed.
-
-    Like torch, the first bytes decide (a legacy file's tensor data may well contain a zip end marker).
-    """
-    with file.open("rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":
-            return False
-    try:
-        with zipfile.ZipFile(file) as archive:
-            infos = archive.infolist()
-    except Exception as error:  # zipfile raises BadZipFile, struct.error, ValueError, ... on a damaged directory
-        msg = (
-            f"{str(file)!r}: not a readable PyTorch checkpoint (its zip directory is damaged: "
-            f"{_first_line(str(error))}); the file is truncated or corrupt"
-        )
-        raise CheckpointFormatError(msg) from None
-    if any(info.filename.endswith("/constants.pkl") or "/code/" in info.filename for info in infos):
-        raise _torchscript(file)
-    for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED:
-            msg = (
-                f"{str(file)!r}: zip entry {info.filename!r} is compressed, which torch.save never does; refused, "
-                "since inflating an entry of untrusted size is unbounded. Re-save the weights with torch.save"
-            )
-            raise CheckpointFormatError(msg)
-    return True
-
-
-def _torchscript(file: Path) -> CheckpointFormatError:
-    msg = (
-        f"{str(file)!r} is a TorchScript archive, not a state dict; load it with torch.jit.load and save "
-        "its weights with torch.save(module.state_dict(), ...)"
-    )
-    return CheckpointFormatError(msg)
 
 
 def _unpickler_detail(text: str) -> str:
@@ -205,12 +168,7 @@ def _unpickler_detail(text: str) -> str:
     tail = text.split("WeightsUnpickler error:", 1)[-1]
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
-    return _first_line(useful[0] if useful else text)
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "no detail"
-    return line[:200]
+    return first_line(useful[0] if useful else text)
 
 
 def _dtype_name(file: Path, name: str, tensor: torch.Tensor) -> str:

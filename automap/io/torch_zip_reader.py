@@ -28,21 +28,24 @@ import math
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
+from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.dtypes import all_dtype_names, get_dtype
 from automap.records import ParamTable
 
+from ._framework import first_line
 from ._mapped import MappedFile
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table
 
-__all__ = ["StoredTensor", "read"]
+__all__ = ["StoredTensor", "read", "torchscript_error", "zip_entries"]
 
 # torch's legacy storage classes, by the dtype of their elements (what torch.save still emits for these dtypes)
 _STORAGE_CLASSES = {
@@ -151,8 +154,9 @@ def read(path: StrPath, *, key: str | None = None) -> ParamTable | None:
         key: which state dict to take when the file holds several (`"model"`, or a nested path `"a/b"`).
 
     Raises:
-        CheckpointFormatError: the file is readable but holds no unique state dict, or a tensor overlapping
-            itself beyond the file's size (the same messages as `automap.io.torch.read`).
+        CheckpointFormatError: the zip is damaged, compressed or TorchScript (`zip_entries`), or it is readable
+            but holds no unique state dict, or a tensor overlapping itself beyond the file's size (the same
+            messages as `automap.io.torch.read`).
     """
     file = Path(path)
     size = open_regular(file)
@@ -183,26 +187,66 @@ def _loader(mapped: MappedFile, tensor: StoredTensor) -> Callable[[], Array]:
     return mapped.strided_loader(start, tensor.dtype, tensor.shape, tensor.stride, span)
 
 
+def zip_entries(file: Path) -> list[zipfile.ZipInfo] | None:
+    """The entries of a PyTorch zip checkpoint, or None for the legacy format (not a zip).
+
+    Like torch, the first bytes decide (a legacy file's tensor data may well contain a zip end marker).
+
+    Raises:
+        CheckpointFormatError: the zip directory is damaged, an entry is compressed (torch.save never compresses,
+            and inflating an entry of untrusted size is unbounded), or the file is a TorchScript archive.
+    """
+    with file.open("rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return None
+    try:
+        with zipfile.ZipFile(file) as archive:
+            infos = archive.infolist()
+    except Exception as error:  # zipfile raises BadZipFile, struct.error, ValueError, ... on a damaged directory
+        msg = (
+            f"{str(file)!r}: not a readable PyTorch checkpoint (its zip directory is damaged: "
+            f"{first_line(str(error))}); the file is truncated or corrupt"
+        )
+        raise CheckpointFormatError(msg) from None
+    if any(info.filename.endswith("/constants.pkl") or "/code/" in info.filename for info in infos):
+        raise torchscript_error(file)
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            msg = (
+                f"{str(file)!r}: zip entry {info.filename!r} is compressed, which torch.save never does; refused, "
+                "since inflating an entry of untrusted size is unbounded. Re-save the weights with torch.save"
+            )
+            raise CheckpointFormatError(msg)
+    return infos
+
+
+def torchscript_error(file: Path) -> CheckpointFormatError:
+    """The error for a TorchScript archive given where a state dict was expected."""
+    msg = (
+        f"{str(file)!r} is a TorchScript archive, not a state dict; load it with torch.jit.load and save "
+        "its weights with torch.save(module.state_dict(), ...)"
+    )
+    return CheckpointFormatError(msg)
+
+
 def _unpickle(file: Path, size: int) -> tuple[Any, MappedFile] | None:
     """The unpickled object with `StoredTensor` leaves, or None when only torch can read the file."""
+    infos = zip_entries(file)
+    if infos is None or file.name.endswith(".safetensors"):  # the legacy format, or a name torch treats apart
+        return None
     with file.open("rb") as handle:
-        if handle.read(4) != b"PK\x03\x04" or file.name.endswith(".safetensors"):
-            return None  # the legacy format, or a name torch.load treats specially
         try:
-            with zipfile.ZipFile(handle) as archive:
-                entries = _entries(archive, handle, size)
-                if entries is None:
-                    return None
-                prefix, starts = entries
-                pickled = archive.getinfo(f"{prefix}/data.pkl")
-                if pickled.file_size > _MAX_PICKLE:
-                    return None
-                data = archive.read(pickled)  # checks the entry's CRC
-                if f"{prefix}/byteorder" in starts and archive.read(f"{prefix}/byteorder") != b"little":
-                    return None
-        except Exception:  # zipfile raises BadZipFile, KeyError, struct.error, RuntimeError, ... on damaged zips
+            found = _entries(infos, handle, size)
+            if found is None:
+                return None
+            prefix, entries = found
+            data = _entry_bytes(handle, entries[f"{prefix}/data.pkl"], _MAX_PICKLE)
+            byteorder = entries.get(f"{prefix}/byteorder")
+            if data is None or (byteorder is not None and _entry_bytes(handle, byteorder, 16) != b"little"):
+                return None
+        except OSError:
             return None
-    unpickler = _Unpickler(data, prefix, starts)
+    unpickler = _Unpickler(data, prefix, entries)
     try:
         obj = unpickler.load()
     except Exception:  # a damaged pickle raises anything (UnpicklingError, EOFError, IndexError, ...); so does ours
@@ -210,39 +254,48 @@ def _unpickle(file: Path, size: int) -> tuple[Any, MappedFile] | None:
     return obj, MappedFile(file)
 
 
-def _entries(archive: zipfile.ZipFile, handle: Any, size: int) -> tuple[str, dict[str, tuple[int, int]]] | None:
-    """The archive's name and each entry's (data start, size), if every entry is stored as torch.save stores it."""
-    infos = archive.infolist()
+_Entry = tuple[int, int, int]  # where an entry's data begins in the file, its size, its CRC-32
+
+
+def _entries(infos: list[zipfile.ZipInfo], handle: Any, size: int) -> tuple[str, dict[str, _Entry]] | None:
+    """The archive's name and each entry's data, when every entry lies in the file as torch.save writes it."""
     if not infos or "/" not in infos[0].filename:
         return None
     prefix = infos[0].filename.split("/", 1)[0]
-    starts: dict[str, tuple[int, int]] = {}
+    entries: dict[str, _Entry] = {}
     for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted
+        if info.flag_bits & 0x1:  # encrypted
             return None
-        name = info.filename
-        if name.endswith("/constants.pkl") or "/code/" in name:
-            return None  # TorchScript: torch's reader explains
         handle.seek(info.header_offset)
         header = handle.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size:
             return None
         signature, name_length, extra_length = _LOCAL_HEADER.unpack(header)
-        if signature != b"PK\x03\x04" or handle.read(name_length) != name.encode("utf-8"):
+        if signature != b"PK\x03\x04" or handle.read(name_length) != info.filename.encode("utf-8"):
             return None
         start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         if start + info.file_size > size:
             return None
-        starts[name] = (start, info.file_size)
-    if f"{prefix}/data.pkl" not in starts:
+        entries[info.filename] = (start, info.file_size, info.CRC)
+    if f"{prefix}/data.pkl" not in entries:
         return None
-    return prefix, starts
+    return prefix, entries
+
+
+def _entry_bytes(handle: Any, entry: _Entry, limit: int) -> bytes | None:
+    """A small entry's bytes, if it holds at most `limit` bytes and its CRC-32 is right."""
+    start, length, crc = entry
+    if length > limit:
+        return None
+    handle.seek(start)
+    data: bytes = handle.read(length)
+    return data if len(data) == length and zlib.crc32(data) == crc else None
 
 
 class _Unpickler(pickle.Unpickler):
     """The standard unpickler, allowed only the globals and persistent ids of plain tensors (see module docstring)."""
 
-    def __init__(self, data: bytes, prefix: str, entries: Mapping[str, tuple[int, int]]) -> None:
+    def __init__(self, data: bytes, prefix: str, entries: Mapping[str, _Entry]) -> None:
         super().__init__(io.BytesIO(data), encoding="utf-8")
         self._prefix = prefix
         self._entries = entries
