@@ -183,7 +183,7 @@ def _loader(mapped: MappedFile, tensor: StoredTensor) -> Callable[[], Array]:
         return lambda: np.empty(shape, dtype=storage)
     if tensor.contiguous:
         return mapped.loader(start, tensor.dtype, tensor.shape)
-    span = 1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True))
+    span = _span(tensor.shape, tensor.stride)
     return mapped.strided_loader(start, tensor.dtype, tensor.shape, tensor.stride, span)
 
 
@@ -374,9 +374,14 @@ def _tensor(
         _decline("layout")
     if offset < 0:
         _decline("layout")
-    if math.prod(shape) and offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) >= numel:
+    if math.prod(shape) and offset + _span(shape, stride) > numel:
         _decline("out of its storage")  # torch refuses it, with its own message
     return StoredTensor(storage, dtype, offset, tuple(shape), tuple(stride))
+
+
+def _span(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Elements from a non-empty tensor's first to its last one, both included."""
+    return 1 + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
 
 
 def _naturals(values: Any) -> bool:
