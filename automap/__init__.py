@@ -13,12 +13,12 @@ from ._errors import (
     MissingDependencyError,
     UnsafeCheckpointError,
 )
-from .audit import AuditReport, audit
-from .convert import ConversionReport, convert
+from .conversion.convert import ConversionReport, convert
 from .io import load_checkpoint, save_checkpoint
 from .mapping import load_mapping, save_mapping
+from .netaware.verify import VerifyReport, verify
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
-from .verify import VerifyReport, verify
+from .report.audit import AuditReport, audit
 
 __version__ = "0.1.0"
 
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     """`infer`, `infer_mapping` and `infer_with_networks`, imported on first use (scipy, networkx, frameworks)."""
     if name in ("infer", "infer_mapping"):
-        from .inference import infer_mapping
+        from .engine.inference import infer_mapping
 
         return infer_mapping
     if name == "infer_with_networks":

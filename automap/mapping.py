@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import MappingFileError
+from ._json import loads
+from ._text import MAX_NAME, brief, printable, shown, unsafe_character
 from ._types import StrPath
-from .io._framework import MAX_NAME, brief, printable, shown, unsafe_character
-from .io._json import loads
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import parse_steps
 
@@ -105,7 +105,7 @@ def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, ove
     Example:
         >>> save_mapping(infer_mapping("model.pth", "template.ckpt"), "mapping.json")  # doctest: +SKIP
     """
-    from .io._atomic import atomic_output
+    from ._atomic import atomic_output
 
     document: Any = mapping.flat() if flat else mapping_to_json(mapping)
     text = _dump(document, 0) + "\n"

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ._errors import MappingFileError
+from ._text import brief
 from ._types import Array
-from .io._framework import brief
 
 __all__ = ["Step", "apply_steps", "describe", "inverse_steps", "output_shape", "parse_steps"]
 

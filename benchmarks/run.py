@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from automap import load_checkpoint
-from automap.bench import (
+from automap.cli.bench import add_bench_options
+from automap.engine.inference import infer_mapping
+from automap.records import NameMapping
+from benchmarks.scoring import (
     PairResult,
-    add_bench_options,
     baseline_exact_name,
     baseline_order,
     render_results,
     score_mapping,
     timed,
 )
-from automap.inference import infer_mapping
-from automap.records import NameMapping
 from benchmarks.zoo import all_pairs, normalise_ground_truth, prove, write_checkpoints
 
 

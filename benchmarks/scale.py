@@ -155,7 +155,7 @@ def _mindformers_order(names: list[str]) -> list[str]:
 
 def measure(name: str) -> dict[str, Any]:
     """Infer one size in this process and return its figures (run in a fresh subprocess by `main`)."""
-    from automap.inference import infer_mapping
+    from automap.engine.inference import infer_mapping
 
     source, target, truth = listings(CONFIGS[name])
     start = time.perf_counter()

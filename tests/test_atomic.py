@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from automap import CheckpointFormatError, ConversionError, ParamRecord, load_checkpoint, save_checkpoint
-from automap.io._atomic import atomic_output
+from automap._atomic import atomic_output
 
 SUFFIXES = [".pth", ".safetensors", ".ckpt"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from automap import cli
-from automap.audit import accept, audit
 from automap.mapping import load_mapping, mapping_from_json
+from automap.report.audit import accept, audit
 
 _ENDPOINTS = {
     "source": {"path": "model.pth", "framework": "pytorch", "params": 7, "fingerprint": ""},

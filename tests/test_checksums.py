@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from automap._checksums import _INLINE_BYTES, Checksum, ChecksumPool, piece_crcs
+from automap.conversion._checksums import _INLINE_BYTES, Checksum, ChecksumPool, piece_crcs
 
 PIECE = 4096
 BIG = _INLINE_BYTES  # the smallest tensor the pool hands to its threads (64 pieces)

@@ -21,13 +21,13 @@ ms = pytest.importorskip("mindspore")
 
 import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
 
-import automap._checksums  # noqa: E402
+import automap.conversion._checksums  # noqa: E402
 import automap.io  # noqa: E402
 from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
-from automap._pages import MappedPages  # noqa: E402
-from automap._progress import Progress  # noqa: E402
-from automap.convert import _verify_file, convert, plan_conversion  # noqa: E402
+from automap.conversion._pages import MappedPages  # noqa: E402
+from automap.conversion._progress import Progress  # noqa: E402
+from automap.conversion.convert import _verify_file, convert, plan_conversion  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
 from automap.mapping import load_mapping, mapping_from_json  # noqa: E402
 from automap.records import ParamRecord, ParamTable  # noqa: E402
@@ -375,7 +375,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 ) -> None:
     """A writer that alters a tensor: the re-read file no longer matches, so the output is removed."""
     if whole_file_limit is not None:
-        monkeypatch.setattr(sys.modules["automap.convert"], "FRAMEWORK_CHECK_LIMIT", whole_file_limit)
+        monkeypatch.setattr(sys.modules["automap.conversion.convert"], "FRAMEWORK_CHECK_LIMIT", whole_file_limit)
     real = automap.io.save_checkpoint
 
     def altering(records: list[ParamRecord], path: Any, **options: Any) -> None:
@@ -384,7 +384,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 
         real([bumped(r) if r.name == "head.bias" else r for r in records], path, **options)
 
-    monkeypatch.setattr(sys.modules["automap.convert"], "save_checkpoint", altering)
+    monkeypatch.setattr(sys.modules["automap.conversion.convert"], "save_checkpoint", altering)
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
     with pytest.raises(ConversionError, match=r"verification of .* failed.*'head.bias'.*values differ"):
         convert(load_checkpoint(files["net.pth"]), mapping, tmp_path / f"out{suffix}")
@@ -392,7 +392,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 
 
 def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(sys.modules["automap.convert"], "FRAMEWORK_CHECK_LIMIT", 100)
+    monkeypatch.setattr(sys.modules["automap.conversion.convert"], "FRAMEWORK_CHECK_LIMIT", 100)
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
     source = load_checkpoint(files["net.pth"])
     report = convert(source, mapping, tmp_path / "out.ckpt")
@@ -421,7 +421,7 @@ def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type
 ) -> None:
     """A file written by automap, checked with 4 KiB pieces, then one byte of a 98-piece tensor changed on disk."""
     piece = 4096
-    monkeypatch.setattr(automap._checksums, "PIECE_BYTES", piece)
+    monkeypatch.setattr(automap.conversion._checksums, "PIECE_BYTES", piece)
     rng = np.random.default_rng(5)
     arrays = {
         "embed.weight": rng.standard_normal((1000, 100)).astype(np.float32),  # 400,000 bytes: 98 pieces
@@ -504,10 +504,10 @@ def test_a_sharded_output_is_checked_before_any_work(files, tmp_path, capsys) ->
 
 
 def test_progress_bar_is_drawn_on_a_terminal_unless_quiet(files, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import automap._progress
+    import automap.conversion._progress
 
-    monkeypatch.setattr(automap._progress, "_DELAY", 0.0)
-    monkeypatch.setattr(automap._progress, "_is_terminal", lambda stream: True)
+    monkeypatch.setattr(automap.conversion._progress, "_DELAY", 0.0)
+    monkeypatch.setattr(automap.conversion._progress, "_is_terminal", lambda stream: True)
     mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE))
     args = ["convert", str(files["net.pth"]), "--mapping", str(mapping)]
     assert cli.main([*args, "-o", str(tmp_path / "a.ckpt")]) == 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from automap import ParamRecord, load_checkpoint, save_checkpoint
-from automap._pages import MappedPages
+from automap.conversion._pages import MappedPages
 from automap.io._copy import copying_from, write_bytes
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="needs os.copy_file_range (Linux)")
@@ -126,7 +126,7 @@ def test_a_failure_after_part_of_a_copy_leaves_no_file(tmp_path: Path, monkeypat
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_conversion_copies_renamed_tensors_in_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from automap.convert import convert
+    from automap.conversion.convert import convert
     from automap.mapping import load_mapping
 
     source = _source(tmp_path, ".safetensors")

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from automap._types import Framework
-from automap.decompose import solve_in_blocks
-from automap.inference import infer_mapping
+from automap.engine.decompose import solve_in_blocks
+from automap.engine.inference import infer_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
 from benchmarks.scale import CONFIGS, listings
 

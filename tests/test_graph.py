@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from automap.graph import ROOT, ModuleTree, owner
+from automap.engine.graph import ROOT, ModuleTree, owner
 from automap.records import ParamRecord, ParamTable
 
 

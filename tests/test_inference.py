@@ -17,7 +17,7 @@ import pytest
 
 from automap._errors import MappingFileError
 from automap._types import Framework
-from automap.inference import infer_mapping
+from automap.engine.inference import infer_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
 from automap.transforms import apply_steps
 

@@ -14,14 +14,7 @@ import pytest
 import safetensors.numpy
 import torch
 
-from automap import (
-    CheckpointFormatError,
-    ConversionError,
-    ParamRecord,
-    ParamTable,
-    load_checkpoint,
-    save_checkpoint,
-)
+from automap import CheckpointFormatError, ConversionError, ParamRecord, ParamTable, load_checkpoint, save_checkpoint
 from automap.io import _sniff
 
 

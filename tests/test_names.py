@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from automap.names import TokenWeights, Vocabulary, number_contexts, split_component, tokenize
+from automap.engine.names import TokenWeights, Vocabulary, number_contexts, split_component, tokenize
 
 
 @pytest.mark.parametrize(

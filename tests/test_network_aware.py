@@ -507,8 +507,8 @@ def test_zoo_pairs_checkpoints_alone_get_wrong_are_mapped_and_proven(
     mindspore_cpu,  # type: ignore[no-untyped-def]
 ) -> None:
     from automap import load_checkpoint
-    from automap.bench import score_mapping
     from automap.netaware import infer_with_networks
+    from benchmarks.scoring import score_mapping
     from benchmarks.zoo import get_pair, normalise_ground_truth, write_checkpoints
 
     pair = get_pair(name)

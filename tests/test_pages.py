@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automap._pages import MappedPages
+from automap.conversion._pages import MappedPages
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status and maps")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from automap._errors import AutomapError
-from automap.probes import InputSpec, make_input, parse_input_spec
+from automap.netaware.probes import InputSpec, make_input, parse_input_spec
 
 
 @pytest.mark.parametrize(

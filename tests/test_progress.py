@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from automap._progress import Progress
+from automap.conversion._progress import Progress
 
 
 class _Terminal(io.StringIO):

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from automap.records import Alternative, Endpoint, Match, NameMapping
-from automap.report_html import write_html
+from automap.report.html import write_html
 from tests.test_report_html import sample_mapping
 
 _CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -322,7 +322,7 @@ def test_screenshot_of_a_real_report_is_not_blank(browser: Browser, tmp_path: Pa
     torch = pytest.importorskip("torch")
     ms = pytest.importorskip("mindspore")
     image = pytest.importorskip("PIL.Image")
-    from automap.inference import infer_mapping
+    from automap.engine.inference import infer_mapping
     from automap.io import load_checkpoint
     from tests import _convert_nets as nets
 

@@ -18,7 +18,7 @@ from automap import cli
 from automap._errors import ConversionError
 from automap.mapping import load_mapping, mapping_from_json
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
-from automap.report_html import render_html, write_html
+from automap.report.html import render_html, write_html
 
 _SPLIT = ({"op": "split", "axis": 0, "parts": 3, "index": 0},)
 _EVIDENCE = {"shape": 1.0, "leaf": 0.25, "path": 0.5, "order": 0.13, "decided_by": "names and structure"}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from automap.shapes import LAYOUT, RESHAPE, TRANSPOSE, Part, concat_steps, part_shape, relate
+from automap.engine.shapes import LAYOUT, RESHAPE, TRANSPOSE, Part, concat_steps, part_shape, relate
 from automap.transforms import apply_steps
 
 RNG = np.random.default_rng(11)

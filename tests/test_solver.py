@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from automap._types import Framework
-from automap.features import FEATURES, FeatureContext, build_sides, candidate_pairs, feature, score_candidates
-from automap.names import TokenWeights
+from automap.engine.features import FEATURES, FeatureContext, build_sides, candidate_pairs, feature, score_candidates
+from automap.engine.names import TokenWeights
+from automap.engine.solver import candidate_costs, solve
 from automap.records import ParamRecord, ParamTable
-from automap.solver import candidate_costs, solve
 
 Spec = tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]
 Choice = tuple[str | None, float, str, bool]  # source node name, confidence, doubt, order only

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from automap import load_checkpoint
-from automap.training_state import is_training_state
+from automap.io.training_state import is_training_state
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def _bare_torch() -> Any:
 
 
 def test_an_input_that_cannot_be_guessed_is_asked_for(mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
-    from automap.verify import verify
+    from automap.netaware.verify import verify
 
     with pytest.raises(AutomapError, match=r"cannot guess the input of the Scale model .*--input SHAPE:DTYPE"):
         verify(_bare_torch(), nets.mindspore_net())
@@ -106,7 +106,7 @@ def test_bad_verify_arguments_fail_in_one_line(weights, capsys, extra, message, 
 
 
 def test_python_api_with_objects_and_arrays(weights, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
-    from automap.verify import verify
+    from automap.netaware.verify import verify
 
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
     report = verify(

@@ -15,11 +15,11 @@ from types import ModuleType
 from typing import Any, BinaryIO
 
 from automap._errors import CheckpointFormatError, ConversionError, MissingDependencyError
+from automap._json import loads
 from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
 from . import _sniff
-from ._json import loads
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 

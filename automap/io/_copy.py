@@ -4,7 +4,7 @@ Conversions mostly rename: a tensor leaves the source file untouched, as a zero-
 Writing such a view through user space faults each source page into the process and copies it once more;
 `os.copy_file_range` moves the same bytes from file to file inside the kernel, as `cp` does. The writers call
 `write_bytes`; a caller that knows where views come from installs a locator with `copying_from` (conversion
-uses `automap._pages.MappedPages.locate`). Without a locator, or when the kernel cannot copy between these
+uses `automap.conversion._pages.MappedPages.locate`). Without a locator, or when the kernel cannot copy between these
 files, the bytes are written as usual.
 """
 

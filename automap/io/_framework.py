@@ -9,27 +9,23 @@ that could disguise it on screen or in a mapping file), and a shape must have at
 from __future__ import annotations
 
 import math
-import re
-import reprlib
 from collections.abc import Callable, Iterable
 
 from automap._errors import CheckpointFormatError
+from automap._text import MAX_NAME, shown, unsafe_character
 from automap._types import Array, Framework
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
-from automap.training_state import is_training_state
+
+from .training_state import is_training_state
 
 _MINDSPORE_LEAVES = frozenset({"gamma", "beta", "moving_mean", "moving_variance", "embedding_table"})
 _TORCH_LEAVES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 
 RawRecord = tuple[str, tuple[int, ...], str, "Callable[[], Array] | None"]
 
-MAX_NAME = 64 * 1024  # characters; real parameter names are well under 1000
 MAX_NDIM = 32  # numpy's limit (numpy < 2): an array with more axes cannot exist
 MAX_NBYTES = 2**63  # bytes of one tensor; beyond this no file or machine could hold it
-# C0/C1 controls (newlines, terminal escapes), lone surrogates (not encodable), and the bidirectional
-# overrides/isolates that let text display in another order than it is stored ("Trojan Source").
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def guess_framework(names: Iterable[str]) -> Framework:
@@ -66,42 +62,6 @@ def build_table(
         else:
             params.append(ParamRecord(name, shape, dtype, len(params), loader))
     return ParamTable(framework, source, tuple(params), tuple(excluded), tuple(notes), fmt)
-
-
-def first_line(text: str) -> str:
-    """The first line of a library's error text, cut to 200 characters, for a one-line message."""
-    line = text.strip().splitlines()[0] if text.strip() else "no detail"
-    return line[:200]
-
-
-def shown(name: str, limit: int = 80) -> str:
-    """A name quoted for a one-line message: escaped, and cut when long."""
-    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
-
-
-_BRIEF = reprlib.Repr()
-_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 3, 8, 4, 60, 60
-_BRIEF.maxlong = 40
-
-
-def brief(value: object) -> str:
-    """Any untrusted value (a decoded JSON field, say) rendered short, on one line, without deep recursion."""
-    return _BRIEF.repr(value)
-
-
-def unsafe_character(text: str) -> str | None:
-    """The first character of `text` that must not appear in a name (see the module docstring), or None."""
-    found = _UNSAFE.search(text)
-    return found.group() if found else None
-
-
-def printable(text: str) -> str:
-    """`text` with every character a name may not hold replaced by U+FFFD (for file paths shown or saved).
-
-    A path from the command line can carry undecodable bytes (as lone surrogates) or control characters; it
-    is only a label in a mapping file, so it is made printable rather than refused.
-    """
-    return _UNSAFE.sub("\ufffd", text)
 
 
 def check_name(source: str, name: object, what: str = "parameter") -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from automap._errors import CheckpointFormatError
+from automap._text import shown
 from automap._types import Array
 from automap.records import ParamRecord, ParamTable
 
-from ._framework import RawRecord, build_table, shown
+from ._framework import RawRecord, build_table
 
 __all__ = ["Described", "state_dict_table"]
 

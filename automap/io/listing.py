@@ -16,12 +16,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output
 from ._framework import RawRecord, build_table, guess_framework
 
 __all__ = ["LISTING_FORMAT", "listing_document", "read", "table_from_json", "write"]

@@ -20,14 +20,15 @@ from typing import BinaryIO
 
 import numpy as np
 
+from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
+from automap._text import shown
 from automap._types import Array, Framework, StrPath
 from automap.dtypes import dtype_from_mindspore, get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output
 from ._copy import write_bytes
-from ._framework import RawRecord, build_table, shown
+from ._framework import RawRecord, build_table
 from ._sniff import open_regular
 
 __all__ = ["read", "write", "write_to"]

@@ -16,15 +16,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
+from automap._json import loads
+from automap._text import brief, shown
 from automap._types import Array, Framework, StrPath
 from automap.dtypes import dtype_from_safetensors, get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output
 from ._copy import write_bytes
-from ._framework import brief, build_table, guess_framework, shown
-from ._json import loads
+from ._framework import build_table, guess_framework
 from ._mapped import MappedFile
 from ._sniff import open_regular
 

@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
 from automap._errors import CheckpointFormatError, ConversionError
+from automap._json import loads
+from automap._text import shown
 from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
-from ._framework import RawRecord, build_table, shown
-from ._json import loads
+from ._framework import RawRecord, build_table
 
 __all__ = ["ShardLayout", "files_of", "index_path", "layout", "parse_size", "read_index", "reads", "write"]
 
@@ -257,8 +258,8 @@ def read_index(path: StrPath, document: Any, *, framework: Framework | None = No
         CheckpointFormatError: the index is malformed, a shard is missing, outside the index's folder, of
             another kind, or lacks a tensor the index places in it.
     """
-    from automap.io import _sniff, load_checkpoint
-    from automap.io.safetensors import _inside
+    from . import _sniff, load_checkpoint
+    from .safetensors import _inside
 
     file = Path(path)
     weight_map = document.get("weight_map") if isinstance(document, dict) else None

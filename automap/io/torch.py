@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError, UnsafeCheckpointError
+from automap._text import first_line, shown
 from automap._types import Array, StrPath
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
-from ._atomic import atomic_output
-from ._framework import first_line, shown
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table
 from ._torch_zip import write_zip

@@ -36,11 +36,11 @@ from typing import Any, NoReturn
 import numpy as np
 
 from automap._errors import CheckpointFormatError
+from automap._text import first_line
 from automap._types import Array, StrPath
 from automap.dtypes import all_dtype_names, get_dtype
 from automap.records import ParamTable
 
-from ._framework import first_line
 from ._mapped import MappedFile
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from automap.netaware._api import NetworkInference, check_with_networks, infer_with_networks
-    from automap.netaware._localise import Divergence, locate_divergence
+    from ._api import NetworkInference, check_with_networks, infer_with_networks
+    from ._localise import Divergence, locate_divergence
 
 __all__ = ["Divergence", "NetworkInference", "check_with_networks", "infer_with_networks", "locate_divergence"]
 

@@ -2,7 +2,7 @@
 
 1. Execution order: one forward pass per network with parameter use traced gives the order in which each
    parameter is first used; it replaces file order as the inference engine's order signal.
-2. Inference (`automap.inference.infer_mapping`) with those orders, and a second opinion on file order: where
+2. Inference (`automap.engine.inference.infer_mapping`) with those orders, and a second opinion on file order: where
    the two pair a target differently, the target is in doubt and both choices are tried.
 3. Numeric resolution (`_resolve`): what the checkpoints cannot settle (same-shaped siblings, the pieces of a
    fused tensor, the orientation of square matrices) is tried in the target network module by module.
@@ -22,15 +22,16 @@ import numpy as np
 
 from automap._errors import AutomapError, MappingFileError
 from automap._types import Array, StrPath
-from automap.netaware._candidates import Group, Option, build_groups, doubtful_targets, option_of
-from automap.netaware._compare import ModulePairing
-from automap.netaware._localise import Divergence, locate
-from automap.netaware._nets import Net, Run, wrap
-from automap.netaware._resolve import MAX_TRIALS, Outcome, Timeline, resolve, timeline
-from automap.netaware._session import Session, side
-from automap.networks import OutputComparison, compare_outputs
-from automap.probes import InputSpec, make_input
 from automap.records import Alternative, Match, NameMapping, ParamTable
+
+from ._candidates import Group, Option, build_groups, doubtful_targets, option_of
+from ._compare import ModulePairing
+from ._localise import Divergence, locate
+from ._nets import Net, Run, wrap
+from ._resolve import MAX_TRIALS, Outcome, Timeline, resolve, timeline
+from ._session import Session, side
+from .networks import OutputComparison, compare_outputs
+from .probes import InputSpec, make_input
 
 ProbeInput = Array | InputSpec | str
 _REPAIRS = 2
@@ -152,7 +153,7 @@ def infer_with_networks(
         >>> result.proven  # doctest: +SKIP
         True
     """
-    from automap.inference import infer_mapping
+    from automap.engine.inference import infer_mapping
 
     clock = _Clock()
     probes = _prepare(source, target, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
@@ -438,7 +439,7 @@ def _what(net: Net) -> str:
 
 
 def _inputs(inputs: Sequence[ProbeInput] | None, torch_net: Net, seed: int) -> tuple[list[Array], list[str]]:
-    from automap.verify import guess_input, make_inputs
+    from .verify import guess_input, make_inputs
 
     rng = np.random.default_rng(seed)
     if inputs is None:

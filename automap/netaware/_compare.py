@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from automap._types import Array
-from automap.netaware._nets import Net, Outputs
+
+from ._nets import Net, Outputs
 
 Layout = tuple[int, ...] | None  # axes of the source array that give the target's layout; None: as it is
 CallShapes = list[list[tuple[int, ...]]]

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from automap._types import Array
-from automap.netaware._compare import MODULE_RTOL, ModulePairing, arrange, call_shapes, layouts, relative_difference
-from automap.netaware._nets import Net, Run, wrap
-from automap.netaware._session import paired_modules
+
+from ._compare import MODULE_RTOL, ModulePairing, arrange, call_shapes, layouts, relative_difference
+from ._nets import Net, Run, wrap
+from ._session import paired_modules
 
 __all__ = ["Divergence", "locate", "locate_divergence", "pair_by_values"]
 

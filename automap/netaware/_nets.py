@@ -469,7 +469,7 @@ class MindSporeNet(Net):
         return _to_numpy(self.params[name])
 
     def _converted(self, name: str, array: Array, dtype: str | None, current: Any) -> Any:
-        from automap.networks import _numpy_to_ms
+        from .networks import _numpy_to_ms
 
         return _numpy_to_ms(array, dtype, current.dtype)
 
@@ -481,7 +481,7 @@ class MindSporeNet(Net):
         return _mindspore_like(array, like)
 
     def _call(self, module: Any, args: Any, kwargs: Any) -> Any:
-        from automap.networks import _pynative
+        from .networks import _pynative
 
         was_training = bool(getattr(self.module, "training", False))
         try:
@@ -495,7 +495,7 @@ class MindSporeNet(Net):
         import mindspore
         from mindspore import nn
 
-        from automap.networks import _pynative
+        from .networks import _pynative
 
         ids = {id(p): name for name, p in reversed(self.params.items())}
         use = self._use

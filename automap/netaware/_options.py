@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from automap._errors import AutomapError
 
 if TYPE_CHECKING:
-    from automap.netaware._api import NetworkInference
-    from automap.probes import InputSpec
     from automap.records import NameMapping, ParamTable
+
+    from ._api import NetworkInference
+    from .probes import InputSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def infer_from_models(
         AutomapError: a factory cannot be loaded or returns the wrong kind of model, an input spec is malformed,
             or the models do not fit the checkpoints or their inputs.
     """
-    from automap.netaware._api import infer_with_networks
+    from ._api import infer_with_networks
 
     specs, torch_model, mindspore_model = build_models(args)
     return infer_with_networks(
@@ -91,7 +92,7 @@ def check_from_models(
     Raises:
         AutomapError: as `infer_from_models`.
     """
-    from automap.netaware._api import check_with_networks
+    from ._api import check_with_networks
 
     specs, torch_model, mindspore_model = build_models(args)
     return check_with_networks(
@@ -113,8 +114,8 @@ def build_models(args: argparse.Namespace) -> tuple[list[InputSpec], object, obj
     Raises:
         AutomapError: an input spec is malformed, or a factory cannot be loaded or returns the wrong kind of model.
     """
-    from automap.networks import load_factory
-    from automap.probes import parse_input_spec
+    from .networks import load_factory
+    from .probes import parse_input_spec
 
     specs = [parse_input_spec(text) for text in args.inputs or []]  # malformed specs fail before any import
     here = str(Path.cwd())

@@ -19,19 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from automap._types import Array
-from automap.netaware._candidates import Group, Option, enumerate_candidates
-from automap.netaware._compare import (
-    MODULE_RTOL,
-    CallShapes,
-    Layout,
-    ModulePairing,
-    arranged,
-    call_shapes,
-    difference,
-    layouts,
-)
-from automap.netaware._nets import Outputs, Run
-from automap.netaware._session import Session
+
+from ._candidates import Group, Option, enumerate_candidates
+from ._compare import MODULE_RTOL, CallShapes, Layout, ModulePairing, arranged, call_shapes, difference, layouts
+from ._nets import Outputs, Run
+from ._session import Session
 
 MAX_TRIALS = 48
 """Candidates tried per group at most, over all the test modules it climbs to."""

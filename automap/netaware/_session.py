@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from automap._errors import AutomapError
 from automap._types import Array
-from automap.netaware._candidates import Option
-from automap.netaware._compare import ModulePairing
-from automap.netaware._nets import Net, Outputs, Run, align_names
 from automap.records import ParamTable
 from automap.transforms import apply_steps
+
+from ._candidates import Option
+from ._compare import ModulePairing
+from ._nets import Net, Outputs, Run, align_names
 
 _MIN_ALIGNED = 0.8  # below this share of names found in the checkpoint, the network is not the checkpoint's
 

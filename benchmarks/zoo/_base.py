@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from automap.networks import (
+from automap.netaware.networks import (
     OutputComparison,
     compare_outputs,
     load_into_mindspore,

@@ -37,7 +37,7 @@ _MAX_PHRASE = 3
 @cache
 def _lexicon() -> tuple[dict[str, str], int]:
     """Map every spelling in the lexicon to its class id ("=weight"); also the longest phrase length."""
-    data = json.loads(resources.files("automap").joinpath("lexicon.json").read_text(encoding="utf-8"))
+    data = json.loads(resources.files("automap.engine").joinpath("lexicon.json").read_text(encoding="utf-8"))
     classes: dict[str, str] = {}
     longest = 1
     for members in data["classes"]:

@@ -12,13 +12,13 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ._errors import MappingFileError
-from ._format import shape_text
-from ._types import StrPath
-from .convert import check_mapping, is_restored_by_loader
-from .mapping import load_mapping
-from .records import Match, NameMapping, ParamTable, Source
-from .transforms import describe
+from automap._errors import MappingFileError
+from automap._text import shape_text
+from automap._types import StrPath
+from automap.conversion.convert import check_mapping, is_restored_by_loader
+from automap.mapping import load_mapping
+from automap.records import Match, NameMapping, ParamTable, Source
+from automap.transforms import describe
 
 __all__ = ["AuditReport", "accept", "audit"]
 

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import AutomapError
-from ._types import Array, StrPath
-from .io import load_checkpoint
+from automap._errors import AutomapError
+from automap._types import Array, StrPath
+from automap.io import load_checkpoint
+from automap.records import ParamTable
+
 from .networks import OutputComparison, compare_outputs, load_into_mindspore, load_into_torch, run_mindspore, run_torch
 from .probes import InputSpec, make_input, parse_input_spec
-from .records import ParamTable
 
 if TYPE_CHECKING:
-    from .netaware import Divergence
+    from . import Divergence
 
 __all__ = ["VerifyReport", "guess_input", "verify"]
 
@@ -127,7 +128,7 @@ def verify(
     comparison = compare_outputs(reference, candidate, rtol=rtol, atol=atol)
     divergence = None
     if localise and not comparison.passed:
-        from .netaware import locate_divergence
+        from . import locate_divergence
 
         divergence = locate_divergence(torch_module, mindspore_cell, arrays_in)
     return VerifyReport(comparison, tuple(described), rtol, atol, guessed, divergence)

@@ -1,4 +1,4 @@
-"""The `automap` command line: one subcommand per module in `automap.commands`.
+"""The `automap` command line: one subcommand per module in this package.
 
 `main(argv)` returns the exit status: 0 success, 1 an automap error (one line on stderr, no traceback),
 2 a usage error, 3 an audit or verification that found problems, 130 an interruption. Anything else that
@@ -12,8 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from ._errors import AutomapError
+from automap import __version__
+from automap._errors import AutomapError
 
 __all__ = ["entrypoint", "main"]
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"automap {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMANDS:
-        module = importlib.import_module(f"automap.commands.{name}")
+        module = importlib.import_module(f"automap.cli.{name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.__doc__)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from automap._errors import AutomapError
-from automap._format import render_table
+from automap._text import render_table
 from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
 from automap.records import Match, NameMapping
 
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Infer, print the summary, write the files."""
-    from automap.inference import infer_mapping
+    from automap.engine.inference import infer_mapping
     from automap.mapping import load_mapping, save_mapping
 
     if not 0.0 <= args.threshold <= 1.0:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             msg = f"output {str(path)!r} already exists; pass --force to overwrite it"
             raise AutomapError(msg)
     if args.html:
-        from automap.io._atomic import check_writable
+        from automap._atomic import check_writable
 
         check_writable(args.html, overwrite=args.force)
     source = load(args.source, args)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         save_mapping(mapping, flat_path, flat=True, overwrite=True)
         print(f"flat mapping written to {flat_path}")
     if args.html:
-        from automap.report_html import write_html
+        from automap.report.html import write_html
 
         write_html(mapping, args.html, source_table=source, target_table=target, overwrite=args.force)
         print(f"report written to {args.html}")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import AutomapError, ConversionError
-from ._types import Array
+from automap._errors import AutomapError, ConversionError
+from automap._types import Array
 
 __all__ = [
     "OutputComparison",

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ._types import Array, StrPath
+from automap._types import Array, StrPath
 
 __all__ = ["MappedPages"]
 

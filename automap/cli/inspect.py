@@ -7,7 +7,7 @@ import json
 import sys
 from itertools import zip_longest
 
-from automap._format import human_bytes, render_table, shape_text
+from automap._text import human_bytes, render_table, shape_text
 from automap.records import ParamRecord, ParamTable
 
 from ._common import add_reading_options, load

@@ -17,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import MappingFileError
-from ._types import Array, StrPath
+from automap._errors import MappingFileError
+from automap._types import Array, StrPath
+from automap.mapping import fingerprint
+from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import output_shape
+
 from .decompose import solve_in_blocks
 from .features import (
     FEATURES,
@@ -31,12 +35,9 @@ from .features import (
     score_candidates,
     total_weight,
 )
-from .mapping import fingerprint
 from .names import TokenWeights, number_contexts
-from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from .shapes import Part, concat_steps
 from .solver import Assignment, Solution, candidate_costs, solve
-from .transforms import output_shape
 
 __all__ = ["infer_mapping"]
 
@@ -128,7 +129,7 @@ def infer_mapping(
 def _table(value: ParamTable | StrPath) -> ParamTable:
     if isinstance(value, ParamTable):
         return value
-    from .io import load_checkpoint
+    from automap.io import load_checkpoint
 
     return load_checkpoint(Path(value))
 

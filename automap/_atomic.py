@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from automap._errors import ConversionError
-from automap._types import StrPath
+from ._errors import ConversionError
+from ._types import StrPath
 
 
 def check_writable(path: StrPath, *, overwrite: bool) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-from ._format import human_bytes
+from automap._text import human_bytes
 
 _DELAY = 0.5  # seconds before the bar first appears
 _INTERVAL = 0.1  # seconds between redraws

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from automap._types import Framework
-from automap.bench import (
+from automap.records import Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from benchmarks.scoring import (
     PairResult,
     Truth,
     baseline_exact_name,
@@ -19,7 +20,6 @@ from automap.bench import (
     same_pair,
     score_mapping,
 )
-from automap.records import Endpoint, Match, NameMapping, ParamRecord, ParamTable
 
 
 def _table(framework: Framework, specs: list[tuple[str, tuple[int, ...]]]) -> ParamTable:

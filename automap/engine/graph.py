@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 
-from .records import ParamTable
+from automap.records import ParamTable
 
 __all__ = ["ROOT", "ModuleTree", "owner"]
 

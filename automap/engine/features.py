@@ -2,7 +2,7 @@
 
 A *node* is something that can be matched: a real parameter, or one of the `k` equal parts of a tensor that
 a port fuses or splits (`qkv` seen as `q`, `k`, `v`). A *candidate* is a (target node, source node) pair whose
-shapes are compatible (see `automap.shapes`). Each feature scores every candidate in [0, 1]; the solver turns
+shapes are compatible (see `automap.engine.shapes`). Each feature scores every candidate in [0, 1]; the solver turns
 the weighted sum of `1 - score` into a cost. Features marked `weak` (position in file order) can break ties
 but never make a pair trustworthy on their own: confidence looks at how much of a decision the strong ones
 carry.
@@ -20,10 +20,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import sparse
 
-from ._types import Array
+from automap._types import Array
+from automap.records import ParamTable
+
 from .graph import ModuleTree, owner
 from .names import NameTokens, TokenWeights, Vocabulary, leaf_concept, number_contexts, tokenize
-from .records import ParamTable
 from .shapes import Part, Relation, part_shape, relate
 
 __all__ = ["FEATURES", "Candidates", "FeatureContext", "Side", "build_sides", "feature"]

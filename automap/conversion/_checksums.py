@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from ._types import Array
+from automap._types import Array
 
 __all__ = ["PIECE_BYTES", "WINDOW_BYTES", "Checksum", "ChecksumPool", "default_workers", "piece_crcs"]
 

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .records import Alternative, Match, ParamRecord, ParamTable
+from automap.records import Alternative, Match, ParamRecord, ParamTable
 
 __all__ = ["DENSE_LIMIT", "solve_in_blocks"]
 

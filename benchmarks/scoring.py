@@ -15,36 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from ._format import render_table
-from .records import NameMapping, ParamTable
-from .shapes import relate
-from .transforms import apply_steps
+from automap._text import render_table
+from automap.engine.shapes import relate
+from automap.records import NameMapping, ParamTable
+from automap.transforms import apply_steps
 
 __all__ = [
     "PairResult",
     "Truth",
-    "add_bench_options",
     "baseline_exact_name",
     "baseline_order",
     "render_results",
     "score_mapping",
 ]
-
-
-def add_bench_options(parser: Any) -> None:
-    """The benchmark's options, shared by `automap bench` and `python -m benchmarks.run`."""
-    parser.add_argument("--size", choices=["ci", "full"], default="ci", help="model depth (default: ci)")
-    parser.add_argument("--pairs", help="comma-separated pair names (default: all)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--cache", default="bench-results/checkpoints", help="where zoo checkpoints are kept")
-    parser.add_argument("--no-numeric", action="store_true", help="skip running the nets with the inferred mapping")
-    parser.add_argument("--reverse", action="store_true", help="also map MindSpore -> PyTorch")
-    parser.add_argument(
-        "--network-aware",
-        action="store_true",
-        help="infer with both models at hand (execution order, numeric resolution, proof) and compare with "
-        "checkpoint-only inference",
-    )
 
 
 Truth = Mapping[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]]

@@ -15,8 +15,8 @@ from typing import NoReturn
 
 import numpy as np
 
-from ._errors import AutomapError
-from ._types import Array
+from automap._errors import AutomapError
+from automap._types import Array
 
 __all__ = ["InputSpec", "make_input", "parse_input_spec"]
 

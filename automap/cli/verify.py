@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build, load and run both models; print the comparison; 0 when they agree, 3 when not."""
     from automap.netaware._options import build_models
-    from automap.verify import verify
+    from automap.netaware.verify import verify
 
     specs, torch_model, mindspore_model = build_models(args)
     report = verify(

@@ -38,15 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the audit (after accepting pairs, when asked) and return the exit status."""
-    from automap.audit import accept, audit
     from automap.io import load_checkpoint
     from automap.mapping import load_mapping, save_mapping
+    from automap.report.audit import accept, audit
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         print("automap: error: --threshold must be between 0 and 1")
         return 2
     if args.html:
-        from automap.io._atomic import check_writable
+        from automap._atomic import check_writable
 
         check_writable(args.html, overwrite=True)
     mapping = load_mapping(args.mapping)
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     report = replace(report, where=args.mapping)
     print(report.render())
     if args.html:
-        from automap.report_html import write_html
+        from automap.report.html import write_html
 
         write_html(mapping, args.html, threshold=args.threshold, source_table=source, target_table=target)
         print(f"report written to {args.html}")

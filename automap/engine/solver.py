@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._types import Array
+from automap._types import Array
+
 from .features import FEATURES, Candidates, Side
 
 __all__ = ["Assignment", "Solution", "solve"]

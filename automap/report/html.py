@@ -31,11 +31,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from . import __version__
-from ._format import human_bytes
-from ._types import StrPath
-from .records import Endpoint, Match, NameMapping, ParamTable
-from .transforms import describe
+from automap import __version__
+from automap._text import human_bytes
+from automap._types import StrPath
+from automap.records import Endpoint, Match, NameMapping, ParamTable
+from automap.transforms import describe
 
 __all__ = ["render_html", "write_html"]
 
@@ -162,7 +162,7 @@ def write_html(
     Example:
         >>> write_html(load_mapping("mapping.json"), "report.html")  # doctest: +SKIP
     """
-    from .io._atomic import atomic_output
+    from automap._atomic import atomic_output
 
     page = render_html(mapping, threshold=threshold, source_table=source_table, target_table=target_table)
     with atomic_output(path, overwrite=overwrite) as handle:

@@ -7,12 +7,12 @@ Invariants:
 - The output follows the target's parameter order. Each output record's loader reads and transforms one
   source tensor (or one group of parts) when the writer asks for it, and every writer streams, so memory
   holds one tensor at a time, whatever the checkpoint's size. Pages of memory-mapped source and output
-  files are handed back as the conversion moves on (`automap._pages`), so they do not pile up either.
+  files are handed back as the conversion moves on (`_pages`), so they do not pile up either.
 - dtypes are kept bit-exact unless a cast is asked for; casts involving bfloat16 or float8, which numpy
   lacks, go through torch.
 - The output appears atomically (never a partial file; with `max_shard_size`, never a partial set of
   shards) and is then re-opened with its framework's own loader, and every tensor's dtype, shape and CRC-32s
-  (one per 16 MiB piece, `automap._checksums`) are compared with those of the transformed source tensor that was
+  (one per 16 MiB piece, `_checksums`) are compared with those of the transformed source tensor that was
   written. The CRC-32s are taken as each tensor is written, so the source is read once; those of the output
   are spread over a few threads, with a bounded amount of it in flight. A loader that reads a whole file into memory
   (`mindspore.load_checkpoint`) checks files up to `FRAMEWORK_CHECK_LIMIT`; larger ones are checked with
@@ -32,22 +32,23 @@ from typing import Any
 
 import numpy as np
 
+from automap._atomic import check_writable
+from automap._errors import AutomapError, ConversionError, MissingDependencyError
+from automap._text import human_bytes, shape_text
+from automap._types import Array, Framework, StrPath
+from automap.dtypes import dtype_from_mindspore, dtype_from_safetensors, get_dtype
+from automap.io import load_checkpoint, save_checkpoint
+from automap.io._copy import copying_from
+from automap.io._framework import guess_framework
+from automap.io._sniff import JSON, MINDSPORE, SAFETENSORS, TORCH, format_for_suffix
+from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
+from automap.mapping import fingerprint, load_mapping
+from automap.records import Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Step, apply_steps, describe, output_shape
+
 from ._checksums import Checksum, ChecksumPool, piece_crcs
-from ._errors import AutomapError, ConversionError, MissingDependencyError
-from ._format import human_bytes, shape_text
 from ._pages import MappedPages
 from ._progress import Progress
-from ._types import Array, Framework, StrPath
-from .dtypes import dtype_from_mindspore, dtype_from_safetensors, get_dtype
-from .io import load_checkpoint, save_checkpoint
-from .io._atomic import check_writable
-from .io._copy import copying_from
-from .io._framework import guess_framework
-from .io._sniff import JSON, MINDSPORE, SAFETENSORS, TORCH, format_for_suffix
-from .io.sharded import base_path, files_of, index_path, layout, parse_size
-from .mapping import fingerprint, load_mapping
-from .records import Match, NameMapping, ParamRecord, ParamTable
-from .transforms import Step, apply_steps, describe, output_shape
 
 __all__ = [
     "FRAMEWORK_CHECK_LIMIT",
@@ -468,7 +469,8 @@ def infer_for_conversion(
     Example:
         >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
     """
-    from .inference import infer_mapping  # the engine is heavy; a conversion with a given mapping never loads it
+    # the engine is heavy; a conversion with a given mapping never loads it
+    from automap.engine.inference import infer_mapping
 
     return infer_mapping(source, template, threshold=threshold, pins=pins)
 
@@ -738,7 +740,7 @@ def _loader(source: ParamTable, tensor: PlannedTensor) -> Callable[[], Array]:
 
 
 class _Digests:
-    """Piece CRC-32s (`automap._checksums`) of each tensor handed to the writer, on a second thread meanwhile.
+    """Piece CRC-32s (`_checksums`) of each tensor handed to the writer, on a second thread meanwhile.
 
     Both only read the array, and both release the GIL on large buffers (zlib, file writes), so the checksum
     costs no time where writing waits for the disk. One thread, one tensor at a time (the main thread is busy
@@ -818,7 +820,7 @@ def _cast(array: Array, source: str, target: str) -> Array:
     try:  # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do
         import torch
 
-        from .io.torch import to_numpy, to_torch
+        from automap.io.torch import to_numpy, to_torch
     except ModuleNotFoundError as error:
         msg = f"casting {source} to {target} needs torch, which is not installed; run: pip install torch"
         raise MissingDependencyError(msg) from error
@@ -985,7 +987,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
     if kind == TORCH:
         import torch
 
-        from .io.torch import to_numpy
+        from automap.io.torch import to_numpy
 
         state = _loaded(lambda: torch.load(out, map_location="cpu", weights_only=True, mmap=True))
 
@@ -1032,7 +1034,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
     elif kind == SAFETENSORS:
         from safetensors import safe_open
 
-        from .io.torch import to_numpy
+        from automap.io.torch import to_numpy
 
         handle = _loaded(lambda: safe_open(str(out), framework="pt"))  # torch tensors: bfloat16, float8 too
         keys = list(handle.keys())

@@ -1,0 +1,50 @@
+"""Run the accuracy benchmark (from a checkout of the automap repository).
+
+The benchmark and its model pairs live in the repository's `benchmarks/` folder, not in the installed package:
+run this from the repository root, or point `--root` at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from automap._errors import AutomapError
+
+HELP = "measure mapping accuracy on the benchmark pairs (run from the repository root)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `automap bench`."""
+    parser.add_argument("--root", default=".", help="the automap repository (holding benchmarks/); default: here")
+    add_bench_options(parser)
+
+
+def add_bench_options(parser: Any) -> None:
+    """The benchmark's options, shared by `automap bench` and `python -m benchmarks.run`."""
+    parser.add_argument("--size", choices=["ci", "full"], default="ci", help="model depth (default: ci)")
+    parser.add_argument("--pairs", help="comma-separated pair names (default: all)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--cache", default="bench-results/checkpoints", help="where zoo checkpoints are kept")
+    parser.add_argument("--no-numeric", action="store_true", help="skip running the nets with the inferred mapping")
+    parser.add_argument("--reverse", action="store_true", help="also map MindSpore -> PyTorch")
+    parser.add_argument(
+        "--network-aware",
+        action="store_true",
+        help="infer with both models at hand (execution order, numeric resolution, proof) and compare with "
+        "checkpoint-only inference",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import the benchmark's runner from the repository and run it."""
+    root = Path(args.root).resolve()
+    if not (root / "benchmarks" / "run.py").is_file():
+        msg = f"no benchmarks in {str(root)!r}: run from the automap repository root or pass --root"
+        raise AutomapError(msg)
+    sys.path.insert(0, str(root))
+    runner = importlib.import_module("benchmarks.run")
+    return int(runner.run(args))

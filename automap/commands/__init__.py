@@ -1,1 +1,0 @@
-"""One module per `automap` subcommand: HELP, add_arguments(parser) and run(args) -> exit status."""
