@@ -5,6 +5,7 @@ self-containedness (no network, script and style pinned by hash), atomic writing
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
 import re
@@ -304,6 +305,24 @@ def test_the_page_is_self_contained() -> None:
     assert directives["script-src"] == digest(code)
     assert directives["style-src"] == digest(style)
     assert "innerHTML" not in code and "insertAdjacentHTML" not in code and "eval(" not in code
+
+
+def test_the_page_inlines_its_asset_files_and_a_wheel_carries_them() -> None:
+    """The skeleton, CSS and script are package data: each inline text is its file's, each file matches a glob of
+    `[tool.setuptools.package-data]` (a file no glob matches would be missing from the installed wheel)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    assets = root / "automap" / "report" / "assets"
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = config["tool"]["setuptools"]["package-data"]["automap.report"]
+    files = sorted(f"assets/{p.name}" for p in assets.iterdir())
+    assert {"assets/report.css", "assets/report.html", "assets/report.js"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
+    page = Page(render_html(sample_mapping()))
+    (code,) = [content for attrs, content in page.scripts if not attrs]
+    (style,) = page.styles
+    assert code == "\n" + (assets / "report.js").read_text(encoding="utf-8")
+    assert style == "\n" + (assets / "report.css").read_text(encoding="utf-8")
 
 
 def test_size_per_pair_stays_small() -> None:

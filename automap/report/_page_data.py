@@ -1,0 +1,270 @@
+"""The report page's embedded data: a mapping packed as compact JSON that the page's script reads.
+
+Building it is the only place that knows the layout below; the page's script (`assets/report.js`) relies on it.
+`target` and `source` each hold `nodes`, the module tree as `[parent, name segment]` listed parent-first with
+node 0 the root, and `params`, `[node, leaf, shape, dtype]` in file order (shape and dtype index the
+`shapes`/`dtypes` tables, -1 when unknown). `pairs[i]` belongs to target parameter `i`: `[source, confidence,
+pinned, transform, scores, notes, alternatives]`, where source is a source index, a list of them (concatenated)
+or -1, transform indexes `transforms` (`[text, kind bits, part, parts]`) or is -1, scores are whole percentages
+aligned with `evidence_numeric`, notes index `strings` aligned with `evidence_text`, and each alternative is
+`[source, confidence(, transform)]`. Names are split at dots, so `".".join` of a parameter's node segments and
+leaf gives its name back.
+
+Names are untrusted: the JSON has `<`, `>`, `&` and U+2028/U+2029 escaped so no name can close its `<script>`
+element.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from automap.records import Match, NameMapping, ParamTable
+from automap.transforms import describe
+
+__all__ = ["SIGNALS", "PageData"]
+
+_MAX_ALTERNATIVES = 5
+_MAX_EXCLUDED_LISTED = 1000
+# What each engine signal measures, for the evidence tables (unknown signals are shown by name only).
+SIGNALS = {
+    "shape": "shapes agree: 1 when identical, less for a layout change, transpose or reshape",
+    "leaf": "the last name components agree (gamma ~ weight, moving_mean ~ running_mean)",
+    "path": "the module paths share rare name tokens (with learned correspondences such as head ~ classifier)",
+    "numbers": "the numbers in the names agree (layers.3 ~ blocks.3)",
+    "module": "the source sits in the source module that corresponds to the target's enclosing module",
+    "group": "same rank among same-shaped siblings (third of three [d, d] weights under one module)",
+    "local_order": "same rank among like tensors inside corresponding blocks",
+    "order": "the source is where the target's position in file order predicts it",
+}
+# Transform kinds, as bits the script decodes.
+_SPLIT, _CONCAT, _TRANSPOSE, _LAYOUT = 1, 2, 4, 8
+
+
+class _Interned:
+    """A table of distinct JSON-able values; `index(v)` is the position of `v`, added on first sight."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._index: dict[Any, int] = {}
+
+    def index(self, value: Any) -> int:
+        key = tuple(value) if isinstance(value, list) else value
+        found = self._index.get(key)
+        if found is None:
+            found = self._index[key] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+class _Side:
+    """One checkpoint's parameters as a module tree: nodes `[parent, segment]`, params `[node, leaf, shape, dtype]`."""
+
+    def __init__(self) -> None:
+        self.nodes: list[list[Any]] = [[-1, ""]]
+        self.params: list[list[Any]] = []
+        self.position: dict[str, int] = {}
+        self._nodes: dict[tuple[str, ...], int] = {(): 0}
+
+    def add(self, name: str, shape: int, dtype: int) -> int:
+        *modules, leaf = name.split(".")
+        node = self._node(tuple(modules))
+        self.position[name] = len(self.params)
+        self.params.append([node, leaf, shape, dtype])
+        return self.position[name]
+
+    def _node(self, path: tuple[str, ...]) -> int:
+        found = self._nodes.get(path)
+        if found is None:
+            parent = self._node(path[:-1])
+            found = self._nodes[path] = len(self.nodes)
+            self.nodes.append([parent, path[-1]])
+        return found
+
+
+class PageData:
+    """The page's embedded data, built once per page; the static summary reads its numbers from here too."""
+
+    def __init__(
+        self,
+        mapping: NameMapping,
+        threshold: float,
+        source_table: ParamTable | None,
+        target_table: ParamTable | None,
+    ) -> None:
+        self.mapping = mapping
+        self.threshold = threshold
+        self.shapes = _Interned()
+        self._shape_ids: dict[tuple[int, ...], int] = {}
+        self.dtypes = _Interned()
+        self.strings = _Interned()
+        self.transforms = _Interned()
+        self.numeric_keys: list[str] = []
+        self.text_keys: list[str] = []
+        self.dtypes_known = source_table is not None or target_table is not None
+        self.source_order_known = source_table is not None
+        self.target = _Side()
+        self.source = _Side()
+        self._fill_target(target_table)
+        self._fill_source(source_table)
+        self.pairs = [self._pair(p) for p in mapping.pairs]
+        used = {n for p in mapping.pairs for n in p.source_names}
+        self.unused = [name for name in self.source.position if name not in used]
+
+    def _shape(self, shape: Sequence[int] | None) -> int:
+        if shape is None:
+            return -1
+        found = self._shape_ids.get(tuple(shape))
+        if found is None:
+            found = self._shape_ids[tuple(shape)] = self.shapes.index([int(d) for d in shape])
+        return found
+
+    def _dtype(self, dtype: str | None) -> int:
+        return -1 if dtype is None else self.dtypes.index(dtype)
+
+    def _fill_target(self, table: ParamTable | None) -> None:
+        for pair in self.mapping.pairs:
+            record = table.get(pair.target) if table is not None else None
+            if record is not None:
+                self.target.add(pair.target, self._shape(record.shape), self._dtype(record.dtype))
+                continue
+            # a flat mapping knows no shapes: it carries () with no source shape for every pair
+            unknown = pair.source is not None and pair.source_shape is None and not pair.target_shape
+            self.target.add(pair.target, self._shape(None if unknown else pair.target_shape), -1)
+
+    def _fill_source(self, table: ParamTable | None) -> None:
+        if table is not None:
+            for record in table.params:
+                self.source.add(record.name, self._shape(record.shape), self._dtype(record.dtype))
+        shapes: dict[str, tuple[int, ...]] = {}
+        for pair in self.mapping.pairs:
+            if pair.source_shape is None or pair.source is None:
+                continue
+            if isinstance(pair.source, tuple):
+                several = cast("tuple[tuple[int, ...], ...]", pair.source_shape)
+                shapes.update(zip(pair.source, several, strict=False))
+            else:
+                shapes[pair.source] = cast("tuple[int, ...]", pair.source_shape)
+        # without the table, sources appear in the order the target uses them, then the unused ones
+        names = [n for p in self.mapping.pairs for n in p.source_names]
+        names += list(self.mapping.unmatched_source)
+        names += [n for p in self.mapping.pairs for a in p.alternatives for n in _names(a.source)]
+        for name in names:
+            if name not in self.source.position:
+                self.source.add(name, self._shape(shapes.get(name)), -1)
+
+    def _source_ref(self, source: str | tuple[str, ...] | None) -> Any:
+        if source is None:
+            return -1
+        if isinstance(source, str):
+            return self.source.position[source]
+        return [self.source.position[n] for n in source]
+
+    def _transform(self, match_source: Any, steps: Sequence[Mapping[str, object]]) -> int:
+        if not steps and not isinstance(match_source, tuple):
+            return -1
+        bits, part, parts = 0, 0, 0
+        for step in steps:
+            op = step.get("op")
+            if op == "split":
+                bits |= _SPLIT
+                part, parts = cast("int", step.get("index", 0)), cast("int", step.get("parts", 0))
+            elif op == "concat":
+                bits |= _CONCAT
+            elif op == "transpose":
+                bits |= _TRANSPOSE
+            else:
+                bits |= _LAYOUT
+        if isinstance(match_source, tuple):
+            bits |= _CONCAT
+            parts = len(match_source)
+        text = describe(steps) if steps else "concat(axis 0)"
+        return self.transforms.index([text, bits, part, parts])
+
+    def _evidence(self, evidence: Mapping[str, float | str]) -> tuple[list[Any], list[Any]]:
+        numbers: list[Any] = [None] * len(self.numeric_keys)
+        texts: list[Any] = [None] * len(self.text_keys)
+        for key, value in evidence.items():
+            keys, out = (self.text_keys, texts) if isinstance(value, str) else (self.numeric_keys, numbers)
+            if key not in keys:
+                keys.append(key)
+                out.append(None)
+            if isinstance(value, str):
+                out[keys.index(key)] = self.strings.index(value)
+            elif math.isfinite(value):
+                # scores as whole percentages: the page shows two decimals, and "87" is shorter than "0.87"
+                out[keys.index(key)] = round(float(value) * 100)
+        while numbers and numbers[-1] is None:
+            numbers.pop()
+        while texts and texts[-1] is None:
+            texts.pop()
+        return numbers, texts
+
+    def _pair(self, match: Match) -> list[Any]:
+        numbers, texts = self._evidence(match.evidence)
+        alternatives = []
+        for alternative in match.alternatives[:_MAX_ALTERNATIVES]:
+            entry = [self._source_ref(alternative.source), _number(alternative.confidence, 3)]
+            transform = self._transform(alternative.source, alternative.transform)
+            alternatives.append(entry if transform < 0 else [*entry, transform])
+        return [
+            self._source_ref(match.source),
+            _number(match.confidence, 4),
+            1 if match.pinned else 0,
+            self._transform(match.source, match.transform),
+            numbers,
+            texts,
+            alternatives,
+        ]
+
+    def document(self) -> str:
+        """The embedded JSON, safe inside a `<script>` element."""
+        mapping = self.mapping
+        data = {
+            "version": 1,
+            "threshold": self.threshold,
+            "mapping_threshold": mapping.threshold,
+            "source_order_known": self.source_order_known,
+            "target": {"nodes": self.target.nodes, "params": self.target.params},
+            "source": {"nodes": self.source.nodes, "params": self.source.params},
+            "pairs": self.pairs,
+            "shapes": self.shapes.values,
+            "dtypes": self.dtypes.values,
+            "strings": self.strings.values,
+            "transforms": self.transforms.values,
+            "evidence_numeric": self.numeric_keys,
+            "evidence_text": self.text_keys,
+            "signals": {k: v for k, v in SIGNALS.items() if k in self.numeric_keys},
+            "excluded": {
+                "source": list(mapping.excluded_source[:_MAX_EXCLUDED_LISTED]),
+                "target": list(mapping.excluded_target[:_MAX_EXCLUDED_LISTED]),
+                "source_count": len(mapping.excluded_source),
+                "target_count": len(mapping.excluded_target),
+            },
+        }
+        return _script_safe_json(data)
+
+
+def _names(source: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if source is None:
+        return ()
+    return (source,) if isinstance(source, str) else source
+
+
+def _number(value: float, digits: int) -> float | int:
+    """A float rounded for the page; whole numbers as ints (`1` is shorter than `1.0`)."""
+    rounded = round(float(value), digits)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
+def _script_safe_json(data: Any) -> str:
+    """JSON that cannot end its `<script>` element or be read as markup, whatever strings it holds.
+
+    `ensure_ascii` writes every non-ASCII character as an escape, U+2028/U+2029 (line breaks to JavaScript) and
+    lone surrogates (not encodable as UTF-8) included; `<`, `>` and `&` become escapes too, so no name can
+    spell `</script>` or `<!--` inside the element.
+    """
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
