@@ -45,10 +45,14 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right:
     return "\n".join([line(header), *(line(r) for r in rows)])
 
 
-def first_line(text: str) -> str:
-    """The first line of a library's error text, cut to 200 characters, for a one-line message."""
+def first_line(text: str, limit: int = 200) -> str:
+    """The first line of a library's error text, cut to `limit` characters, for a one-line message.
+
+    Every module that quotes an error from a library or framework goes through here, so all such messages are
+    cut the same way ("no detail" when the error says nothing).
+    """
     line = text.strip().splitlines()[0] if text.strip() else "no detail"
-    return line[:200]
+    return line[:limit]
 
 
 def shown(name: str, limit: int = 80) -> str:

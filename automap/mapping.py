@@ -21,7 +21,7 @@ from typing import Any
 
 from ._errors import MappingFileError
 from ._json import loads
-from ._text import MAX_NAME, brief, printable, shown, unsafe_character
+from ._text import MAX_NAME, brief, first_line, printable, shown, unsafe_character
 from ._types import StrPath
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import parse_steps
@@ -140,8 +140,7 @@ def load_mapping(path: StrPath) -> NameMapping:
         msg = f"{str(file)!r}: JSON nested too deeply"
         raise MappingFileError(msg) from None
     except ValueError as error:
-        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        msg = f"{str(file)!r}: not valid JSON: {detail}; fix the file or re-run automap infer"
+        msg = f"{str(file)!r}: not valid JSON: {first_line(str(error))}; fix the file or re-run automap infer"
         raise MappingFileError(msg) from None
     return mapping_from_json(document, where=str(file))
 

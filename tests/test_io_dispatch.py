@@ -15,7 +15,7 @@ import safetensors.numpy
 import torch
 
 from automap import CheckpointFormatError, ConversionError, ParamRecord, ParamTable, load_checkpoint, save_checkpoint
-from automap.io import _sniff
+from automap.io.formats import FORMATS
 
 
 def _one_of_each(folder: Path) -> dict[str, Path]:
@@ -50,7 +50,8 @@ def test_content_decides_and_a_disagreeing_name_is_noted(kind: str, name: str, t
     if kind != "json":
         np.testing.assert_array_equal(table["fc.weight"].read(), np.arange(6.0, dtype=np.float32).reshape(2, 3))
     content = "torch" if kind == "legacy" else kind
-    said = _sniff.format_for_suffix(Path(name))
+    named = FORMATS.for_suffix(Path(name))
+    said = named.label if named is not None else None
     disagreement = [note for note in table.notes if "the name says" in note]
     if said is None or said == content:
         assert disagreement == []

@@ -34,13 +34,13 @@ import numpy as np
 
 from automap._atomic import check_writable
 from automap._errors import AutomapError, ConversionError, MissingDependencyError
-from automap._text import human_bytes, shape_text
+from automap._text import first_line, human_bytes, shape_text
 from automap._types import Array, Framework, StrPath
 from automap.dtypes import dtype_from_mindspore, dtype_from_safetensors, get_dtype
 from automap.io import load_checkpoint, save_checkpoint
 from automap.io._copy import copying_from
 from automap.io._framework import guess_framework
-from automap.io._sniff import JSON, MINDSPORE, SAFETENSORS, TORCH, format_for_suffix
+from automap.io.formats import FORMATS, MINDSPORE, PYTORCH, SAFETENSORS
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import fingerprint, load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
@@ -653,19 +653,17 @@ def _mapping_framework(mapping: NameMapping) -> Framework:
 def _output_framework(
     out: Path, explicit: Framework | None, target: ParamTable | None, mapping: NameMapping
 ) -> Framework:
-    kind = format_for_suffix(out)
-    if kind == TORCH:
-        return "pytorch"
-    if kind == MINDSPORE:
-        return "mindspore"
+    fmt = FORMATS.for_suffix(out)
+    if fmt is not None and fmt.framework is not None:
+        return fmt.framework
     if explicit is not None:
         return explicit
     return target.framework if target is not None else _mapping_framework(mapping)
 
 
 def _check_output_kind(out: Path) -> None:
-    kind = format_for_suffix(out)
-    if kind is None or kind == JSON:
+    fmt = FORMATS.for_suffix(out)
+    if fmt is None or fmt.write_to is None or not fmt.holds_data:
         msg = (
             f"cannot tell what to write for {out.name!r}: name the output .ckpt (MindSpore), .pth (PyTorch) "
             "or .safetensors"
@@ -914,7 +912,7 @@ def _verify_file(
                 problems.append(
                     f"the file holds {_names(extra) or 'nothing more'} and lacks {_names(absent) or 'nothing'}"
                 )
-            elif names != expected_names and format_for_suffix(path) != SAFETENSORS:
+            elif names != expected_names and FORMATS.for_suffix(path) is not SAFETENSORS:
                 problems.append("the tensors are not in the target's order")
             for record in records:
                 found = read(record.name)
@@ -939,12 +937,12 @@ def _verify_file(
 
 def how_for(out: Path, plan: ConversionPlan) -> str:
     """The name of the loader that verifies an output file (which must exist, for its size)."""
-    kind = format_for_suffix(out)
-    if kind == TORCH:
+    fmt = FORMATS.for_suffix(out)
+    if fmt is PYTORCH:
         return "torch.load(weights_only=True)"
     size = out.stat().st_size if out.exists() else 0
     too_big = size > FRAMEWORK_CHECK_LIMIT
-    if kind == MINDSPORE:
+    if fmt is MINDSPORE:
         if _has_float8(plan):
             return "automap's reader (MindSpore cannot load float8)"
         if too_big:
@@ -976,15 +974,14 @@ def _loaded(what: Callable[[], Any]) -> Any:
     try:
         return what()
     except Exception as error:  # the frameworks raise RuntimeError, ValueError, OSError, ... for a bad file
-        text = str(error).strip().splitlines()[0][:200] if str(error).strip() else "no detail"
-        msg = f"{type(error).__name__}: {text}"
+        msg = f"{type(error).__name__}: {first_line(str(error))}"
         raise _UnreadableError(msg) from error
 
 
 @contextlib.contextmanager
 def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]:
-    kind = format_for_suffix(out)
-    if kind == TORCH:
+    fmt = FORMATS.for_suffix(out)
+    if fmt is PYTORCH:
         import torch
 
         from automap.io.torch import to_numpy
@@ -1002,7 +999,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
         with _quiet_mindspore():
             import mindspore
 
-            options = {} if kind == MINDSPORE else {"format": "safetensors"}
+            options = {} if fmt is MINDSPORE else {"format": "safetensors"}
             params = _loaded(lambda: mindspore.load_checkpoint(str(out), **options))
 
         def read_mindspore(name: str) -> tuple[str, Array] | None:
@@ -1010,7 +1007,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return None if param is None else _mindspore_array(param)
 
         yield list(params), read_mindspore
-    elif kind == SAFETENSORS and how.startswith(f"{_SAFE_OPEN_HEADER} (names"):
+    elif fmt is SAFETENSORS and how.startswith(f"{_SAFE_OPEN_HEADER} (names"):
         from safetensors import safe_open
 
         header = _loaded(lambda: safe_open(str(out), framework="numpy"))  # no tensor is created
@@ -1031,7 +1028,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return declared[name][0], record.read()
 
         yield list(declared), read_checked
-    elif kind == SAFETENSORS:
+    elif fmt is SAFETENSORS:
         from safetensors import safe_open
 
         from automap.io.torch import to_numpy

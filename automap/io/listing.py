@@ -14,25 +14,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
-from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._framework import RawRecord, build_table, guess_framework
+from ._sniff import read_json
 
-__all__ = ["LISTING_FORMAT", "listing_document", "read", "table_from_json", "write"]
+__all__ = ["LISTING_FORMAT", "listing_document", "read", "table_from_json", "write_to"]
 
 LISTING_FORMAT = "automap.listing"
 _FRAMEWORKS = {"pytorch": "pytorch", "torch": "pytorch", "mindspore": "mindspore", "ms": "mindspore"}
 
 
-def read(path: StrPath, document: Any, *, framework: Framework | None = None) -> ParamTable:
-    """Build a table from a parsed listing document (see the module docstring for the forms accepted)."""
-    return table_from_json(document, str(path), framework=framework)
+def read(path: StrPath, *, framework: Framework | None = None, **_: object) -> ParamTable:
+    """Read a listing file (see the module docstring for the forms accepted); other load options are ignored.
+
+    Raises:
+        CheckpointFormatError: the file is not valid JSON, is a mapping file, or is no listing.
+    """
+    file = Path(path)
+    document = read_json(file)
+    if isinstance(document, dict) and document.get("format") == "automap.mapping":
+        msg = f"{str(file)!r} is a mapping file, not a checkpoint or listing"
+        raise CheckpointFormatError(msg)
+    return table_from_json(document, str(file), framework=framework)
 
 
 def table_from_json(document: Any, source: str, *, framework: Framework | None = None) -> ParamTable:
@@ -115,12 +125,12 @@ def listing_document(table: ParamTable) -> dict[str, Any]:
     }
 
 
-def write(records: Sequence[ParamRecord], path: StrPath, *, framework: Framework, overwrite: bool = False) -> None:
-    """Write a listing of `records` (names, shapes, dtypes; no data)."""
+def write_to(
+    handle: BinaryIO, records: Sequence[ParamRecord], *, framework: Framework, path: StrPath = "", **_: object
+) -> None:
+    """Write a listing of `records` (names, shapes, dtypes; no data) into an open file; `path` is its source."""
     table = ParamTable(framework, str(path), tuple(r.with_index(i) for i, r in enumerate(records)), format="listing")
-    text = json.dumps(listing_document(table), indent=1) + "\n"
-    with atomic_output(path, overwrite=overwrite) as handle:
-        handle.write(text.encode())
+    handle.write((json.dumps(listing_document(table), indent=1) + "\n").encode())
 
 
 def _name(source: str, entry: Any) -> str:

@@ -20,7 +20,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
 from automap._text import shown
 from automap._types import Array, Framework, StrPath
@@ -31,7 +30,7 @@ from ._copy import write_bytes
 from ._framework import RawRecord, build_table
 from ._sniff import open_regular
 
-__all__ = ["read", "write", "write_to"]
+__all__ = ["check_storable", "read", "write_to"]
 
 _CRC_MARK = b"crc_num"
 _CRC_TRAILER = len(_CRC_MARK) + 10
@@ -43,13 +42,14 @@ class _CorruptError(Exception):
     """Raised inside the parser; turned into one CheckpointFormatError naming the file and offset."""
 
 
-def read(path: StrPath, *, verify_crc: bool = False, framework: Framework = "mindspore") -> ParamTable:
+def read(path: StrPath, *, verify_crc: bool = False, framework: Framework | None = None, **_: object) -> ParamTable:
     """Read a `.ckpt`; tensor bytes stay on disk until a record's `read()` is called.
 
     Args:
         path: the checkpoint.
         verify_crc: when the file has a CRC trailer, check it (reads the whole file once).
         framework: whose naming the checkpoint follows (MindSpore unless the caller knows better).
+        _: other load options, which do not apply to a `.ckpt`.
     """
     file = Path(path)
     size = open_regular(file)
@@ -81,32 +81,19 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework = "min
     if skipped:
         listed = ", ".join(shown(tag, 60) for tag in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         notes.append(f"skipped {len(skipped)} non-tensor entr{'y' if len(skipped) == 1 else 'ies'}: [{listed}]")
-    return build_table(framework, str(file), records, notes, "mindspore-ckpt")
+    return build_table(framework or "mindspore", str(file), records, notes, "mindspore-ckpt")
 
 
-def write(
-    records: Sequence[ParamRecord],
-    path: StrPath,
-    *,
-    crc: bool = False,
-    overwrite: bool = False,
-) -> None:
-    """Write records as a `.ckpt` that `mindspore.load_checkpoint` reads, streaming one tensor at a time.
+def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, crc: bool = False, **_: object) -> None:
+    """Write records as a `.ckpt` that `mindspore.load_checkpoint` reads into an open file, one tensor at a time.
 
     Args:
+        handle: the output, open for binary writing.
         records: parameters with data, written in this order.
-        path: the output file (replaced atomically).
         crc: append MindSpore's CRC trailer, as `save_checkpoint(..., crc_check=True)` does.
-        overwrite: replace an existing file.
+        _: other write options, which do not apply to a `.ckpt`.
     """
-    _check_storable(records)
-    with atomic_output(path, overwrite=overwrite) as handle:
-        write_to(handle, records, crc=crc)
-
-
-def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, crc: bool = False) -> None:
-    """Write records as a `.ckpt` into an open binary file, one tensor at a time (see `write`)."""
-    _check_storable(records)
+    check_storable(records)
     sink = _CrcSink(handle, enabled=crc)
     for record in records:
         _write_record(sink, record)
@@ -114,7 +101,12 @@ def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, crc: bool = Fa
         handle.write(_CRC_MARK + sink.crc.to_bytes(10, "big"))
 
 
-def _check_storable(records: Sequence[ParamRecord]) -> None:
+def check_storable(records: Sequence[ParamRecord]) -> None:
+    """Refuse, before anything is written, a tensor with no elements (a `.ckpt` cannot store one).
+
+    Raises:
+        CheckpointFormatError: naming the tensor and its shape.
+    """
     for record in records:
         if record.numel == 0:
             msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"

@@ -3,24 +3,23 @@
 The header is parsed and checked here, before any tensor is touched: every declared size must fit the real
 file, offsets must tile the data region exactly, and tensors are mapped lazily from disk. Writing streams one
 tensor at a time, so memory stays bounded by the largest tensor. Sharded checkpoints are read through their
-`*.index.json`, whose shard paths must stay inside the index's folder.
+`*.index.json` by `automap.io.sharded`, shard by shard.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError
 from automap._json import loads
-from automap._text import brief, shown
-from automap._types import Array, Framework, StrPath
+from automap._text import brief, first_line, shown
+from automap._types import Framework, StrPath
 from automap.dtypes import dtype_from_safetensors, get_dtype
 from automap.records import ParamRecord, ParamTable
 
@@ -29,14 +28,14 @@ from ._framework import build_table, guess_framework
 from ._mapped import MappedFile
 from ._sniff import open_regular
 
-__all__ = ["read", "read_index", "write", "write_to"]
+__all__ = ["read", "write_to"]
 
 _MAX_HEADER = 100 * 1024 * 1024  # the limit the reference implementation enforces
 _ALIGN = 8
 
 
-def read(path: StrPath, *, framework: Framework | None = None) -> ParamTable:
-    """Read a single `.safetensors` file; tensors are mapped from disk only when read."""
+def read(path: StrPath, *, framework: Framework | None = None, **_: object) -> ParamTable:
+    """Read a single `.safetensors` file; tensors are mapped from disk only when read (other options are ignored)."""
     file = Path(path)
     entries, metadata, data_start = _parse(file)
     if framework is None:
@@ -53,56 +52,11 @@ def read(path: StrPath, *, framework: Framework | None = None) -> ParamTable:
     return build_table(framework, str(file), records, notes, "safetensors")
 
 
-def read_index(path: StrPath, index: dict[str, Any], *, framework: Framework | None = None) -> ParamTable:
-    """Read a sharded checkpoint from its parsed `*.index.json`."""
-    file = Path(path)
-    weight_map = index.get("weight_map")
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
-    ):
-        msg = f"{str(file)!r}: 'weight_map' must map parameter names to shard file names"
-        raise CheckpointFormatError(msg)
-    folder = file.parent.resolve()
-    shards: dict[str, list[str]] = {}
-    for name, shard in weight_map.items():
-        shards.setdefault(shard, []).append(name)
-    records: list[tuple[str, tuple[int, ...], str, Callable[[], Array]]] = []
-    flavours: set[str] = set()
-    for shard in sorted(shards):
-        shard_path = _inside(folder, shard, file)
-        entries, metadata, data_start = _parse(shard_path)
-        if metadata and metadata.get("format"):
-            flavours.add(metadata["format"])
-        found = {e.name for e in entries}
-        missing = [n for n in shards[shard] if n not in found]
-        if missing:
-            msg = f"{str(file)!r}: {missing[0]!r} is listed in shard {shard!r} but that shard does not contain it"
-            raise CheckpointFormatError(msg)
-        buffer = MappedFile(shard_path)
-        wanted = set(shards[shard])
-        records.extend(
-            (e.name, e.shape, e.dtype, buffer.loader(data_start + e.begin, e.dtype, e.shape))
-            for e in sorted(entries, key=lambda e: e.begin)
-            if e.name in wanted
-        )
-    if framework is None:
-        flavour_metadata = {"format": "ms"} if flavours == {"ms"} else None
-        framework = _framework_from_metadata(flavour_metadata, [r[0] for r in records])
-    notes = [f"sharded: {len(shards)} shard file(s) listed in {file.name}"]
-    return build_table(framework, str(file), records, notes, "safetensors-sharded")
-
-
-def write(records: Sequence[ParamRecord], path: StrPath, *, framework: Framework, overwrite: bool = False) -> None:
-    """Write records to one `.safetensors` file, streaming tensor data in the records' order.
+def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, framework: Framework, **_: object) -> None:
+    """Write records as `.safetensors` into an open binary file, streaming tensor data in the records' order.
 
     MindSpore's flavour carries the metadata `{"format": "ms"}`, PyTorch's `{"format": "pt"}`.
     """
-    with atomic_output(path, overwrite=overwrite) as handle:
-        write_to(handle, records, framework=framework)
-
-
-def write_to(handle: BinaryIO, records: Sequence[ParamRecord], *, framework: Framework) -> None:
-    """Write records as `.safetensors` into an open binary file, one tensor at a time (see `write`)."""
     header: dict[str, Any] = {"__metadata__": {"format": "ms" if framework == "mindspore" else "pt"}}
     offset = 0
     for record in records:
@@ -151,7 +105,11 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
     try:
         header = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        detail = "nested too deeply" if isinstance(error, RecursionError) else _first_line(error)
+        detail = (
+            "nested too deeply"
+            if isinstance(error, RecursionError)
+            else first_line(f"{type(error).__name__}: {error}", 160)
+        )
         msg = f"{where}: safetensors header is not valid UTF-8 JSON ({detail}); the file is corrupt"
         raise CheckpointFormatError(msg) from None
     if not isinstance(header, dict):
@@ -176,11 +134,6 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
         msg = f"{where}: tensors need {cursor} bytes of data but the file holds {data_len}; it is truncated"
         raise CheckpointFormatError(msg)
     return entries, metadata, data_start
-
-
-def _first_line(error: Exception) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text.splitlines()[0][:160]
 
 
 def _entry(where: str, name: str, info: Any) -> _Entry:
@@ -210,30 +163,6 @@ def _entry(where: str, name: str, info: Any) -> _Entry:
 
 def _nbytes(entry: _Entry) -> int:
     return math.prod(entry.shape) * get_dtype(entry.dtype).itemsize
-
-
-def _inside(folder: Path, shard: str, index_file: Path) -> Path:
-    """Resolve a shard name from an index, refusing anything that leaves the index's folder."""
-    where = f"{str(index_file)!r}: shard path {shown(shard)}"
-    if not shard or "\0" in shard or len(shard) > 4096:
-        msg = f"{where} is not a usable file name; the index is corrupt"
-        raise CheckpointFormatError(msg)
-    try:
-        candidate = (folder / shard).resolve()
-        if Path(shard).is_absolute() or not candidate.is_relative_to(folder):
-            msg = f"{where} points outside the index's folder; refused"
-            raise CheckpointFormatError(msg)
-        if candidate == folder:
-            msg = f"{where} names the index's folder, not a file; the index is corrupt"
-            raise CheckpointFormatError(msg)
-        exists = candidate.exists()
-    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError before Python 3.13)
-        msg = f"{where} cannot be opened: {getattr(error, 'strerror', None) or error}"
-        raise CheckpointFormatError(msg) from None
-    if not exists:
-        msg = f"{str(index_file)!r}: shard {shown(shard)} is missing; put it beside the index file"
-        raise CheckpointFormatError(msg)
-    return candidate
 
 
 def _framework_from_metadata(metadata: dict[str, str] | None, names: list[str]) -> Framework:

@@ -33,14 +33,15 @@ from typing import Any, BinaryIO
 
 from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
 from automap._errors import CheckpointFormatError, ConversionError
-from automap._json import loads
 from automap._text import shown
 from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
-from ._framework import RawRecord, build_table
+from ._framework import RawRecord, build_table, guess_framework
+from ._registry import Registry
+from ._sniff import read_json
 
-__all__ = ["ShardLayout", "files_of", "index_path", "layout", "parse_size", "read_index", "reads", "write"]
+__all__ = ["ShardLayout", "base_path", "files_of", "index_path", "layout", "parse_size", "read_index", "write"]
 
 INDEX_SUFFIX = ".index.json"
 _UNITS = {
@@ -56,8 +57,6 @@ _UNITS = {
     "TIB": 2**40,
 }
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
-_NON_SAFETENSORS = (".ckpt", ".pth", ".pt", ".bin")
-_MAX_INDEX = 512 * 1024 * 1024
 
 WriteShard = Callable[[Sequence[ParamRecord], BinaryIO], None]
 
@@ -243,25 +242,24 @@ def _finished(final: Path, fill: Callable[[BinaryIO], object], named: dict[int, 
     return fd
 
 
-def reads(document: Any) -> bool:
-    """True for an index whose shards are `.ckpt` or PyTorch files (safetensors indexes have their own reader)."""
-    weight_map = document.get("weight_map") if isinstance(document, dict) else None
-    return isinstance(weight_map, dict) and any(
-        isinstance(v, str) and v.lower().endswith(_NON_SAFETENSORS) for v in weight_map.values()
-    )
+def read_index(path: StrPath, *, shards: Registry, framework: Framework | None = None, **_: object) -> ParamTable:
+    """Read a sharded checkpoint through its HuggingFace-style index; tensors stay on disk until read.
 
+    This is the one reader of `*.index.json` files, whatever the shards hold: each shard is read by the format
+    its content shows (one of `shards`), and all must be of one format.
 
-def read_index(path: StrPath, document: Any, *, framework: Framework | None = None) -> ParamTable:
-    """Read a sharded `.ckpt` or PyTorch checkpoint from its parsed index; tensors stay on disk until read.
+    Args:
+        path: the index.
+        shards: the formats a shard may be in (single files; `automap.io.formats.FILE_FORMATS`).
+        framework: whose naming the checkpoint follows; by default what the shards say, else guessed from names.
+        _: other load options, which the shards do not get.
 
     Raises:
         CheckpointFormatError: the index is malformed, a shard is missing, outside the index's folder, of
             another kind, or lacks a tensor the index places in it.
     """
-    from . import _sniff, load_checkpoint
-    from .safetensors import _inside
-
     file = Path(path)
+    document = read_json(file)
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
@@ -277,10 +275,10 @@ def read_index(path: StrPath, document: Any, *, framework: Framework | None = No
     frameworks: set[Framework] = set()
     for shard in sorted(by_shard):
         shard_path = _inside(folder, shard, file)
-        if _sniff.sniff(shard_path) == _sniff.JSON:
+        if not shards.detect(shard_path).holds_data:
             msg = f"{str(file)!r}: shard {shown(shard)} is JSON, not a checkpoint; an index must list checkpoint files"
             raise CheckpointFormatError(msg)
-        table = load_checkpoint(shard_path, framework=framework)
+        table = shards.load(shard_path, framework=framework)
         formats.add(table.format)
         frameworks.add(table.framework)
         everything = {r.name: r for r in (*table.params, *table.excluded)}
@@ -294,10 +292,11 @@ def read_index(path: StrPath, document: Any, *, framework: Framework | None = No
     if len(formats) > 1:
         msg = f"{str(file)!r}: its shards are of different formats ({', '.join(sorted(formats))}); refused"
         raise CheckpointFormatError(msg)
-    chosen: Framework = framework or (frameworks.pop() if len(frameworks) == 1 else "pytorch")
+    if framework is None:  # the shards agree (by their format or metadata), or the names decide
+        framework = frameworks.pop() if len(frameworks) == 1 else guess_framework(r[0] for r in records)
     fmt = f"{formats.pop() if formats else 'empty'}-sharded"
     notes = [f"sharded: {len(by_shard)} shard file(s) listed in {file.name}"]
-    return build_table(chosen, str(file), records, notes, fmt)
+    return build_table(framework, str(file), records, notes, fmt)
 
 
 def files_of(path: StrPath) -> list[Path]:
@@ -306,10 +305,8 @@ def files_of(path: StrPath) -> list[Path]:
     if not file.name.endswith(".json"):
         return [file] if file.exists() else []
     try:
-        if file.stat().st_size > _MAX_INDEX:
-            return []
-        document = loads(file.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        document = read_json(file)
+    except CheckpointFormatError:
         return []
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict):
@@ -335,3 +332,27 @@ def _stale_shards(plan: ShardLayout) -> list[Path]:
         for old in files_of(plan.index)
         if old not in new and old.parent == plan.index.parent and pattern is not None and pattern.match(old.name)
     ]
+
+
+def _inside(folder: Path, shard: str, index_file: Path) -> Path:
+    """Resolve a shard name from an index, refusing anything that leaves the index's folder."""
+    where = f"{str(index_file)!r}: shard path {shown(shard)}"
+    if not shard or "\0" in shard or len(shard) > 4096:
+        msg = f"{where} is not a usable file name; the index is corrupt"
+        raise CheckpointFormatError(msg)
+    try:
+        candidate = (folder / shard).resolve()
+        if Path(shard).is_absolute() or not candidate.is_relative_to(folder):
+            msg = f"{where} points outside the index's folder; refused"
+            raise CheckpointFormatError(msg)
+        if candidate == folder:
+            msg = f"{where} names the index's folder, not a file; the index is corrupt"
+            raise CheckpointFormatError(msg)
+        exists = candidate.exists()
+    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError before Python 3.13)
+        msg = f"{where} cannot be opened: {getattr(error, 'strerror', None) or error}"
+        raise CheckpointFormatError(msg) from None
+    if not exists:
+        msg = f"{str(index_file)!r}: shard {shown(shard)} is missing; put it beside the index file"
+        raise CheckpointFormatError(msg)
+    return candidate

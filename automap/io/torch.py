@@ -1,4 +1,4 @@
-"""Read and write PyTorch checkpoints (`.pth`, `.pt`, `.bin`) through `torch.load(weights_only=True)`.
+"""Read PyTorch checkpoints (`.pth`, `.pt`, `.bin`) through `torch.load(weights_only=True)`; move tensors to numpy.
 
 Code from a checkpoint never runs: torch's restricted unpickler allows tensors and plain containers only, and
 the full unpickler is reachable only through the loudly named `unsafe_pickle` opt-in. Checkpoints in torch's
@@ -17,26 +17,23 @@ import pickle
 import re
 import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from automap._atomic import atomic_output
 from automap._errors import CheckpointFormatError, UnsafeCheckpointError
 from automap._text import first_line, shown
 from automap._types import Array, StrPath
 from automap.dtypes import get_dtype
-from automap.records import ParamRecord, ParamTable
+from automap.records import ParamTable
 
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table
-from ._torch_zip import write_zip
 from .torch_zip_reader import torchscript_error, zip_entries
 
-__all__ = ["read", "write"]
+__all__ = ["read", "to_numpy", "to_torch"]
 
 _TORCH_DTYPES: dict[torch.dtype, str] = {
     torch.float64: "float64",
@@ -79,16 +76,6 @@ def read(path: StrPath, *, key: str | None = None, unsafe_pickle: bool = False) 
         obj = obj.state_dict()
     notes = [f"tensor data was read into memory at load: {in_memory}"] if in_memory else []
     return state_dict_table(file, size, obj, key, is_tensor=_is_tensor, describe=_describe, notes=notes)
-
-
-def write(records: Sequence[ParamRecord], path: StrPath, *, overwrite: bool = False) -> None:
-    """Write records as a plain state dict in torch.save's zip format, streaming one tensor at a time.
-
-    The file is laid out as `torch.save` lays it out (see `automap.io._torch_zip`), so `torch.load` reads it
-    with or without `mmap=True`; unlike `torch.save`, memory never holds more than one tensor.
-    """
-    with atomic_output(path, overwrite=overwrite) as handle:
-        write_zip(records, handle)
 
 
 def to_torch(array: Array, dtype: str) -> torch.Tensor:

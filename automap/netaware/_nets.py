@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from automap._errors import AutomapError, ConversionError
+from automap._text import first_line
 from automap._types import Array, Framework
 
 Outputs = list[Array]
@@ -166,7 +167,8 @@ class Net:
         try:
             return [_flatten(self._call(module, args, kwargs)) for args, kwargs in arguments]
         except Exception as error:
-            msg = f"running {path or 'the model'} again on its own failed: {type(error).__name__}: {_first_line(error)}"
+            detail = first_line(str(error), 300)
+            msg = f"running {path or 'the model'} again on its own failed: {type(error).__name__}: {detail}"
             raise AutomapError(msg) from error
 
     def _completed(self, path: str) -> Callable[..., Any]:
@@ -332,7 +334,7 @@ class NetworkRunError(AutomapError):
     """A network failed on the probe inputs (usually: inputs of the wrong shape or dtype)."""
 
     def __init__(self, framework: Framework, inputs: Sequence[Array], error: Exception) -> None:
-        text = _first_line(error)
+        text = first_line(str(error), 300)
         described = ", ".join("x".join(str(d) for d in np.shape(x)) + f":{np.asarray(x).dtype}" for x in inputs)
         name = "PyTorch" if framework == "pytorch" else "MindSpore"
         super().__init__(
@@ -542,11 +544,6 @@ def _ancestors(name: str) -> Iterator[str]:
     for i in range(len(parts), 0, -1):
         yield ".".join(parts[:i])
     yield ""
-
-
-def _first_line(error: Exception) -> str:
-    """The first line of an error's message, at most 300 characters ("no detail" when it has none)."""
-    return str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
 
 
 def _is_tensor(value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automap._errors import AutomapError
+from automap._text import first_line
 from automap._types import Array, StrPath
 from automap.io import load_checkpoint
 from automap.records import ParamTable
@@ -190,6 +191,6 @@ def _run(runner: Any, network: object, inputs: list[Array], framework: str, desc
     try:
         return runner(network, inputs)
     except Exception as error:  # the network's own code rejected the input: a usage problem, not a bug here
-        text = str(error).strip().splitlines()[0][:300] if str(error).strip() else "no detail"
+        text = first_line(str(error), 300)
         msg = f"the {framework} model failed on input {', '.join(described)}: {type(error).__name__}: {text}{hint}"
         raise AutomapError(msg) from error

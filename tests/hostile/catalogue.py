@@ -966,7 +966,7 @@ CASES: list[Case] = [
         r"is not a regular file",
         culprit="pipe.safetensors",
     ),
-    Case("shard-is-the-index", _index({"conv.weight": "model.safetensors.index.json"}), r"header"),
+    Case("shard-is-the-index", _index({"conv.weight": "model.safetensors.index.json"}), r"is JSON, not a checkpoint"),
     Case("shard-missing", _index({"conv.weight": "model-9.safetensors"}), r"is missing"),
     Case("index-weight-map-list", _index(["conv.weight"]), r"'weight_map' must map"),
     Case(
