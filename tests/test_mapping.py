@@ -320,3 +320,144 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_mapping_from_json_checks_the_same_way() -> None:
     with pytest.raises(MappingFileError, match=r"^'hand-made': mapping version 9"):
         mapping_from_json({"format": "automap.mapping", "version": 9, "pairs": []}, where="hand-made")
+
+
+# --- every kind of step, byte for byte -----------------------------------------------------------------------
+
+# One pair per kind of layout step (and a chain of them), with the evidence layouts the engine, the block
+# decomposition and the network-aware mode write; the golden file was written before steps became typed, so
+# the bytes prove the typed steps and the split evidence serialise exactly as the dict steps did.
+STEP_KINDS = NameMapping(
+    source=Endpoint("src.pth", "pytorch", 10, "00112233445566ff"),
+    target=Endpoint("dst.ckpt", "mindspore", 9, "ff66554433221100"),
+    pairs=(
+        Match(
+            "t.transpose",
+            "s.linear",
+            0.97,
+            ({"op": "transpose"},),
+            (6, 4),
+            (4, 6),
+            {"shape": 1.0, "leaf": 0.75, "decided_by": "names and structure"},
+            (Alternative("s.other", 0.0213, ({"op": "transpose", "axes": [1, 0]},)),),
+        ),
+        Match(
+            "t.permute",
+            "s.permute",
+            0.44,
+            ({"op": "transpose", "axes": [2, 0, 1]},),
+            (4, 2, 3),
+            (2, 3, 4),
+            {"shape": 1.0, "order": 0.5, "decided_by": "names and order disagree"},
+        ),
+        Match(
+            "t.reshape",
+            "s.flat",
+            0.45,
+            ({"op": "reshape", "shape": [3, 8]},),
+            (3, 8),
+            (6, 4),
+            {"shape": 0.5, "decided_by": "shapes agree only after a reshape"},
+        ),
+        Match(
+            "t.squeeze",
+            "s.conv2d",
+            0.3,
+            ({"op": "squeeze", "axis": 2},),
+            (6, 4, 3),
+            (6, 4, 1, 3),
+            {"shape": 1.0, "decided_by": "a tie: nothing tells the candidates apart"},
+        ),
+        Match(
+            "t.unsqueeze",
+            "s.conv1d",
+            1.0,
+            ({"op": "unsqueeze", "axis": -2},),
+            (6, 4, 1, 3),
+            (6, 4, 3),
+            {"pinned": "fixed by a person"},
+            pinned=True,
+        ),
+        Match(
+            "t.k",
+            "s.qkv",
+            0.45,
+            ({"op": "split", "axis": 0, "parts": 3, "index": 1},),
+            (8, 8),
+            (24, 8),
+            {
+                "order": 0.25,
+                "decided_by": "order only (interchangeable candidates)",
+                "block": "same as block 0 (repeated structure)",
+            },
+            (
+                Alternative("s.qkv", 0.3, ({"op": "split", "axis": 0, "parts": 3, "index": 2},)),
+                Alternative(("s.a", "s.b"), 0.01, ({"op": "concat", "axis": 1}, {"op": "transpose"})),
+            ),
+        ),
+        Match(
+            "t.experts",
+            ("s.e0", "s.e1"),
+            0.41,
+            ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 6, 4]}),
+            (2, 6, 4),
+            ((6, 4), (6, 4)),
+            {
+                "shape": 1.0,
+                "decided_by": "names and order disagree; followed the order within the block",
+                "note": "built by concatenating 2 source tensors",
+            },
+        ),
+        Match(
+            "t.gates",
+            "s.gates",
+            0.995,
+            ({"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 3, 2]},),
+            (8, 3),
+            (8, 3),
+            {
+                "leaf": 1.0,
+                "decided_by": "confirmed numerically",
+                "numeric": "confirmed numerically: rnn vs rnn agree (max rel diff 0); 2 trials",
+                "proof": "proven: the converted model reproduces the source model (max rel diff 1e-07)",
+            },
+        ),
+        Match(
+            "t.chain",
+            "s.fused",
+            0.6,
+            (
+                {"op": "split", "axis": 1, "parts": 2, "index": 0},
+                {"op": "transpose"},
+                {"op": "unsqueeze", "axis": 0},
+                {"op": "squeeze", "axis": 0},
+                {"op": "reshape", "shape": [16]},
+            ),
+            (16,),
+            (4, 8),
+            {"note": "inference chose s.other; the probe chose this", "numeric": "unresolved: no candidate agreed"},
+        ),
+        Match(
+            "t.hand",
+            "s.hand",
+            1.0,
+            target_shape=(2,),
+            source_shape=(2,),
+            evidence={"shape": 1.0, "decided_by": "hand-written for the tests"},
+        ),
+    ),
+    threshold=0.5,
+)
+
+
+def test_every_kind_of_step_is_written_byte_for_byte_and_read_back(tmp_path: Path) -> None:
+    out = tmp_path / "steps.json"
+    save_mapping(STEP_KINDS, out)
+    assert out.read_bytes() == (DATA / "mapping_steps_golden.json").read_bytes()
+    loaded = load_mapping(out)
+    assert [p.transform for p in loaded.pairs] == [p.transform for p in STEP_KINDS.pairs]
+    assert [[a.transform for a in p.alternatives] for p in loaded.pairs] == [
+        [a.transform for a in p.alternatives] for p in STEP_KINDS.pairs
+    ]
+    save_mapping(loaded, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == out.read_bytes()
