@@ -64,13 +64,13 @@ def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
             "target": match.target,
             "source": source(match.source),
             "confidence": round(float(match.confidence), 4),
-            "transform": [dict(s) for s in match.transform] or None,
+            "transform": [s.to_json() for s in match.transform] or None,
             "target_shape": list(match.target_shape),
             "source_shape": shape(match.source_shape),
             "evidence": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in match.evidence.items()},
             "alternatives": [
                 {"source": source(a.source), "confidence": round(float(a.confidence), 4)}
-                | ({"transform": [dict(s) for s in a.transform]} if a.transform else {})
+                | ({"transform": [s.to_json() for s in a.transform]} if a.transform else {})
                 for a in match.alternatives
             ],
             "pinned": match.pinned,

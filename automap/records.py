@@ -17,6 +17,7 @@ import numpy as np
 from ._errors import CheckpointFormatError
 from ._types import Array, Framework
 from .dtypes import get_dtype
+from .transforms import Step
 
 __all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable"]
 
@@ -164,7 +165,7 @@ class Alternative:
 
     source: Source
     confidence: float
-    transform: tuple[Mapping[str, object], ...] = ()
+    transform: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,7 @@ class Match:
     target: str
     source: Source
     confidence: float
-    transform: tuple[Mapping[str, object], ...] = ()
+    transform: tuple[Step, ...] = ()
     target_shape: tuple[int, ...] = ()
     source_shape: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
     evidence: Mapping[str, float | str] = field(default_factory=dict)

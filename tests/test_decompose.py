@@ -11,6 +11,7 @@ from automap._types import Framework
 from automap.engine.decompose import solve_in_blocks
 from automap.engine.inference import infer_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Concat, Reshape
 from benchmarks.scale import CONFIGS, listings
 
 
@@ -103,7 +104,7 @@ def test_concatenated_sources_are_renamed_into_every_block() -> None:
         index = record.name.split(".")[1]
         names = tuple(f"blocks.{index}.experts.{e}.w" for e in range(2))
         assert all(n in sub_source for n in names)
-        steps = ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 3, 4]})
+        steps = (Concat(0), Reshape((2, 3, 4)))
         return {record.name: Match(record.name, names, 0.9, steps, (2, 3, 4), ((3, 4), (3, 4)))}, []
 
     matches, _ = solve_in_blocks(source, target, stacked, limit=2)

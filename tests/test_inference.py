@@ -19,7 +19,7 @@ from automap._errors import MappingFileError
 from automap._types import Framework
 from automap.engine.inference import infer_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
-from automap.transforms import apply_steps
+from automap.transforms import Concat, Reshape, Split, Squeeze, Transpose, Unsqueeze, apply_steps
 
 Spec = tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]
 Truth = Mapping[str, str | tuple[str, ...] | None]
@@ -149,10 +149,10 @@ CONV1D_MINDSPORE = _mindspore(
 def test_conv1d_weights_get_an_unsqueeze_one_way_and_a_squeeze_the_other() -> None:
     forward = infer_mapping(CONV1D_TORCH, CONV1D_MINDSPORE)
     assert _pair(forward, "mixer.weight").source == "mixer.weight"
-    assert _pair(forward, "mixer.weight").transform == ({"op": "unsqueeze", "axis": 2},)
+    assert _pair(forward, "mixer.weight").transform == (Unsqueeze(2),)
     assert _pair(forward, "mixer.bias").transform == ()
     backward = infer_mapping(CONV1D_MINDSPORE, CONV1D_TORCH)
-    assert _pair(backward, "mixer.weight").transform == ({"op": "squeeze", "axis": 2},)
+    assert _pair(backward, "mixer.weight").transform == (Squeeze(2),)
     assert forward.doubtful == () and backward.doubtful == ()
 
 
@@ -170,10 +170,10 @@ def test_in_out_storage_gets_a_transpose_and_the_square_member_follows_with_a_no
     # names beat shapes: the port's up.weight [8, 16] has the shape of torch's down.weight, yet pairs with up
     assert _wrong(mapping, {n: n for n in _mlp("mindspore", True).names}) == []
     for i in range(2):
-        assert _pair(mapping, f"layers.{i}.up.weight").transform == ({"op": "transpose"},)
-        assert _pair(mapping, f"layers.{i}.down.weight").transform == ({"op": "transpose"},)
+        assert _pair(mapping, f"layers.{i}.up.weight").transform == (Transpose(),)
+        assert _pair(mapping, f"layers.{i}.down.weight").transform == (Transpose(),)
         mix = _pair(mapping, f"layers.{i}.mix.weight")
-        assert mix.transform == ({"op": "transpose"},)  # a square shape cannot tell; the model's convention does
+        assert mix.transform == (Transpose(),)  # a square shape cannot tell; the model's convention does
         assert "transposed like the non-square 2-D weights" in str(mix.evidence["note"])
     assert any("square 2-D weights transposed" in n for n in mapping.notes)
 
@@ -209,7 +209,7 @@ def test_fused_qkv_is_split_in_the_order_its_name_spells(order: str) -> None:
         for leaf in ("weight", "bias"):
             pair = _pair(mapping, f"attn.{piece}.{leaf}")
             assert pair.source == f"attn.qkv.{leaf}"
-            assert pair.transform == ({"op": "split", "axis": 0, "parts": 3, "index": index},)
+            assert pair.transform == (Split(0, 3, index),)
     assert _pair(mapping, "attn.proj.weight").source == "attn.proj.weight"
     assert mapping.unmatched_source == ()
 
@@ -220,7 +220,7 @@ def test_separate_projections_are_concatenated_in_the_order_the_fused_name_spell
     for leaf in ("weight", "bias"):
         pair = _pair(mapping, f"attn.qkv.{leaf}")
         assert pair.source == tuple(f"attn.{p}.{leaf}" for p in "qkv")
-        assert pair.transform == ({"op": "concat", "axis": 0},)
+        assert pair.transform == (Concat(0),)
     assert _pair(mapping, "attn.proj.bias").source == "attn.proj.bias"
 
 
@@ -246,7 +246,7 @@ def test_separate_experts_are_stacked_in_container_index_order_whatever_the_file
     for kind, shape in (("w1", (F, D)), ("w2", (D, F))):
         pair = _pair(mapping, f"moe.experts.{kind}")
         assert pair.source == tuple(f"moe.experts.{e}.{kind}.weight" for e in range(E))
-        assert pair.transform == ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [E, *shape]})
+        assert pair.transform == (Concat(0), Reshape((E, *shape)))
         slices = [rng.standard_normal(shape).astype(np.float32) for _ in range(E)]
         np.testing.assert_array_equal(apply_steps(slices, pair.transform), np.stack(slices))
     assert _pair(mapping, "moe.router.weight").source == "moe.router.weight"

@@ -11,6 +11,7 @@ import pytest
 from automap._errors import ConversionError, MappingFileError
 from automap.mapping import fingerprint, load_mapping, mapping_from_json, mapping_to_json, save_mapping
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Concat, Reorder, Reshape, Split, Squeeze, Transpose, Unsqueeze
 
 DATA = Path(__file__).parent / "data"
 
@@ -41,17 +42,17 @@ MAPPING = NameMapping(
             "attn.k.weight",
             "attn.qkv.weight",
             0.45,
-            ({"op": "split", "axis": 0, "parts": 3, "index": 1},),
+            (Split(0, 3, 1),),
             (8, 8),
             (24, 8),
             {"decided_by": "order only (interchangeable candidates)"},
-            (Alternative("attn.qkv.weight", 0.3, ({"op": "split", "axis": 0, "parts": 3, "index": 2},)),),
+            (Alternative("attn.qkv.weight", 0.3, (Split(0, 3, 2),)),),
         ),
         Match(
             "experts.w1",
             ("experts.0.w1", "experts.1.w1"),
             0.9,
-            ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 6, 4]}),
+            (Concat(0), Reshape((2, 6, 4))),
             (2, 6, 4),
             ((6, 4), (6, 4)),
             {"note": "built by concatenating 2 source tensors"},
@@ -60,7 +61,7 @@ MAPPING = NameMapping(
             "mixer.weight",
             "conv1d.weight",
             1.0,
-            ({"op": "unsqueeze", "axis": 2},),
+            (Unsqueeze(2),),
             (6, 4, 1, 3),
             (6, 4, 3),
             pinned=True,
@@ -150,13 +151,13 @@ def test_versioned_round_trip_keeps_everything(tmp_path: Path) -> None:
         assert got.target == want.target
         assert got.source == want.source  # a tuple of names stays a tuple
         assert got.confidence == _rounded(want.confidence)
-        assert [dict(s) for s in got.transform] == [dict(s) for s in want.transform]
+        assert got.transform == want.transform
         assert got.target_shape == want.target_shape
         assert got.source_shape == want.source_shape
         assert got.pinned == want.pinned
         assert dict(got.evidence) == {k: (_rounded(v) if isinstance(v, float) else v) for k, v in want.evidence.items()}
-        assert [(a.source, a.confidence, [dict(s) for s in a.transform]) for a in got.alternatives] == [
-            (a.source, _rounded(a.confidence), [dict(s) for s in a.transform]) for a in want.alternatives
+        assert [(a.source, a.confidence, a.transform) for a in got.alternatives] == [
+            (a.source, _rounded(a.confidence), a.transform) for a in want.alternatives
         ]
     assert [p.target for p in loaded.doubtful] == ["attn.k.weight", "head.extra"]
 
@@ -335,17 +336,17 @@ STEP_KINDS = NameMapping(
             "t.transpose",
             "s.linear",
             0.97,
-            ({"op": "transpose"},),
+            (Transpose(),),
             (6, 4),
             (4, 6),
             {"shape": 1.0, "leaf": 0.75, "decided_by": "names and structure"},
-            (Alternative("s.other", 0.0213, ({"op": "transpose", "axes": [1, 0]},)),),
+            (Alternative("s.other", 0.0213, (Transpose((1, 0)),)),),
         ),
         Match(
             "t.permute",
             "s.permute",
             0.44,
-            ({"op": "transpose", "axes": [2, 0, 1]},),
+            (Transpose((2, 0, 1)),),
             (4, 2, 3),
             (2, 3, 4),
             {"shape": 1.0, "order": 0.5, "decided_by": "names and order disagree"},
@@ -354,7 +355,7 @@ STEP_KINDS = NameMapping(
             "t.reshape",
             "s.flat",
             0.45,
-            ({"op": "reshape", "shape": [3, 8]},),
+            (Reshape((3, 8)),),
             (3, 8),
             (6, 4),
             {"shape": 0.5, "decided_by": "shapes agree only after a reshape"},
@@ -363,7 +364,7 @@ STEP_KINDS = NameMapping(
             "t.squeeze",
             "s.conv2d",
             0.3,
-            ({"op": "squeeze", "axis": 2},),
+            (Squeeze(2),),
             (6, 4, 3),
             (6, 4, 1, 3),
             {"shape": 1.0, "decided_by": "a tie: nothing tells the candidates apart"},
@@ -372,7 +373,7 @@ STEP_KINDS = NameMapping(
             "t.unsqueeze",
             "s.conv1d",
             1.0,
-            ({"op": "unsqueeze", "axis": -2},),
+            (Unsqueeze(-2),),
             (6, 4, 1, 3),
             (6, 4, 3),
             {"pinned": "fixed by a person"},
@@ -382,7 +383,7 @@ STEP_KINDS = NameMapping(
             "t.k",
             "s.qkv",
             0.45,
-            ({"op": "split", "axis": 0, "parts": 3, "index": 1},),
+            (Split(0, 3, 1),),
             (8, 8),
             (24, 8),
             {
@@ -391,15 +392,15 @@ STEP_KINDS = NameMapping(
                 "block": "same as block 0 (repeated structure)",
             },
             (
-                Alternative("s.qkv", 0.3, ({"op": "split", "axis": 0, "parts": 3, "index": 2},)),
-                Alternative(("s.a", "s.b"), 0.01, ({"op": "concat", "axis": 1}, {"op": "transpose"})),
+                Alternative("s.qkv", 0.3, (Split(0, 3, 2),)),
+                Alternative(("s.a", "s.b"), 0.01, (Concat(1), Transpose())),
             ),
         ),
         Match(
             "t.experts",
             ("s.e0", "s.e1"),
             0.41,
-            ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 6, 4]}),
+            (Concat(0), Reshape((2, 6, 4))),
             (2, 6, 4),
             ((6, 4), (6, 4)),
             {
@@ -412,7 +413,7 @@ STEP_KINDS = NameMapping(
             "t.gates",
             "s.gates",
             0.995,
-            ({"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 3, 2]},),
+            (Reorder(0, 4, (0, 1, 3, 2)),),
             (8, 3),
             (8, 3),
             {
@@ -427,11 +428,11 @@ STEP_KINDS = NameMapping(
             "s.fused",
             0.6,
             (
-                {"op": "split", "axis": 1, "parts": 2, "index": 0},
-                {"op": "transpose"},
-                {"op": "unsqueeze", "axis": 0},
-                {"op": "squeeze", "axis": 0},
-                {"op": "reshape", "shape": [16]},
+                Split(1, 2, 0),
+                Transpose(),
+                Unsqueeze(0),
+                Squeeze(0),
+                Reshape((16,)),
             ),
             (16,),
             (4, 8),

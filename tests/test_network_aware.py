@@ -20,6 +20,7 @@ import pytest
 
 from automap import cli
 from automap.records import Alternative, Endpoint, Match, NameMapping
+from automap.transforms import Step, Transpose
 
 pytestmark = [pytest.mark.torch, pytest.mark.mindspore]
 
@@ -137,7 +138,7 @@ def checkpoints(nets: ModuleType, tmp_path: Path, mindspore_cpu) -> tuple[Path, 
 
 def _truth_pairs(mapping: NameMapping) -> dict[str, tuple[str, bool]]:
     return {
-        p.target: (p.source, any(s.get("op") == "transpose" for s in p.transform))  # type: ignore[misc]
+        p.target: (p.source, any(isinstance(s, Transpose) for s in p.transform))  # type: ignore[misc]
         for p in mapping.pairs
     }
 
@@ -265,7 +266,7 @@ def _mapping(torch_path: Path, ms_path: Path, *, swap: float | None) -> NameMapp
     """The true mapping, with the two norms' sources swapped at the given confidence (None: not swapped)."""
     pairs = []
     for target, source in TRUTH.items():
-        steps = ({"op": "transpose"},) if target in TRANSPOSED else ()
+        steps: tuple[Step, ...] = (Transpose(),) if target in TRANSPOSED else ()
         pairs.append(Match(target, source, 1.0, steps, evidence={"decided_by": "names and structure"}))
     if swap is not None:
         by_target = {p.target: p for p in pairs}

@@ -19,13 +19,14 @@ from automap._errors import ConversionError
 from automap.mapping import load_mapping, mapping_from_json
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from automap.report.html import render_html, write_html
+from automap.transforms import Concat, Split, Step, Transpose
 
-_SPLIT = ({"op": "split", "axis": 0, "parts": 3, "index": 0},)
+_SPLIT = (Split(0, 3, 0),)
 _EVIDENCE = {"shape": 1.0, "leaf": 0.25, "path": 0.5, "order": 0.13, "decided_by": "names and structure"}
 
 
-def _split(index: int) -> tuple[dict[str, Any], ...]:
-    return ({"op": "split", "axis": 0, "parts": 3, "index": index},)
+def _split(index: int) -> tuple[Step, ...]:
+    return (Split(0, 3, index),)
 
 
 def sample_mapping(threshold: float = 0.5, **names: str) -> NameMapping:
@@ -42,7 +43,7 @@ def sample_mapping(threshold: float = 0.5, **names: str) -> NameMapping:
             "backbone.blocks.0.proj_w",
             "blocks.0.proj.weight",
             0.45,
-            ({"op": "transpose"},),
+            (Transpose(),),
             (4, 6),
             (6, 4),
             {**_EVIDENCE, "decided_by": "order only (interchangeable candidates)"},
@@ -53,7 +54,7 @@ def sample_mapping(threshold: float = 0.5, **names: str) -> NameMapping:
             "backbone.fused.weight",
             ("a.weight", "b.weight"),
             0.97,
-            ({"op": "concat", "axis": 0},),
+            (Concat(0),),
             (8, 4),
             ((4, 4), (4, 4)),
             {"note": "built by concatenating 2 source tensors"},

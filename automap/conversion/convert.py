@@ -45,7 +45,7 @@ from automap.io._sniff import JSON, MINDSPORE, SAFETENSORS, TORCH, format_for_su
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import fingerprint, load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
-from automap.transforms import Step, apply_steps, describe, output_shape
+from automap.transforms import Concat, Reshape, Split, Step, apply_steps, describe, output_shape
 
 from ._checksums import Checksum, ChecksumPool, piece_crcs
 from ._pages import MappedPages
@@ -558,12 +558,12 @@ def _plan_pair(
     dtypes = {r.dtype for r in found}
     if len(dtypes) > 1:
         return None, f"target {pair.target!r}: its sources have different dtypes {sorted(dtypes)}"
-    steps = tuple(pair.transform)
+    steps: tuple[Step, ...] = pair.transform
     automatic = ""
     shapes = [r.shape for r in found]
     shapes_recorded = pair.source_shape is not None
     if len(found) > 1 and not steps and not shapes_recorded:
-        steps = ({"op": "concat", "axis": 0},)
+        steps = (Concat(0),)
         automatic = f"concatenated {len(found)} sources along axis 0"
     try:
         shape = output_shape(shapes, steps, where=f"target {pair.target!r}")
@@ -571,7 +571,7 @@ def _plan_pair(
         return None, str(error)
     if expected is not None and shape != expected:
         if not pair.transform and not shapes_recorded and _squeezed(shape) == _squeezed(expected):
-            steps = (*steps, {"op": "reshape", "shape": list(expected)})
+            steps = (*steps, Reshape(expected))
             change = f"reshaped {shape_text(shape)} -> {shape_text(expected)} (they differ only in length-1 axes)"
             automatic = f"{automatic}; {change}" if automatic else change
             shape = expected
@@ -594,8 +594,8 @@ def _reuse_problems(uses: dict[str, list[tuple[str, tuple[Step, ...], int]]]) ->
         if len(items) < 2:
             continue
         splits = [_first_split(steps) if count == 1 else None for _, steps, count in items]
-        keys = {(s["axis"], s["parts"]) for s in splits if s is not None}
-        indexes = [s["index"] for s in splits if s is not None]
+        keys = {(s.axis, s.parts) for s in splits if s is not None}
+        indexes = [s.index for s in splits if s is not None]
         if all(s is not None for s in splits) and len(keys) == 1 and len(set(indexes)) == len(indexes):
             continue
         targets = [t for t, _, _ in items]
@@ -606,8 +606,8 @@ def _reuse_problems(uses: dict[str, list[tuple[str, tuple[Step, ...], int]]]) ->
     return problems
 
 
-def _first_split(steps: Sequence[Step]) -> Step | None:
-    return next((s for s in steps if s["op"] == "split"), None)
+def _first_split(steps: Sequence[Step]) -> Split | None:
+    return next((s for s in steps if isinstance(s, Split)), None)
 
 
 def _recorded_target_shape(pair: Match) -> tuple[int, ...] | None:

@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from automap._errors import MappingFileError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
-from automap.transforms import output_shape
+from automap.transforms import Reshape, Split, Step, Transpose, output_shape
 
 from .decompose import solve_in_blocks
 from .features import (
@@ -782,7 +781,7 @@ def _alternatives(a: Assignment, source: Side) -> tuple[Alternative, ...]:
         if name is None:
             continue
         part = source.nodes[node].part if node is not None else None
-        steps = ({"op": "split", "axis": part.axis, "parts": part.parts, "index": part.index},) if part else ()
+        steps = (Split(part.axis, part.parts, part.index),) if part else ()
         out.append(Alternative(name, round(share, 4), steps))
     return tuple(out[:3])
 
@@ -793,9 +792,9 @@ def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx
     node = source.nodes[a.source]
     base = source.table.params[node.base]
     relation = ctx.candidates.relation[a.candidate]
-    steps: list[Mapping[str, Any]] = []
+    steps: list[Step] = []
     if node.part is not None:
-        steps.append({"op": "split", "axis": node.part.axis, "parts": node.part.parts, "index": node.part.index})
+        steps.append(Split(node.part.axis, node.part.parts, node.part.index))
     steps.extend(relation.steps)
     evidence = _evidence(a, scores)
     confidence = float(a.confidence)
@@ -865,7 +864,7 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> 
         if not _is_layer_weight(match):
             continue
         if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
-            transposed = any(s.get("op") == "transpose" for s in match.transform)
+            transposed = any(isinstance(s, Transpose) for s in match.transform)
             for scope in _scopes(match.target):
                 votes[scope][transposed] += 1
     flipped = 0
@@ -873,7 +872,7 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> 
         shape = match.target_shape
         if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str) or not _is_layer_weight(match):
             continue
-        if any(s.get("op") in ("transpose", "reshape") for s in match.transform):
+        if any(isinstance(s, Transpose | Reshape) for s in match.transform):
             continue
         for scope in _scopes(name):
             if votes[scope]:
@@ -883,7 +882,7 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> 
                     evidence["note"] = (
                         f"square weight transposed like the non-square 2-D weights in {scope or 'the model'!r}"
                     )
-                    matches[name] = replace(match, transform=(*match.transform, {"op": "transpose"}), evidence=evidence)
+                    matches[name] = replace(match, transform=(*match.transform, Transpose()), evidence=evidence)
                     flipped += 1
                 break
     if flipped:

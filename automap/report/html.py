@@ -35,7 +35,7 @@ from automap import __version__
 from automap._text import human_bytes
 from automap._types import StrPath
 from automap.records import Endpoint, Match, NameMapping, ParamTable
-from automap.transforms import describe
+from automap.transforms import Concat, Split, Step, Transpose, describe
 
 __all__ = ["render_html", "write_html"]
 
@@ -288,18 +288,17 @@ class _Data:
             return self.source.position[source]
         return [self.source.position[n] for n in source]
 
-    def _transform(self, match_source: Any, steps: Sequence[Mapping[str, object]]) -> int:
+    def _transform(self, match_source: Any, steps: Sequence[Step]) -> int:
         if not steps and not isinstance(match_source, tuple):
             return -1
         bits, part, parts = 0, 0, 0
         for step in steps:
-            op = step.get("op")
-            if op == "split":
+            if isinstance(step, Split):
                 bits |= _SPLIT
-                part, parts = cast("int", step.get("index", 0)), cast("int", step.get("parts", 0))
-            elif op == "concat":
+                part, parts = step.index, step.parts
+            elif isinstance(step, Concat):
                 bits |= _CONCAT
-            elif op == "transpose":
+            elif isinstance(step, Transpose):
                 bits |= _TRANSPOSE
             else:
                 bits |= _LAYOUT
@@ -376,7 +375,7 @@ class _Data:
         """The summary numbers at the report's threshold."""
         pairs = self.mapping.pairs
         matched = [p for p in pairs if p.source is not None]
-        steps = [[s.get("op") for s in p.transform] for p in matched]
+        steps = [[type(s) for s in p.transform] for p in matched]
         return {
             "pairs": len(matched),
             "doubtful": sum(1 for p in matched if not p.pinned and p.confidence < self.threshold),
@@ -385,9 +384,9 @@ class _Data:
             "excluded-source": len(self.mapping.excluded_source),
             "excluded-target": len(self.mapping.excluded_target),
             "pinned": sum(1 for p in matched if p.pinned),
-            "split": sum(1 for ops in steps if "split" in ops),
+            "split": sum(1 for ops in steps if Split in ops),
             "fused": sum(1 for p in matched if isinstance(p.source, tuple)),
-            "transposed": sum(1 for ops in steps if "transpose" in ops),
+            "transposed": sum(1 for ops in steps if Transpose in ops),
         }
 
     def histogram(self) -> list[int]:
