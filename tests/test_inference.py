@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from automap._decisions import DecidedBy
 from automap._errors import MappingFileError
 from automap._types import Framework
 from automap.engine.inference import infer_mapping
@@ -174,7 +175,7 @@ def test_in_out_storage_gets_a_transpose_and_the_square_member_follows_with_a_no
         assert _pair(mapping, f"layers.{i}.down.weight").transform == (Transpose(),)
         mix = _pair(mapping, f"layers.{i}.mix.weight")
         assert mix.transform == (Transpose(),)  # a square shape cannot tell; the model's convention does
-        assert "transposed like the non-square 2-D weights" in str(mix.evidence["note"])
+        assert "transposed like the non-square 2-D weights" in mix.labels["note"]
     assert any("square 2-D weights transposed" in n for n in mapping.notes)
 
 
@@ -458,7 +459,7 @@ def test_siblings_told_apart_only_by_declaration_order_are_flagged() -> None:
     for name in ("attn.left.weight", "attn.right.weight"):
         pair = _pair(mapping, name)
         assert pair.confidence < mapping.threshold
-        assert "order" in str(pair.evidence["decided_by"])
+        assert pair.decided_by is DecidedBy.ORDER_ONLY
         assert pair in mapping.doubtful
         assert pair.alternatives and pair.alternatives[0].source in ("attn.alpha.weight", "attn.beta_.weight")
     assert _pair(mapping, "stem.weight").confidence >= 0.9
@@ -471,7 +472,7 @@ def test_a_tie_is_flagged() -> None:
     pair = _pair(infer_mapping(source, target), "baz")
     assert pair.source in ("foo", "bar")
     assert pair.confidence < 0.5
-    assert "tie" in str(pair.evidence["decided_by"])
+    assert pair.decided_by is DecidedBy.TIE
 
 
 def test_block_order_is_trusted() -> None:
@@ -544,4 +545,4 @@ def test_a_reviewed_pair_of_a_repeated_block_settles_every_block() -> None:
     assert again.doubtful == ()
     assert all(p.source == truth[p.target] for p in again.pairs)
     carried = [p for p in again.pairs if p.pinned and ".layers.0." not in p.target]
-    assert carried and all("same pattern" in str(p.evidence["pinned"]) for p in carried)
+    assert carried and all("same pattern" in p.labels["pinned"] for p in carried)

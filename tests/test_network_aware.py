@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from automap import cli
+from automap._decisions import DecidedBy
 from automap.records import Alternative, Endpoint, Match, NameMapping
 from automap.transforms import Step, Transpose
 
@@ -219,9 +220,10 @@ def test_network_aware_inference_proves_what_checkpoints_alone_cannot_settle(
     assert result.proven, result.lines()
     assert result.proof is not None and result.proof.passed
     assert all(p.confidence >= 0.99 for p in result.mapping.pairs)
-    assert all(str(p.evidence["proof"]).startswith("proven") for p in result.mapping.pairs)
+    assert all(p.labels["proof"].startswith("proven") for p in result.mapping.pairs)
     square = next(p for p in result.mapping.pairs if p.target.startswith("mix.weight"))
-    assert str(square.evidence["numeric"]).startswith("confirmed numerically")
+    assert square.labels["numeric"].startswith("confirmed numerically")
+    assert square.decided_by is DecidedBy.CONFIRMED_NUMERICALLY
     assert result.trials >= 2 and result.runs >= 4
     assert any(note.startswith("proven") for note in result.mapping.notes)
 
@@ -267,7 +269,7 @@ def _mapping(torch_path: Path, ms_path: Path, *, swap: float | None) -> NameMapp
     pairs = []
     for target, source in TRUTH.items():
         steps: tuple[Step, ...] = (Transpose(),) if target in TRANSPOSED else ()
-        pairs.append(Match(target, source, 1.0, steps, evidence={"decided_by": "names and structure"}))
+        pairs.append(Match(target, source, 1.0, steps, labels={"decided_by": "names and structure"}))
     if swap is not None:
         by_target = {p.target: p for p in pairs}
         for a, b in (("norm1.gamma", "norm2.gamma"), ("norm1.beta", "norm2.beta")):
@@ -310,7 +312,8 @@ def test_numeric_resolution_settles_a_deliberately_swapped_doubtful_pair(
     assert result.proven
     norm = result.mapping.pair_for("norm1.gamma")
     assert norm is not None and norm.confidence >= 0.995
-    assert str(norm.evidence["numeric"]).startswith("confirmed numerically")
+    assert norm.labels["numeric"].startswith("confirmed numerically")
+    assert norm.decided_by is DecidedBy.CONFIRMED_NUMERICALLY
     assert norm.alternatives[0].source == "second_norm.weight"  # the inferred choice, now the runner-up
     settled = [o for o in result.outcomes if "norm1.gamma" in o.group.members]
     assert settled and settled[0].status == "confirmed" and settled[0].rejected >= 1
@@ -346,7 +349,7 @@ def test_models_that_compute_different_things_are_not_proven_and_the_report_says
     assert result.divergence.module == "norm2"  # the first paired module after the activation
     assert "gate" in result.divergence.parameters  # used between the last agreement (mix) and norm2
     assert "first diverging module" in "\n".join(result.lines())
-    assert not any(str(p.evidence.get("proof", "")).startswith("proven") for p in result.mapping.pairs)
+    assert not any(p.labels.get("proof", "").startswith("proven") for p in result.mapping.pairs)
 
 
 # ------------------------------------------------------------------------------------------------ localisation

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import AutomapError, MappingFileError
 from automap._types import Array, StrPath
 from automap.records import Alternative, Match, NameMapping, ParamTable
@@ -79,7 +80,7 @@ class NetworkInference:
         for outcome in self.outcomes:
             if outcome.status != "confirmed":
                 out.append(f"  {outcome.status}: {', '.join(outcome.group.members[:4])}")
-        moved = [p.target for p in self.mapping.pairs if str(p.evidence.get("note", "")).startswith("inference chose")]
+        moved = [p.target for p in self.mapping.pairs if p.labels.get("note", "").startswith("inference chose")]
         if moved:
             shown = ", ".join(moved[:6]) + (f", ... ({len(moved)} in all)" if len(moved) > 6 else "")
             out.append(f"  the probes changed {len(moved)} pair{'s' if len(moved) != 1 else ''}: {shown}")
@@ -609,28 +610,29 @@ def _final_mapping(
     pairs = []
     for pair in _with_assignment(mapping, assignment, source).pairs:
         before = inferred[pair.target]
-        evidence = dict(pair.evidence)
+        evidence, labels = dict(pair.evidence), dict(pair.labels)
         confidence = pair.confidence
         if option_of(before) != option_of(pair):  # the engine's scores speak of the source it chose
             first = option_of(before)
-            evidence = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
+            evidence = {}
+            labels = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
         found = settled.get(pair.target)
         if found is not None:
             outcome, group = found
-            evidence["numeric"] = _numeric_text(outcome, group)
+            labels["numeric"] = _numeric_text(outcome, group)
             if outcome.status == "confirmed":
                 confidence = max(confidence, _CONFIRMED)
-                evidence["decided_by"] = "confirmed numerically"
+                labels[DECIDED_BY] = DecidedBy.CONFIRMED_NUMERICALLY.value
         if proven and pair.source is not None:
             if pair.target in used:
                 assert proof is not None
-                evidence["proof"] = (
+                labels["proof"] = (
                     f"proven: the converted model reproduces the source model (max rel diff {proof.max_rel:.2g})"
                 )
                 confidence = max(confidence, _PROVEN)
             else:
-                evidence["proof"] = "not covered: the forward pass on the probe inputs does not use this parameter"
-        pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence))
+                labels["proof"] = "not covered: the forward pass on the probe inputs does not use this parameter"
+        pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence, labels=labels))
     notes = list(mapping.notes)
     notes.append("network-aware: parameters ordered by first use in one forward pass per model on " + ", ".join(inputs))
     confirmed = sum(1 for o in outcomes if o.status == "confirmed")

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from automap._decisions import DecidedBy
 from automap._errors import AutomapError
 from automap.records import Match, NameMapping, ParamTable
 from automap.transforms import Split, Step, Transpose, output_shape
@@ -187,15 +188,13 @@ def doubtful_targets(mapping: NameMapping) -> list[str]:
 
 
 def _is_doubtful(pair: Match, threshold: float) -> bool:
-    decided = str(pair.evidence.get("decided_by", ""))
-    return pair.confidence < threshold or decided.startswith("order only")
+    return pair.confidence < threshold or pair.decided_by is DecidedBy.ORDER_ONLY
 
 
 def _reason(pair: Match, doubtful: bool, threshold: float) -> str:
     if not doubtful:
         return "square matrix: its stored orientation cannot be read from shapes"
-    decided = str(pair.evidence.get("decided_by", ""))
-    if decided.startswith("order only"):
+    if pair.decided_by is DecidedBy.ORDER_ONLY:
         return "decided by order only among interchangeable candidates"
     return f"confidence {pair.confidence:.2f} below {threshold:g}"
 

@@ -308,19 +308,21 @@ class _Data:
         text = describe(steps) if steps else "concat(axis 0)"
         return self.transforms.index([text, bits, part, parts])
 
-    def _evidence(self, evidence: Mapping[str, float | str]) -> tuple[list[Any], list[Any]]:
+    def _evidence(self, evidence: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
         numbers: list[Any] = [None] * len(self.numeric_keys)
         texts: list[Any] = [None] * len(self.text_keys)
         for key, value in evidence.items():
-            keys, out = (self.text_keys, texts) if isinstance(value, str) else (self.numeric_keys, numbers)
-            if key not in keys:
-                keys.append(key)
-                out.append(None)
-            if isinstance(value, str):
-                out[keys.index(key)] = self.strings.index(value)
-            elif math.isfinite(value):
+            if key not in self.numeric_keys:
+                self.numeric_keys.append(key)
+                numbers.append(None)
+            if math.isfinite(value):
                 # scores as whole percentages: the page shows two decimals, and "87" is shorter than "0.87"
-                out[keys.index(key)] = round(float(value) * 100)
+                numbers[self.numeric_keys.index(key)] = round(float(value) * 100)
+        for key, text in labels.items():
+            if key not in self.text_keys:
+                self.text_keys.append(key)
+                texts.append(None)
+            texts[self.text_keys.index(key)] = self.strings.index(text)
         while numbers and numbers[-1] is None:
             numbers.pop()
         while texts and texts[-1] is None:
@@ -328,7 +330,7 @@ class _Data:
         return numbers, texts
 
     def _pair(self, match: Match) -> list[Any]:
-        numbers, texts = self._evidence(match.evidence)
+        numbers, texts = self._evidence(match.evidence, match.labels)
         alternatives = []
         for alternative in match.alternatives[:_MAX_ALTERNATIVES]:
             entry = [self._source_ref(alternative.source), _number(alternative.confidence, 3)]
