@@ -315,6 +315,10 @@ def test_numeric_resolution_settles_a_deliberately_swapped_doubtful_pair(
     assert norm.labels["numeric"].startswith("confirmed numerically")
     assert norm.decided_by is DecidedBy.CONFIRMED_NUMERICALLY
     assert norm.alternatives[0].source == "second_norm.weight"  # the inferred choice, now the runner-up
+    # the probes changed the swapped pairs, and say so in the pairs and in the summary
+    assert {"norm1.gamma", "norm2.gamma", "norm1.beta", "norm2.beta"} <= set(result.changed)
+    assert norm.labels["note"].startswith("inference chose second_norm.weight")
+    assert f"the probes changed {len(result.changed)} pairs" in "\n".join(result.lines())
     settled = [o for o in result.outcomes if "norm1.gamma" in o.group.members]
     assert settled and settled[0].status == "confirmed" and settled[0].rejected >= 1
 
