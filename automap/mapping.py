@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +63,13 @@ def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
             "target": match.target,
             "source": source(match.source),
             "confidence": round(float(match.confidence), 4),
-            "transform": [dict(s) for s in match.transform] or None,
+            "transform": [s.to_json() for s in match.transform] or None,
             "target_shape": list(match.target_shape),
             "source_shape": shape(match.source_shape),
-            "evidence": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in match.evidence.items()},
+            "evidence": {k: round(v, 4) for k, v in match.evidence.items()} | dict(match.labels),
             "alternatives": [
                 {"source": source(a.source), "confidence": round(float(a.confidence), 4)}
-                | ({"transform": [dict(s) for s in a.transform]} if a.transform else {})
+                | ({"transform": [s.to_json() for s in a.transform]} if a.transform else {})
                 for a in match.alternatives
             ],
             "pinned": match.pinned,
@@ -346,14 +345,11 @@ def _pair(raw: Any, where: str) -> Match:
         transform=parse_steps(raw.get("transform"), where=where),
         target_shape=_shape(raw.get("target_shape", []), f"{where}: 'target_shape'"),
         source_shape=source_shape,
-        evidence=_evidence(evidence),
+        evidence={str(k): float(v) for k, v in evidence.items() if not isinstance(v, str)},
         alternatives=tuple(alternatives),
         pinned=pinned,
+        labels={str(k): v for k, v in evidence.items() if isinstance(v, str)},
     )
-
-
-def _evidence(raw: Mapping[str, Any]) -> dict[str, float | str]:
-    return {str(k): (v if isinstance(v, str) else float(v)) for k, v in raw.items()}
 
 
 def _dump(value: Any, level: int) -> str:

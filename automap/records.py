@@ -14,9 +14,11 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ._decisions import DECIDED_BY, DecidedBy
 from ._errors import CheckpointFormatError
 from ._types import Array, Framework
 from .dtypes import get_dtype
+from .transforms import Step
 
 __all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable"]
 
@@ -164,7 +166,7 @@ class Alternative:
 
     source: Source
     confidence: float
-    transform: tuple[Mapping[str, object], ...] = ()
+    transform: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,20 +180,36 @@ class Match:
         transform: layout steps turning the source tensor(s) into the target's (see `automap.transforms`).
         target_shape: the target's shape.
         source_shape: the source's shape (a tuple of shapes for several sources), None when unmatched.
-        evidence: per-signal scores and short notes explaining the choice.
+        evidence: per-signal scores in [0, 1] behind the choice.
         alternatives: the best other sources, most likely first.
         pinned: fixed by a person (a `--pin` file or `automap audit --accept`), not inferred.
+        labels: short notes explaining the choice, in the order they were added; `"decided_by"` holds a
+            `DecidedBy` value (read it as `decided_by`). A mapping file writes the scores, then the labels, in
+            one `"evidence"` object.
     """
 
     target: str
     source: Source
     confidence: float
-    transform: tuple[Mapping[str, object], ...] = ()
+    transform: tuple[Step, ...] = ()
     target_shape: tuple[int, ...] = ()
     source_shape: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
-    evidence: Mapping[str, float | str] = field(default_factory=dict)
+    evidence: Mapping[str, float] = field(default_factory=dict)
     alternatives: tuple[Alternative, ...] = ()
     pinned: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        both = set(self.evidence) & set(self.labels)
+        if both:
+            msg = f"target {self.target!r}: {sorted(both)} are both scores and labels; a mapping file keeps one"
+            raise ValueError(msg)
+
+    @property
+    def decided_by(self) -> DecidedBy | None:
+        """What settled this pair, or None (a pin, a flat file, a label that names no decision)."""
+        text = self.labels.get(DECIDED_BY)
+        return None if text is None else DecidedBy.of(text)
 
     @property
     def source_names(self) -> tuple[str, ...]:

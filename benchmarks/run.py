@@ -16,6 +16,7 @@ from automap import load_checkpoint
 from automap.cli.bench import add_bench_options
 from automap.engine.inference import infer_mapping
 from automap.records import NameMapping
+from automap.transforms import Concat, Split, inverse_steps
 from benchmarks.scoring import (
     PairResult,
     baseline_exact_name,
@@ -151,7 +152,8 @@ def _numeric(pair: Any, size: str, mapping: NameMapping) -> str:
     if missing:
         return f"no ({len(missing)} unmatched)"
     inferred = {
-        p.target: {"source": list(p.source_names), "transform": [dict(s) for s in p.transform]} for p in mapping.pairs
+        p.target: {"source": list(p.source_names), "transform": [s.to_json() for s in p.transform]}
+        for p in mapping.pairs
     }
     try:
         proof = prove(pair, size, inferred)
@@ -165,9 +167,7 @@ def _reverse(name: str, source: Any, target: Any, truth: Any) -> PairResult:
     """Score MindSpore -> PyTorch on the ground truth's one-to-one pairs (split/concat pairs have no inverse)."""
     inverse = {}
     for t, (sources, steps) in truth.items():
-        if len(sources) == 1 and not any(s["op"] in ("split", "concat") for s in steps):
-            from automap.transforms import inverse_steps
-
+        if len(sources) == 1 and not any(isinstance(s, Split | Concat) for s in steps):
             back = inverse_steps([target[sources[0]].shape], steps)
             if back is not None:
                 inverse[sources[0]] = ((t,), back)

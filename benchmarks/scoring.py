@@ -18,7 +18,7 @@ import numpy as np
 from automap._text import render_table
 from automap.engine.shapes import relate
 from automap.records import NameMapping, ParamTable
-from automap.transforms import apply_steps
+from automap.transforms import Step, apply_steps
 
 __all__ = [
     "PairResult",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-Truth = Mapping[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]]
+Truth = Mapping[str, tuple[tuple[str, ...], tuple[Step, ...]]]
 
 
 @dataclass
@@ -80,9 +80,9 @@ class PairResult:
 
 def same_pair(
     truth_sources: Sequence[str],
-    truth_steps: Sequence[Mapping[str, Any]],
+    truth_steps: Sequence[Step],
     sources: Sequence[str],
-    steps: Sequence[Mapping[str, Any]],
+    steps: Sequence[Step],
     shapes: Mapping[str, tuple[int, ...]],
 ) -> bool:
     """Whether a pair reads the same sources and moves their data the same way as the truth."""
@@ -119,7 +119,8 @@ def score_mapping(
             result.wrong += 1
             result.wrong_flagged += not confident
             if tuple(pair.source_names) == tuple(sources):
-                detail = f"right source, wrong transform {list(pair.transform)} (truth {list(steps)})"
+                got, want = [s.to_json() for s in pair.transform], [s.to_json() for s in steps]
+                detail = f"right source, wrong transform {got} (truth {want})"
             else:
                 detail = f"got {', '.join(pair.source_names)}, truth {', '.join(sources)}"
             result.wrong_pairs.append(f"{pair.target}: {detail} (confidence {pair.confidence:.2f})")

@@ -11,6 +11,7 @@ import pytest
 
 from automap._types import Framework
 from automap.records import Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Concat, Reshape, Squeeze, Transpose, Unsqueeze
 from benchmarks.scoring import (
     PairResult,
     Truth,
@@ -50,14 +51,14 @@ TARGET = _table(
         ("not_scored", (3,)),
     ],
 )
-UNSQUEEZE = ({"op": "unsqueeze", "axis": 2},)
+UNSQUEEZE = (Unsqueeze(2),)
 TRUTH: Truth = {
     "conv1d.weight": (("conv1d.weight",), UNSQUEEZE),
     "bn.gamma": (("bn.weight",), ()),
     "bn.beta": (("bn.bias",), ()),
     "fc.weight": (("fc.weight",), ()),
     "fc.bias": (("fc.bias",), ()),
-    "proj.weight": (("proj.weight",), ({"op": "transpose"},)),
+    "proj.weight": (("proj.weight",), (Transpose(),)),
 }
 
 
@@ -69,7 +70,7 @@ def test_score_mapping_counts_every_outcome() -> None:
     mapping = _mapping(
         [
             # right, written as a reshape instead of the truth's unsqueeze: the data moves the same way
-            Match("conv1d.weight", "conv1d.weight", 0.9, ({"op": "reshape", "shape": [6, 4, 1, 3]},)),
+            Match("conv1d.weight", "conv1d.weight", 0.9, (Reshape((6, 4, 1, 3)),)),
             Match("bn.gamma", "bn.bias", 0.8),  # wrong and confident
             Match("bn.beta", "bn.weight", 0.3),  # wrong and flagged
             Match("fc.weight", "fc.weight", 0.2),  # right but below the threshold
@@ -102,14 +103,14 @@ def test_a_perfect_mapping_scores_everything_right() -> None:
 
 def test_same_pair_compares_what_the_steps_do_to_the_data() -> None:
     shapes = {"w": (6, 4, 3), "sq": (4, 4), "a": (2,), "b": (2,)}
-    unsqueeze, reshape = [{"op": "unsqueeze", "axis": 2}], [{"op": "reshape", "shape": [6, 4, 1, 3]}]
+    unsqueeze, reshape = [Unsqueeze(2)], [Reshape((6, 4, 1, 3))]
     assert same_pair(["w"], unsqueeze, ["w"], reshape, shapes)
     assert same_pair(["w"], reshape, ["w"], unsqueeze, shapes)
     # same shape out, different data: a transpose is not a reshape
-    assert not same_pair(["sq"], [{"op": "transpose"}], ["sq"], [{"op": "reshape", "shape": [4, 4]}], shapes)
-    assert not same_pair(["w"], unsqueeze, ["w"], [{"op": "unsqueeze", "axis": 1}], shapes)
-    assert not same_pair(["a", "b"], [{"op": "concat", "axis": 0}], ["b", "a"], [{"op": "concat", "axis": 0}], shapes)
-    assert not same_pair(["w"], unsqueeze, ["w"], [{"op": "squeeze", "axis": 0}], shapes)  # cannot apply: not equal
+    assert not same_pair(["sq"], [Transpose()], ["sq"], [Reshape((4, 4))], shapes)
+    assert not same_pair(["w"], unsqueeze, ["w"], [Unsqueeze(1)], shapes)
+    assert not same_pair(["a", "b"], [Concat(0)], ["b", "a"], [Concat(0)], shapes)
+    assert not same_pair(["w"], unsqueeze, ["w"], [Squeeze(0)], shapes)  # cannot apply: not equal
 
 
 def test_exact_name_baseline() -> None:
@@ -122,7 +123,7 @@ def test_order_baseline() -> None:
     # i-th target takes the next source whose shape fits, in file order
     source = _table("pytorch", [("a.w", (4,)), ("skip", (9,)), ("a.b", (4,)), ("c", (2, 3))])
     target = _table("mindspore", [("x.b", (4,)), ("x.w", (4,)), ("y", (3, 2))])
-    truth: Truth = {"x.b": (("a.b",), ()), "x.w": (("a.w",), ()), "y": (("c",), ({"op": "transpose"},))}
+    truth: Truth = {"x.b": (("a.b",), ()), "x.w": (("a.w",), ()), "y": (("c",), (Transpose(),))}
     # x.b -> a.w (wrong), x.w -> a.b (wrong), y -> c (right source)
     assert baseline_order(source, target, truth) == pytest.approx(1 / 3)
     assert baseline_exact_name(source, target, truth) == 0.0

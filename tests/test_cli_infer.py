@@ -143,7 +143,7 @@ def _count(summary: str, row: str) -> int:
 
 def _pairs(path: Path) -> dict[str, tuple[object, list[dict[str, Any]]]]:
     mapping = load_mapping(path)
-    return {p.target: (p.source, [dict(s) for s in p.transform]) for p in mapping.pairs}
+    return {p.target: (p.source, [s.to_json() for s in p.transform]) for p in mapping.pairs}
 
 
 # --- PyTorch -> MindSpore ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
 from automap.conversion._pages import MappedPages  # noqa: E402
 from automap.conversion._progress import Progress  # noqa: E402
-from automap.conversion.convert import _verify_file, convert, plan_conversion  # noqa: E402
+from automap.conversion.convert import Verifier, _verify_file, convert, plan_conversion  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
 from automap.mapping import load_mapping, mapping_from_json  # noqa: E402
 from automap.records import ParamRecord, ParamTable  # noqa: E402
@@ -407,17 +407,20 @@ def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, t
 
 
 @pytest.mark.parametrize(
-    ("suffix", "how"),
+    ("suffix", "verifier"),
     [
-        (".ckpt", "automap's reader"),
-        (".ckpt", "mindspore.load_checkpoint"),
-        (".pth", "torch.load(weights_only=True)"),
-        (".safetensors", "safetensors.safe_open"),
+        (".ckpt", Verifier.AUTOMAP_READER),
+        (".ckpt", Verifier.MINDSPORE_LOADER),
+        (".pth", Verifier.TORCH_LOADER),
+        (".safetensors", Verifier.SAFETENSORS),
+        (".safetensors", Verifier.SAFETENSORS_HEADER),
+        (".safetensors", Verifier.MINDSPORE_SAFETENSORS_LOADER),
     ],
+    ids=lambda value: value.name if isinstance(value, Verifier) else value,
 )
 @pytest.mark.parametrize("offset", [3, 300_001, 399_999], ids=["first-piece", "deep", "last-byte"])
 def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type: ignore[no-untyped-def]
-    tmp_path, monkeypatch, suffix, how, offset
+    tmp_path, monkeypatch, suffix, verifier, offset
 ) -> None:
     """A file written by automap, checked with 4 KiB pieces, then one byte of a 98-piece tensor changed on disk."""
     piece = 4096
@@ -436,7 +439,7 @@ def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type
 
     def problems() -> list[str]:
         with MappedPages([path]) as pages, Progress(0, len(records), label="verifying", enabled=False) as bar:
-            return _verify_file(path, how, records, digests, bar, pages)
+            return _verify_file(path, verifier, verifier.describe(), records, digests, bar, pages)
 
     assert problems() == []
     blob = bytearray(path.read_bytes())

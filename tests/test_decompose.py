@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from automap._decisions import DecidedBy
 from automap._types import Framework
 from automap.engine.decompose import solve_in_blocks
 from automap.engine.inference import infer_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Concat, Reshape
 from benchmarks.scale import CONFIGS, listings
 
 
@@ -67,10 +69,10 @@ def test_one_block_per_kind_is_solved_and_carried_over() -> None:
     assert set(matches) == set(target.names)
     for name, match in matches.items():
         assert match.source == name.replace("layers.", "blocks.").replace("dense", "fc")
-    assert matches["layers.1.dense.weight"].evidence["block"] == "same as block 0 (repeated structure)"
-    assert matches["layers.7.dense.weight"].evidence["block"] == "same as block 1 (repeated structure)"
-    assert matches["layers.6.gate.weight"].evidence["block"] == "same as block 0 (repeated structure)"
-    assert "block" not in matches["layers.0.dense.weight"].evidence
+    assert matches["layers.1.dense.weight"].labels["block"] == "same as block 0 (repeated structure)"
+    assert matches["layers.7.dense.weight"].labels["block"] == "same as block 1 (repeated structure)"
+    assert matches["layers.6.gate.weight"].labels["block"] == "same as block 0 (repeated structure)"
+    assert "block" not in matches["layers.0.dense.weight"].labels
     assert notes[-1] == (
         "solved block by block: 9 blocks under 'layers' paired in index order with 'blocks', 2 kind(s) of block"
     )
@@ -89,7 +91,7 @@ def test_shared_tensors_take_the_earlier_kinds_decision() -> None:
     matches, _ = solve_in_blocks(source, target, solver, limit=4)
     assert solver.calls == [(2 + 2, 2 + 2), (1, 1)]
     assert matches["layers.1.dense.weight"].source == "blocks.1.fc.weight"
-    assert matches["layers.1.dense.weight"].evidence["block"] == "same as block 0 (repeated structure)"
+    assert matches["layers.1.dense.weight"].labels["block"] == "same as block 0 (repeated structure)"
     assert matches["layers.1.gate.weight"].source == "blocks.1.gate.weight"
 
 
@@ -103,7 +105,7 @@ def test_concatenated_sources_are_renamed_into_every_block() -> None:
         index = record.name.split(".")[1]
         names = tuple(f"blocks.{index}.experts.{e}.w" for e in range(2))
         assert all(n in sub_source for n in names)
-        steps = ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 3, 4]})
+        steps = (Concat(0), Reshape((2, 3, 4)))
         return {record.name: Match(record.name, names, 0.9, steps, (2, 3, 4), ((3, 4), (3, 4)))}, []
 
     matches, _ = solve_in_blocks(source, target, stacked, limit=2)
@@ -152,7 +154,7 @@ def test_a_3000_tensor_model_is_solved_block_by_block_and_all_right(large_moe: L
     assert mapping.unmatched_source == ()
     # nothing wrong is confident, since nothing is wrong; what is flagged is right but decided by order only
     for pair in mapping.doubtful:
-        assert "order" in str(pair.evidence["decided_by"])
+        assert pair.decided_by is DecidedBy.ORDER_ONLY
 
 
 def test_block_kinds_that_share_tensors_read_them_the_same_way(large_moe: LargeMoe) -> None:
@@ -166,4 +168,4 @@ def test_block_kinds_that_share_tensors_read_them_the_same_way(large_moe: LargeM
                 assert pair.source == f"model.layers.{layer}.self_attn.{hf}.{leaf}"
                 assert pair.transform == ()
     # the MoE kind's lead block took the dense kind's attention decision instead of solving it again
-    assert pairs["model.layers.2.attention.wq.weight"].evidence["block"] == "same as block 0 (repeated structure)"
+    assert pairs["model.layers.2.attention.wq.weight"].labels["block"] == "same as block 0 (repeated structure)"

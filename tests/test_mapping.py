@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import ConversionError, MappingFileError
 from automap.mapping import fingerprint, load_mapping, mapping_from_json, mapping_to_json, save_mapping
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from automap.transforms import Concat, Reorder, Reshape, Split, Squeeze, Transpose, Unsqueeze
 
 DATA = Path(__file__).parent / "data"
 
@@ -26,7 +28,8 @@ MAPPING = NameMapping(
             1.0,
             target_shape=(4, 3, 3, 3),
             source_shape=(4, 3, 3, 3),
-            evidence={"shape": 1.0, "leaf": 1.0, "decided_by": "names and structure"},
+            evidence={"shape": 1.0, "leaf": 1.0},
+            labels={"decided_by": "names and structure"},
         ),
         Match(
             "stem.bn.gamma",
@@ -34,39 +37,41 @@ MAPPING = NameMapping(
             0.812345678,
             target_shape=(4,),
             source_shape=(4,),
-            evidence={"leaf": 0.6666666, "order": 0.25, "decided_by": "names and structure"},
+            evidence={"leaf": 0.6666666, "order": 0.25},
+            labels={"decided_by": "names and structure"},
             alternatives=(Alternative("bn.bias", 0.1234567),),
         ),
         Match(
             "attn.k.weight",
             "attn.qkv.weight",
             0.45,
-            ({"op": "split", "axis": 0, "parts": 3, "index": 1},),
+            (Split(0, 3, 1),),
             (8, 8),
             (24, 8),
-            {"decided_by": "order only (interchangeable candidates)"},
-            (Alternative("attn.qkv.weight", 0.3, ({"op": "split", "axis": 0, "parts": 3, "index": 2},)),),
+            {},
+            (Alternative("attn.qkv.weight", 0.3, (Split(0, 3, 2),)),),
+            labels={"decided_by": "order only (interchangeable candidates)"},
         ),
         Match(
             "experts.w1",
             ("experts.0.w1", "experts.1.w1"),
             0.9,
-            ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [2, 6, 4]}),
+            (Concat(0), Reshape((2, 6, 4))),
             (2, 6, 4),
             ((6, 4), (6, 4)),
-            {"note": "built by concatenating 2 source tensors"},
+            labels={"note": "built by concatenating 2 source tensors"},
         ),
         Match(
             "mixer.weight",
             "conv1d.weight",
             1.0,
-            ({"op": "unsqueeze", "axis": 2},),
+            (Unsqueeze(2),),
             (6, 4, 1, 3),
             (6, 4, 3),
             pinned=True,
-            evidence={"pinned": "fixed by a person"},
+            labels={"pinned": "fixed by a person"},
         ),
-        Match("head.extra", None, 0.0, target_shape=(5,), evidence={"note": "no source tensor fits well enough"}),
+        Match("head.extra", None, 0.0, target_shape=(5,), labels={"note": "no source tensor fits well enough"}),
     ),
     threshold=0.5,
     unmatched_source=("bn.num_batches_tracked",),
@@ -150,13 +155,15 @@ def test_versioned_round_trip_keeps_everything(tmp_path: Path) -> None:
         assert got.target == want.target
         assert got.source == want.source  # a tuple of names stays a tuple
         assert got.confidence == _rounded(want.confidence)
-        assert [dict(s) for s in got.transform] == [dict(s) for s in want.transform]
+        assert got.transform == want.transform
         assert got.target_shape == want.target_shape
         assert got.source_shape == want.source_shape
         assert got.pinned == want.pinned
-        assert dict(got.evidence) == {k: (_rounded(v) if isinstance(v, float) else v) for k, v in want.evidence.items()}
-        assert [(a.source, a.confidence, [dict(s) for s in a.transform]) for a in got.alternatives] == [
-            (a.source, _rounded(a.confidence), [dict(s) for s in a.transform]) for a in want.alternatives
+        assert dict(got.evidence) == {k: _rounded(v) for k, v in want.evidence.items()}
+        assert dict(got.labels) == dict(want.labels)
+        assert got.decided_by == want.decided_by
+        assert [(a.source, a.confidence, a.transform) for a in got.alternatives] == [
+            (a.source, _rounded(a.confidence), a.transform) for a in want.alternatives
         ]
     assert [p.target for p in loaded.doubtful] == ["attn.k.weight", "head.extra"]
 
@@ -320,3 +327,176 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_mapping_from_json_checks_the_same_way() -> None:
     with pytest.raises(MappingFileError, match=r"^'hand-made': mapping version 9"):
         mapping_from_json({"format": "automap.mapping", "version": 9, "pairs": []}, where="hand-made")
+
+
+# --- every kind of step, byte for byte -----------------------------------------------------------------------
+
+
+# One pair per kind of layout step (and a chain of them), with the evidence layouts the engine, the block
+# decomposition and the network-aware mode write; the golden file was written before steps became typed, so
+# the bytes prove the typed steps and the split evidence serialise exactly as the dict steps did.
+def _decided(how: DecidedBy) -> dict[str, str]:
+    return {DECIDED_BY: how.value}
+
+
+STEP_KINDS = NameMapping(
+    source=Endpoint("src.pth", "pytorch", 10, "00112233445566ff"),
+    target=Endpoint("dst.ckpt", "mindspore", 9, "ff66554433221100"),
+    pairs=(
+        Match(
+            "t.transpose",
+            "s.linear",
+            0.97,
+            (Transpose(),),
+            (6, 4),
+            (4, 6),
+            {"shape": 1.0, "leaf": 0.75},
+            (Alternative("s.other", 0.0213, (Transpose((1, 0)),)),),
+            labels=_decided(DecidedBy.NAMES_AND_STRUCTURE),
+        ),
+        Match(
+            "t.permute",
+            "s.permute",
+            0.44,
+            (Transpose((2, 0, 1)),),
+            (4, 2, 3),
+            (2, 3, 4),
+            {"shape": 1.0, "order": 0.5},
+            labels=_decided(DecidedBy.NAMES_AND_ORDER_DISAGREE),
+        ),
+        Match(
+            "t.reshape",
+            "s.flat",
+            0.45,
+            (Reshape((3, 8)),),
+            (3, 8),
+            (6, 4),
+            {"shape": 0.5},
+            labels=_decided(DecidedBy.RESHAPE_ONLY),
+        ),
+        Match(
+            "t.squeeze",
+            "s.conv2d",
+            0.3,
+            (Squeeze(2),),
+            (6, 4, 3),
+            (6, 4, 1, 3),
+            {"shape": 1.0},
+            labels=_decided(DecidedBy.TIE),
+        ),
+        Match(
+            "t.unsqueeze",
+            "s.conv1d",
+            1.0,
+            (Unsqueeze(-2),),
+            (6, 4, 1, 3),
+            (6, 4, 3),
+            pinned=True,
+            labels={"pinned": "fixed by a person"},
+        ),
+        Match(
+            "t.k",
+            "s.qkv",
+            0.45,
+            (Split(0, 3, 1),),
+            (8, 8),
+            (24, 8),
+            {"order": 0.25},
+            (
+                Alternative("s.qkv", 0.3, (Split(0, 3, 2),)),
+                Alternative(("s.a", "s.b"), 0.01, (Concat(1), Transpose())),
+            ),
+            labels=_decided(DecidedBy.ORDER_ONLY) | {"block": "same as block 0 (repeated structure)"},
+        ),
+        Match(
+            "t.experts",
+            ("s.e0", "s.e1"),
+            0.41,
+            (Concat(0), Reshape((2, 6, 4))),
+            (2, 6, 4),
+            ((6, 4), (6, 4)),
+            {"shape": 1.0},
+            labels=_decided(DecidedBy.FOLLOWED_BLOCK_ORDER) | {"note": "built by concatenating 2 source tensors"},
+        ),
+        Match(
+            "t.gates",
+            "s.gates",
+            0.995,
+            (Reorder(0, 4, (0, 1, 3, 2)),),
+            (8, 3),
+            (8, 3),
+            {"leaf": 1.0},
+            labels=_decided(DecidedBy.CONFIRMED_NUMERICALLY)
+            | {
+                "numeric": "confirmed numerically: rnn vs rnn agree (max rel diff 0); 2 trials",
+                "proof": "proven: the converted model reproduces the source model (max rel diff 1e-07)",
+            },
+        ),
+        Match(
+            "t.chain",
+            "s.fused",
+            0.6,
+            (
+                Split(1, 2, 0),
+                Transpose(),
+                Unsqueeze(0),
+                Squeeze(0),
+                Reshape((16,)),
+            ),
+            (16,),
+            (4, 8),
+            labels={
+                "note": "inference chose s.other; the probe chose this",
+                "numeric": "unresolved: no candidate agreed",
+            },
+        ),
+        Match(
+            "t.hand",
+            "s.hand",
+            1.0,
+            target_shape=(2,),
+            source_shape=(2,),
+            evidence={"shape": 1.0},
+            labels={"decided_by": "hand-written for the tests"},
+        ),
+    ),
+    threshold=0.5,
+)
+
+
+def test_every_kind_of_step_is_written_byte_for_byte_and_read_back(tmp_path: Path) -> None:
+    out = tmp_path / "steps.json"
+    save_mapping(STEP_KINDS, out)
+    assert out.read_bytes() == (DATA / "mapping_steps_golden.json").read_bytes()
+    loaded = load_mapping(out)
+    assert [p.transform for p in loaded.pairs] == [p.transform for p in STEP_KINDS.pairs]
+    assert [[a.transform for a in p.alternatives] for p in loaded.pairs] == [
+        [a.transform for a in p.alternatives] for p in STEP_KINDS.pairs
+    ]
+    save_mapping(loaded, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == out.read_bytes()
+
+
+def test_evidence_is_read_as_scores_labels_and_a_typed_decision() -> None:
+    loaded = mapping_from_json(json.loads((DATA / "mapping_steps_golden.json").read_text(encoding="utf-8")))
+    assert [p.decided_by for p in loaded.pairs] == [
+        DecidedBy.NAMES_AND_STRUCTURE,
+        DecidedBy.NAMES_AND_ORDER_DISAGREE,
+        DecidedBy.RESHAPE_ONLY,
+        DecidedBy.TIE,
+        None,  # pinned
+        DecidedBy.ORDER_ONLY,
+        DecidedBy.FOLLOWED_BLOCK_ORDER,
+        DecidedBy.CONFIRMED_NUMERICALLY,
+        None,  # changed by the probes, not confirmed
+        None,  # text that names no decision stays a label
+    ]
+    hand = loaded.pairs[-1]
+    assert dict(hand.evidence) == {"shape": 1.0}
+    assert dict(hand.labels) == {"decided_by": "hand-written for the tests"}
+    assert all(isinstance(v, float) for p in loaded.pairs for v in p.evidence.values())
+
+
+def test_a_key_cannot_be_both_a_score_and_a_label() -> None:
+    with pytest.raises(ValueError, match=r"\['note'\] are both scores and labels"):
+        Match("t", "s", 1.0, evidence={"note": 1.0}, labels={"note": "x"})

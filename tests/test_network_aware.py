@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from automap import cli
+from automap._decisions import DecidedBy
 from automap.records import Alternative, Endpoint, Match, NameMapping
+from automap.transforms import Step, Transpose
 
 pytestmark = [pytest.mark.torch, pytest.mark.mindspore]
 
@@ -137,7 +139,7 @@ def checkpoints(nets: ModuleType, tmp_path: Path, mindspore_cpu) -> tuple[Path, 
 
 def _truth_pairs(mapping: NameMapping) -> dict[str, tuple[str, bool]]:
     return {
-        p.target: (p.source, any(s.get("op") == "transpose" for s in p.transform))  # type: ignore[misc]
+        p.target: (p.source, any(isinstance(s, Transpose) for s in p.transform))  # type: ignore[misc]
         for p in mapping.pairs
     }
 
@@ -218,9 +220,10 @@ def test_network_aware_inference_proves_what_checkpoints_alone_cannot_settle(
     assert result.proven, result.lines()
     assert result.proof is not None and result.proof.passed
     assert all(p.confidence >= 0.99 for p in result.mapping.pairs)
-    assert all(str(p.evidence["proof"]).startswith("proven") for p in result.mapping.pairs)
+    assert all(p.labels["proof"].startswith("proven") for p in result.mapping.pairs)
     square = next(p for p in result.mapping.pairs if p.target.startswith("mix.weight"))
-    assert str(square.evidence["numeric"]).startswith("confirmed numerically")
+    assert square.labels["numeric"].startswith("confirmed numerically")
+    assert square.decided_by is DecidedBy.CONFIRMED_NUMERICALLY
     assert result.trials >= 2 and result.runs >= 4
     assert any(note.startswith("proven") for note in result.mapping.notes)
 
@@ -265,8 +268,8 @@ def _mapping(torch_path: Path, ms_path: Path, *, swap: float | None) -> NameMapp
     """The true mapping, with the two norms' sources swapped at the given confidence (None: not swapped)."""
     pairs = []
     for target, source in TRUTH.items():
-        steps = ({"op": "transpose"},) if target in TRANSPOSED else ()
-        pairs.append(Match(target, source, 1.0, steps, evidence={"decided_by": "names and structure"}))
+        steps: tuple[Step, ...] = (Transpose(),) if target in TRANSPOSED else ()
+        pairs.append(Match(target, source, 1.0, steps, labels={"decided_by": "names and structure"}))
     if swap is not None:
         by_target = {p.target: p for p in pairs}
         for a, b in (("norm1.gamma", "norm2.gamma"), ("norm1.beta", "norm2.beta")):
@@ -309,8 +312,13 @@ def test_numeric_resolution_settles_a_deliberately_swapped_doubtful_pair(
     assert result.proven
     norm = result.mapping.pair_for("norm1.gamma")
     assert norm is not None and norm.confidence >= 0.995
-    assert str(norm.evidence["numeric"]).startswith("confirmed numerically")
+    assert norm.labels["numeric"].startswith("confirmed numerically")
+    assert norm.decided_by is DecidedBy.CONFIRMED_NUMERICALLY
     assert norm.alternatives[0].source == "second_norm.weight"  # the inferred choice, now the runner-up
+    # the probes changed the swapped pairs, and say so in the pairs and in the summary
+    assert {"norm1.gamma", "norm2.gamma", "norm1.beta", "norm2.beta"} <= set(result.changed)
+    assert norm.labels["note"].startswith("inference chose second_norm.weight")
+    assert f"the probes changed {len(result.changed)} pairs" in "\n".join(result.lines())
     settled = [o for o in result.outcomes if "norm1.gamma" in o.group.members]
     assert settled and settled[0].status == "confirmed" and settled[0].rejected >= 1
 
@@ -345,7 +353,7 @@ def test_models_that_compute_different_things_are_not_proven_and_the_report_says
     assert result.divergence.module == "norm2"  # the first paired module after the activation
     assert "gate" in result.divergence.parameters  # used between the last agreement (mix) and norm2
     assert "first diverging module" in "\n".join(result.lines())
-    assert not any(str(p.evidence.get("proof", "")).startswith("proven") for p in result.mapping.pairs)
+    assert not any(p.labels.get("proof", "").startswith("proven") for p in result.mapping.pairs)
 
 
 # ------------------------------------------------------------------------------------------------ localisation

@@ -266,7 +266,7 @@ def _large_mapping(layers: int) -> NameMapping:
         ("attention_norm.weight", "input_layernorm.weight"),
         ("ffn_norm.weight", "post_attention_layernorm.weight"),
     )
-    evidence = {"shape": 1.0, "leaf": 0.5, "path": 0.75, "numbers": 1.0, "decided_by": "names and structure"}
+    evidence = {"shape": 1.0, "leaf": 0.5, "path": 0.75, "numbers": 1.0}
     pairs = []
     for layer in range(layers):
         for number, (target, source) in enumerate(leaves):
@@ -282,6 +282,7 @@ def _large_mapping(layers: int) -> NameMapping:
                     (64,),
                     evidence,
                     alternative,
+                    labels={"decided_by": "names and structure"},
                 )
             )
     n = len(pairs)

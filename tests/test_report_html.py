@@ -20,13 +20,15 @@ from automap._errors import ConversionError
 from automap.mapping import load_mapping, mapping_from_json
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from automap.report.html import render_html, write_html
+from automap.transforms import Concat, Split, Step, Transpose
 
-_SPLIT = ({"op": "split", "axis": 0, "parts": 3, "index": 0},)
-_EVIDENCE = {"shape": 1.0, "leaf": 0.25, "path": 0.5, "order": 0.13, "decided_by": "names and structure"}
+_SPLIT = (Split(0, 3, 0),)
+_SCORES = {"shape": 1.0, "leaf": 0.25, "path": 0.5, "order": 0.13}
+_DECIDED = {"decided_by": "names and structure"}
 
 
-def _split(index: int) -> tuple[dict[str, Any], ...]:
-    return ({"op": "split", "axis": 0, "parts": 3, "index": index},)
+def _split(index: int) -> tuple[Step, ...]:
+    return (Split(0, 3, index),)
 
 
 def sample_mapping(threshold: float = 0.5, **names: str) -> NameMapping:
@@ -35,32 +37,43 @@ def sample_mapping(threshold: float = 0.5, **names: str) -> NameMapping:
     gamma = names.get("gamma", "backbone.blocks.0.norm.gamma")
     embed = names.get("embed", "embed.weight")
     pairs = (
-        Match("backbone.embed.weight", embed, 1.0, (), (10, 4), (10, 4), _EVIDENCE),
-        Match("backbone.blocks.0.q.weight", qkv, 0.95, _split(0), (4, 4), (12, 4), _EVIDENCE),
-        Match("backbone.blocks.0.k.weight", qkv, 0.8, _split(1), (4, 4), (12, 4), _EVIDENCE),
-        Match("backbone.blocks.0.v.weight", qkv, 0.6, _split(2), (4, 4), (12, 4), _EVIDENCE),
+        Match("backbone.embed.weight", embed, 1.0, (), (10, 4), (10, 4), _SCORES, labels=_DECIDED),
+        Match("backbone.blocks.0.q.weight", qkv, 0.95, _split(0), (4, 4), (12, 4), _SCORES, labels=_DECIDED),
+        Match("backbone.blocks.0.k.weight", qkv, 0.8, _split(1), (4, 4), (12, 4), _SCORES, labels=_DECIDED),
+        Match("backbone.blocks.0.v.weight", qkv, 0.6, _split(2), (4, 4), (12, 4), _SCORES, labels=_DECIDED),
         Match(
             "backbone.blocks.0.proj_w",
             "blocks.0.proj.weight",
             0.45,
-            ({"op": "transpose"},),
+            (Transpose(),),
             (4, 6),
             (6, 4),
-            {**_EVIDENCE, "decided_by": "order only (interchangeable candidates)"},
+            _SCORES,
             (Alternative("blocks.0.unused.weight", 0.41), Alternative(embed, 0.0)),
+            labels={"decided_by": "order only (interchangeable candidates)"},
         ),
-        Match(gamma, "blocks.0.norm.weight", 0.3, (), (4,), (4,), _EVIDENCE, (Alternative("fc.weight", 0.2),)),
+        Match(
+            gamma,
+            "blocks.0.norm.weight",
+            0.3,
+            (),
+            (4,),
+            (4,),
+            _SCORES,
+            (Alternative("fc.weight", 0.2),),
+            labels=_DECIDED,
+        ),
         Match(
             "backbone.fused.weight",
             ("a.weight", "b.weight"),
             0.97,
-            ({"op": "concat", "axis": 0},),
+            (Concat(0),),
             (8, 4),
             ((4, 4), (4, 4)),
-            {"note": "built by concatenating 2 source tensors"},
+            labels={"note": "built by concatenating 2 source tensors"},
         ),
-        Match("head.weight", "fc.weight", 0.2, (), (5, 4), (5, 4), _EVIDENCE, pinned=True),
-        Match("head.extra", None, 0.0, (), (5,), None, {"note": "no source tensor fits well enough"}),
+        Match("head.weight", "fc.weight", 0.2, (), (5, 4), (5, 4), _SCORES, pinned=True, labels=_DECIDED),
+        Match("head.extra", None, 0.0, (), (5,), None, labels={"note": "no source tensor fits well enough"}),
     )
     return NameMapping(
         source=Endpoint(names.get("source_path", "model.pth"), "pytorch", 8, "f00d"),
@@ -339,8 +352,9 @@ def test_size_per_pair_stays_small() -> None:
                         (),
                         (512, 512),
                         (512, 512),
-                        {**_EVIDENCE, "path": 0.4321, "order": 0.9876},
+                        {**_SCORES, "path": 0.4321, "order": 0.9876},
                         (Alternative(f"model.blocks.{layer}.ffn.w1.{kind}", 0.123),),
+                        labels=_DECIDED,
                     )
                 )
     mapping = NameMapping(Endpoint("a.pth", "pytorch", 20000), Endpoint("b.ckpt", "mindspore", 20000), tuple(pairs))

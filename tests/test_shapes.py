@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from automap.engine.shapes import LAYOUT, RESHAPE, TRANSPOSE, Part, concat_steps, part_shape, relate
-from automap.transforms import apply_steps
+from automap.transforms import Concat, Reshape, Squeeze, Transpose, Unsqueeze, apply_steps
 
 RNG = np.random.default_rng(11)
 
@@ -18,13 +18,13 @@ RNG = np.random.default_rng(11)
     [
         ((6, 6), (6, 6), "exact", ()),
         ((), (), "exact", ()),
-        ((64, 3, 7), (64, 3, 1, 7), "layout", ({"op": "unsqueeze", "axis": 2},)),  # torch Conv1d -> MindSpore
-        ((64, 3, 1, 7), (64, 3, 7), "layout", ({"op": "squeeze", "axis": 2},)),
-        ((1,), (), "layout", ({"op": "squeeze", "axis": 0},)),
-        ((8,), (8, 1, 1), "layout", ({"op": "reshape", "shape": [8, 1, 1]},)),  # more than one length-1 axis
-        ((4, 6), (6, 4), "transpose", ({"op": "transpose"},)),  # (out, in) vs (in, out) storage
-        ((4, 6), (3, 8), "reshape", ({"op": "reshape", "shape": [3, 8]},)),
-        ((2, 3, 4), (4, 3, 2), "reshape", ({"op": "reshape", "shape": [4, 3, 2]},)),  # not a 2-D transpose
+        ((64, 3, 7), (64, 3, 1, 7), "layout", (Unsqueeze(2),)),  # torch Conv1d -> MindSpore
+        ((64, 3, 1, 7), (64, 3, 7), "layout", (Squeeze(2),)),
+        ((1,), (), "layout", (Squeeze(0),)),
+        ((8,), (8, 1, 1), "layout", (Reshape((8, 1, 1)),)),  # more than one length-1 axis
+        ((4, 6), (6, 4), "transpose", (Transpose(),)),  # (out, in) vs (in, out) storage
+        ((4, 6), (3, 8), "reshape", (Reshape((3, 8)),)),
+        ((2, 3, 4), (4, 3, 2), "reshape", (Reshape((4, 3, 2)),)),  # not a 2-D transpose
     ],
 )
 def test_relate(source: tuple[int, ...], target: tuple[int, ...], kind: str, steps: tuple[object, ...]) -> None:
@@ -78,7 +78,7 @@ def test_concat_of_exact_parts() -> None:
     relation = relate((8, 8), (8, 8))
     assert relation is not None
     steps = concat_steps(Part(0, 3, 0), relation, (24, 8), [(8, 8)] * 3)
-    assert steps == ({"op": "concat", "axis": 0},)
+    assert steps == (Concat(0),)
     np.testing.assert_array_equal(apply_steps(sources, steps), _expected_concat(sources, lambda s: s, 0))
 
 
@@ -88,7 +88,7 @@ def test_concat_of_transposed_parts_concatenates_on_the_other_axis_then_transpos
     relation = relate((4, 2), (2, 4))
     assert relation is not None and relation.kind == "transpose"
     steps = concat_steps(Part(0, 3, 0), relation, (6, 4), [(4, 2)] * 3)
-    assert steps == ({"op": "concat", "axis": 1}, {"op": "transpose"})
+    assert steps == (Concat(1), Transpose())
     np.testing.assert_array_equal(apply_steps(sources, steps), _expected_concat(sources, lambda s: s.T, 0))
 
 
@@ -98,7 +98,7 @@ def test_stacking_slices_concatenates_then_reshapes() -> None:
     relation = relate((6, 4), (1, 6, 4))
     assert relation is not None and relation.kind == "layout"
     steps = concat_steps(Part(0, 5, 0), relation, (5, 6, 4), [(6, 4)] * 5)
-    assert steps == ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": [5, 6, 4]})
+    assert steps == (Concat(0), Reshape((5, 6, 4)))
     np.testing.assert_array_equal(apply_steps(sources, steps), np.stack(sources))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from automap._decisions import DecidedBy
 from automap._types import Framework
 from automap.engine.features import FEATURES, FeatureContext, build_sides, candidate_pairs, feature, score_candidates
 from automap.engine.names import TokenWeights
@@ -19,7 +20,7 @@ from automap.engine.solver import candidate_costs, solve
 from automap.records import ParamRecord, ParamTable
 
 Spec = tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]
-Choice = tuple[str | None, float, str, bool]  # source node name, confidence, doubt, order only
+Choice = tuple[str | None, float, DecidedBy | None, bool]  # source node name, confidence, doubt, order only
 
 UNMATCHED = 7.0
 FAR = (5.0, 5.0)  # a pair no test wants: costs much more than a good pair, less than staying unmatched
@@ -83,7 +84,7 @@ def test_minimum_cost_assignment() -> None:
 def test_a_target_whose_candidates_all_cost_more_than_staying_unmatched_stays_unmatched() -> None:
     costs = {("p", "x"): (UNMATCHED + 1, UNMATCHED + 1), ("q", "y"): (1.0, 1.0)}
     chosen = _solve(TWO_SOURCES, TWO_TARGETS, costs, default=(UNMATCHED + 2, UNMATCHED + 2))
-    assert chosen["p"] == (None, 0.0, "", False)
+    assert chosen["p"] == (None, 0.0, None, False)
     assert chosen["q"][0] == "y"
 
 
@@ -139,7 +140,7 @@ def test_a_tie_is_said_and_stays_below_the_threshold() -> None:
     chosen = _two_by_two((1.0, 1.0), (1.0, 1.0))
     for target in "pq":
         _, confidence, doubt, _ = chosen[target]
-        assert doubt.startswith("a tie")
+        assert doubt is DecidedBy.TIE
         assert confidence < 0.5
 
 
@@ -149,17 +150,17 @@ def test_a_decision_only_weak_features_make_is_capped_as_order_only() -> None:
     for target in "pq":
         _, confidence, doubt, order_only = chosen[target]
         assert order_only
-        assert "order" in doubt
+        assert doubt is DecidedBy.ORDER_ONLY
         assert confidence < 0.5
     # the same margin carried by strong features is trusted
     strong = _two_by_two((1.0, 1.0), (3.0, 3.0))
-    assert strong["p"][1] > 0.9 and strong["p"][2] == ""
+    assert strong["p"][1] > 0.9 and strong["p"][2] is None
 
 
 def test_block_order_is_trusted() -> None:
     # Rivals that are the same tensor of another repeated block (`blocks.#.w`): ports enumerate blocks in order
     chosen = _two_by_two((1.0, 1.0), (3.0, 1.0), templates=["blocks.#.w", "blocks.#.w"])
-    assert chosen["p"][2] == "" and not chosen["p"][3]
+    assert chosen["p"][2] is None and not chosen["p"][3]
     assert chosen["p"][1] > 0.9
 
 
@@ -167,11 +168,11 @@ def test_names_and_order_disagreeing_is_capped_unless_the_names_are_decisive() -
     # strong features favour the chosen pairs a little (0.7 over the exchange), weak ones favour the rival (0.5)
     mild = _two_by_two((1.0, 1.0), (1.1, 1.35))
     assert mild["p"][0] == "x"
-    assert mild["p"][2] == "names and order disagree"
+    assert mild["p"][2] is DecidedBy.NAMES_AND_ORDER_DISAGREE
     assert mild["p"][1] < 0.5
     # a strong margin of 2 (a leaf or number mismatch) outweighs order: no cap
     decisive = _two_by_two((1.0, 1.0), (1.2, 2.0))
-    assert decisive["p"][2] == ""
+    assert decisive["p"][2] is None
     assert decisive["p"][1] > 0.5
 
 

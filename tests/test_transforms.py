@@ -8,7 +8,22 @@ import numpy as np
 import pytest
 
 from automap._errors import MappingFileError
-from automap.transforms import apply_steps, describe, inverse_steps, output_shape, parse_steps
+from automap.transforms import (
+    Concat,
+    Reorder,
+    Reshape,
+    Split,
+    Squeeze,
+    Step,
+    Transpose,
+    Unsqueeze,
+    apply_steps,
+    describe,
+    inverse_steps,
+    output_shape,
+    parse_steps,
+    register_step,
+)
 
 RNG = np.random.default_rng(5)
 
@@ -25,9 +40,50 @@ def test_no_transform(raw: Any) -> None:
     assert parse_steps(raw) == ()
 
 
-def test_good_steps_are_returned_as_given() -> None:
+def test_good_steps_become_typed_steps() -> None:
     raw = [{"op": "split", "axis": 0, "parts": 3, "index": 1}, {"op": "transpose"}, {"op": "reshape", "shape": [4, 2]}]
-    assert parse_steps(raw) == tuple(raw)
+    assert parse_steps(raw) == (Split(0, 3, 1), Transpose(), Reshape((4, 2)))
+
+
+# every kind of step, as JSON and typed; the JSON is what mapping files hold
+STEPS_AND_JSON = [
+    (Transpose(), {"op": "transpose"}),
+    (Transpose((2, 0, 1)), {"op": "transpose", "axes": [2, 0, 1]}),
+    (Transpose(()), {"op": "transpose", "axes": []}),
+    (Reshape((3, 8)), {"op": "reshape", "shape": [3, 8]}),
+    (Unsqueeze(-2), {"op": "unsqueeze", "axis": -2}),
+    (Squeeze(2), {"op": "squeeze", "axis": 2}),
+    (Split(1, 4, 3), {"op": "split", "axis": 1, "parts": 4, "index": 3}),
+    (Concat(1), {"op": "concat", "axis": 1}),
+    (Reorder(0, 4, (0, 1, 3, 2)), {"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 3, 2]}),
+]
+
+
+@pytest.mark.parametrize(("step", "raw"), STEPS_AND_JSON)
+def test_json_form_round_trips_with_keys_in_order(step: Step, raw: dict[str, Any]) -> None:
+    assert parse_steps([raw]) == (step,)
+    assert step.to_json() == raw
+    assert list(step.to_json()) == list(raw)  # key order: mapping files stay byte-identical
+
+
+def test_a_concat_without_axis_joins_along_axis_0() -> None:
+    assert parse_steps([{"op": "concat"}]) == (Concat(0),)
+
+
+def test_steps_are_immutable_and_hashable() -> None:
+    step = Split(0, 3, 1)
+    with pytest.raises(AttributeError):
+        step.index = 2  # type: ignore[misc]
+    assert len({Split(0, 3, 1), step, Transpose()}) == 2
+
+
+def test_registering_a_second_step_under_a_known_name_is_refused() -> None:
+    class Rotate(Transpose):
+        op = "transpose"
+
+    with pytest.raises(ValueError, match="'transpose' is already registered"):
+        register_step(Rotate)
+    assert parse_steps([{"op": "transpose"}]) == (Transpose(),)  # the registry is unchanged
 
 
 @pytest.mark.parametrize(
@@ -58,19 +114,19 @@ def test_bad_steps_raise_naming_the_entry(raw: Any, problem: str) -> None:
 @pytest.mark.parametrize(
     ("shapes", "steps", "expected"),
     [
-        ([(6, 4, 3)], [{"op": "unsqueeze", "axis": 2}], (6, 4, 1, 3)),
-        ([(6, 4, 1, 3)], [{"op": "squeeze", "axis": -2}], (6, 4, 3)),
-        ([(6, 4)], [{"op": "transpose"}], (4, 6)),
-        ([(2, 3, 4)], [{"op": "transpose", "axes": [2, 0, 1]}], (4, 2, 3)),
-        ([(8, 8)] * 3, [{"op": "concat", "axis": 0}], (24, 8)),
-        ([(4, 8)] * 2, [{"op": "concat", "axis": 1}, {"op": "transpose"}], (16, 4)),
-        ([(24, 8)], [{"op": "split", "axis": 0, "parts": 3, "index": 2}], (8, 8)),
-        ([(12, 5)], [{"op": "reorder", "axis": 0, "parts": 4, "order": [1, 0, 3, 2]}], (12, 5)),
-        ([(6, 4)], [{"op": "reshape", "shape": [3, 8]}], (3, 8)),
+        ([(6, 4, 3)], [Unsqueeze(2)], (6, 4, 1, 3)),
+        ([(6, 4, 1, 3)], [Squeeze(-2)], (6, 4, 3)),
+        ([(6, 4)], [Transpose()], (4, 6)),
+        ([(2, 3, 4)], [Transpose((2, 0, 1))], (4, 2, 3)),
+        ([(8, 8)] * 3, [Concat(0)], (24, 8)),
+        ([(4, 8)] * 2, [Concat(1), Transpose()], (16, 4)),
+        ([(24, 8)], [Split(0, 3, 2)], (8, 8)),
+        ([(12, 5)], [Reorder(0, 4, (1, 0, 3, 2))], (12, 5)),
+        ([(6, 4)], [Reshape((3, 8))], (3, 8)),
         ([(6, 4)], [], (6, 4)),
     ],
 )
-def test_output_shape(shapes: list[tuple[int, ...]], steps: list[dict[str, Any]], expected: tuple[int, ...]) -> None:
+def test_output_shape(shapes: list[tuple[int, ...]], steps: list[Step], expected: tuple[int, ...]) -> None:
     assert output_shape(shapes, steps) == expected
     # and the data agrees with the computed shape
     assert apply_steps([_array(*s) for s in shapes], steps).shape == expected
@@ -79,19 +135,19 @@ def test_output_shape(shapes: list[tuple[int, ...]], steps: list[dict[str, Any]]
 @pytest.mark.parametrize(
     ("shapes", "steps", "problem"),
     [
-        ([(4, 3)], [{"op": "split", "axis": 0, "parts": 3, "index": 0}], "does not split into 3 equal parts"),
-        ([(4, 3)], [{"op": "split", "axis": 0, "parts": 2, "index": 2}], "split index 2 is not in 0..1"),
-        ([(4, 3)], [{"op": "squeeze", "axis": 0}], "cannot squeeze axis 0 of length 4"),
-        ([(4, 3)], [{"op": "reshape", "shape": [5]}], "cannot reshape [4, 3] to [5]"),
-        ([(4, 3)], [{"op": "unsqueeze", "axis": 5}], "axis 5 is out of range for a 3-D tensor"),
-        ([(4, 3)], [{"op": "transpose", "axes": [0, 0]}], "are not a permutation of the 2 axes"),
-        ([(8, 3)], [{"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 1, 2]}], "not a permutation of 0..3"),
-        ([(4, 3)] * 2, [{"op": "transpose"}], "2 sources need a first step"),
-        ([(4, 3), (4, 2)], [{"op": "concat", "axis": 0}], "cannot concatenate shapes [[4, 3], [4, 2]] along axis 0"),
+        ([(4, 3)], [Split(0, 3, 0)], "does not split into 3 equal parts"),
+        ([(4, 3)], [Split(0, 2, 2)], "split index 2 is not in 0..1"),
+        ([(4, 3)], [Squeeze(0)], "cannot squeeze axis 0 of length 4"),
+        ([(4, 3)], [Reshape((5,))], "cannot reshape [4, 3] to [5]"),
+        ([(4, 3)], [Unsqueeze(5)], "axis 5 is out of range for a 3-D tensor"),
+        ([(4, 3)], [Transpose((0, 0))], "are not a permutation of the 2 axes"),
+        ([(8, 3)], [Reorder(0, 4, (0, 1, 1, 2))], "not a permutation of 0..3"),
+        ([(4, 3)] * 2, [Transpose()], "2 sources need a first step"),
+        ([(4, 3), (4, 2)], [Concat(0)], "cannot concatenate shapes [[4, 3], [4, 2]] along axis 0"),
     ],
 )
 def test_impossible_steps_are_refused_before_any_data(
-    shapes: list[tuple[int, ...]], steps: list[dict[str, Any]], problem: str
+    shapes: list[tuple[int, ...]], steps: list[Step], problem: str
 ) -> None:
     with pytest.raises(MappingFileError) as error:
         output_shape(shapes, steps, where="pair 'x'")
@@ -106,20 +162,20 @@ def test_impossible_steps_are_refused_before_any_data(
 
 def test_apply_moves_data_as_numpy_would() -> None:
     a = _array(6, 4)
-    np.testing.assert_array_equal(apply_steps([a], [{"op": "transpose"}]), a.T)
+    np.testing.assert_array_equal(apply_steps([a], [Transpose()]), a.T)
     qkv = _array(24, 8)
-    np.testing.assert_array_equal(apply_steps([qkv], [{"op": "split", "axis": 0, "parts": 3, "index": 1}]), qkv[8:16])
+    np.testing.assert_array_equal(apply_steps([qkv], [Split(0, 3, 1)]), qkv[8:16])
     parts = [_array(8, 8) for _ in range(3)]
-    np.testing.assert_array_equal(apply_steps(parts, [{"op": "concat", "axis": 0}]), np.vstack(parts))
+    np.testing.assert_array_equal(apply_steps(parts, [Concat(0)]), np.vstack(parts))
     conv1d = _array(6, 4, 3)
-    np.testing.assert_array_equal(apply_steps([conv1d], [{"op": "unsqueeze", "axis": 2}]), conv1d[:, :, None, :])
+    np.testing.assert_array_equal(apply_steps([conv1d], [Unsqueeze(2)]), conv1d[:, :, None, :])
     gates = _array(8, 3)
-    reordered = apply_steps([gates], [{"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 3, 2]}])
+    reordered = apply_steps([gates], [Reorder(0, 4, (0, 1, 3, 2))])
     np.testing.assert_array_equal(reordered, np.concatenate([gates[0:2], gates[2:4], gates[6:8], gates[4:6]]))
 
 
 def test_apply_returns_contiguous_arrays_and_keeps_dtype_and_scalars() -> None:
-    out = apply_steps([np.arange(6, dtype=np.int64).reshape(2, 3)], [{"op": "transpose"}])
+    out = apply_steps([np.arange(6, dtype=np.int64).reshape(2, 3)], [Transpose()])
     assert out.flags.c_contiguous
     assert out.dtype == np.int64
     assert apply_steps([np.array(3.0, np.float32)], []).shape == ()
@@ -131,16 +187,16 @@ def test_apply_returns_contiguous_arrays_and_keeps_dtype_and_scalars() -> None:
 @pytest.mark.parametrize(
     ("shape", "steps"),
     [
-        ((6, 4, 3), [{"op": "unsqueeze", "axis": 2}]),
-        ((6, 4, 1, 3), [{"op": "squeeze", "axis": 2}]),
-        ((4, 6), [{"op": "transpose"}]),
-        ((2, 3, 4), [{"op": "transpose", "axes": [2, 0, 1]}]),
-        ((8, 3), [{"op": "reorder", "axis": 0, "parts": 4, "order": [1, 2, 3, 0]}]),
-        ((4, 6), [{"op": "reshape", "shape": [3, 8]}, {"op": "transpose"}]),
+        ((6, 4, 3), [Unsqueeze(2)]),
+        ((6, 4, 1, 3), [Squeeze(2)]),
+        ((4, 6), [Transpose()]),
+        ((2, 3, 4), [Transpose((2, 0, 1))]),
+        ((8, 3), [Reorder(0, 4, (1, 2, 3, 0))]),
+        ((4, 6), [Reshape((3, 8)), Transpose()]),
         ((5,), []),
     ],
 )
-def test_inverse_undoes_the_steps(shape: tuple[int, ...], steps: list[dict[str, Any]]) -> None:
+def test_inverse_undoes_the_steps(shape: tuple[int, ...], steps: list[Step]) -> None:
     a = _array(*shape)
     back = inverse_steps([shape], steps)
     assert back is not None
@@ -148,25 +204,23 @@ def test_inverse_undoes_the_steps(shape: tuple[int, ...], steps: list[dict[str, 
 
 
 def test_split_and_concat_have_no_single_tensor_inverse() -> None:
-    assert inverse_steps([(24, 8)], [{"op": "split", "axis": 0, "parts": 3, "index": 2}]) is None
-    assert inverse_steps([(8, 8)] * 3, [{"op": "concat", "axis": 0}]) is None
+    assert inverse_steps([(24, 8)], [Split(0, 3, 2)]) is None
+    assert inverse_steps([(8, 8)] * 3, [Concat(0)]) is None
 
 
 # --- describe ------------------------------------------------------------------------------------------------
 
 
 def test_describe() -> None:
-    assert describe([{"op": "split", "axis": 0, "parts": 3, "index": 1}, {"op": "transpose"}]) == (
-        "split(axis 0, 3 parts)[1] -> transpose"
-    )
+    assert describe([Split(0, 3, 1), Transpose()]) == ("split(axis 0, 3 parts)[1] -> transpose")
     assert (
         describe(
             [
-                {"op": "concat", "axis": 0},
-                {"op": "reshape", "shape": [4, 6, 4]},
-                {"op": "unsqueeze", "axis": 2},
-                {"op": "reorder", "axis": 0, "parts": 4, "order": [0, 1, 3, 2]},
-                {"op": "transpose", "axes": [1, 0]},
+                Concat(0),
+                Reshape((4, 6, 4)),
+                Unsqueeze(2),
+                Reorder(0, 4, (0, 1, 3, 2)),
+                Transpose((1, 0)),
             ]
         )
         == "concat(axis 0) -> reshape(4, 6, 4) -> unsqueeze(axis 2) -> reorder(axis 0, [0, 1, 3, 2]) -> transpose(1, 0)"

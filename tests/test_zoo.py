@@ -34,6 +34,6 @@ def test_swapping_two_same_shaped_targets_breaks_the_proof(pair, mindspore_cpu) 
         pytest.skip("no two same-shaped parameters to swap")
     # Prefer matrices: two biases that are only ever added together (an RNN's b_ih + b_hh) swap harmlessly.
     first, second = max(swappable, key=lambda names: (len(shapes[names[0]]) >= 2, len(names)))[:2]
-    broken = {t: {"source": list(s), "transform": list(steps)} for t, (s, steps) in truth.items()}
+    broken = {t: {"source": list(s), "transform": [x.to_json() for x in steps]} for t, (s, steps) in truth.items()}
     broken[first], broken[second] = broken[second], broken[first]
     assert not prove(pair, "ci", mapping=broken).passed

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from automap._decisions import DECIDED_BY
 from automap._errors import AutomapError
 from automap._text import render_table
 from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
@@ -154,7 +155,7 @@ def summary(mapping: NameMapping) -> str:
             p = group[0]
             alternative = p.alternatives[0] if p.alternatives else None
             alt = f"{_name(alternative.source)} ({alternative.confidence:.2f})" if alternative else ""
-            why = str(p.evidence.get("decided_by", p.evidence.get("note", "")))
+            why = p.labels.get(DECIDED_BY, p.labels.get("note", ""))
             times = f"x{len(group)}" if len(group) > 1 else ""
             rows.append([p.target, _name(p.source) or "(none)", f"{p.confidence:.2f}", times, alt, why])
         lines.append(render_table(["target", "source", "conf", "", "best alternative", "why"], rows, right=(2,)))

@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from automap.io.formats import FORMATS, MINDSPORE, PYTORCH, SAFETENSORS
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import fingerprint, load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
-from automap.transforms import Step, apply_steps, describe, output_shape
+from automap.transforms import Concat, Reshape, Split, Step, apply_steps, describe, output_shape
 
 from ._checksums import Checksum, ChecksumPool, piece_crcs
 from ._pages import MappedPages
@@ -55,6 +56,7 @@ __all__ = [
     "ConversionPlan",
     "ConversionReport",
     "PlannedTensor",
+    "Verifier",
     "check_mapping",
     "check_output",
     "convert",
@@ -556,12 +558,12 @@ def _plan_pair(
     dtypes = {r.dtype for r in found}
     if len(dtypes) > 1:
         return None, f"target {pair.target!r}: its sources have different dtypes {sorted(dtypes)}"
-    steps = tuple(pair.transform)
+    steps: tuple[Step, ...] = pair.transform
     automatic = ""
     shapes = [r.shape for r in found]
     shapes_recorded = pair.source_shape is not None
     if len(found) > 1 and not steps and not shapes_recorded:
-        steps = ({"op": "concat", "axis": 0},)
+        steps = (Concat(0),)
         automatic = f"concatenated {len(found)} sources along axis 0"
     try:
         shape = output_shape(shapes, steps, where=f"target {pair.target!r}")
@@ -569,7 +571,7 @@ def _plan_pair(
         return None, str(error)
     if expected is not None and shape != expected:
         if not pair.transform and not shapes_recorded and _squeezed(shape) == _squeezed(expected):
-            steps = (*steps, {"op": "reshape", "shape": list(expected)})
+            steps = (*steps, Reshape(expected))
             change = f"reshaped {shape_text(shape)} -> {shape_text(expected)} (they differ only in length-1 axes)"
             automatic = f"{automatic}; {change}" if automatic else change
             shape = expected
@@ -592,8 +594,8 @@ def _reuse_problems(uses: dict[str, list[tuple[str, tuple[Step, ...], int]]]) ->
         if len(items) < 2:
             continue
         splits = [_first_split(steps) if count == 1 else None for _, steps, count in items]
-        keys = {(s["axis"], s["parts"]) for s in splits if s is not None}
-        indexes = [s["index"] for s in splits if s is not None]
+        keys = {(s.axis, s.parts) for s in splits if s is not None}
+        indexes = [s.index for s in splits if s is not None]
         if all(s is not None for s in splits) and len(keys) == 1 and len(set(indexes)) == len(indexes):
             continue
         targets = [t for t, _, _ in items]
@@ -604,8 +606,8 @@ def _reuse_problems(uses: dict[str, list[tuple[str, tuple[Step, ...], int]]]) ->
     return problems
 
 
-def _first_split(steps: Sequence[Step]) -> Step | None:
-    return next((s for s in steps if s["op"] == "split"), None)
+def _first_split(steps: Sequence[Step]) -> Split | None:
+    return next((s for s in steps if isinstance(s, Split)), None)
 
 
 def _recorded_target_shape(pair: Match) -> tuple[int, ...] | None:
@@ -846,10 +848,10 @@ def _verify_output(
     problems: list[str] = []
     hows: dict[str, int] = {}
     for path, records in files:
-        how = how_for(path, plan)
+        verifier, how = verifier_for(path, plan)
         hows[how] = hows.get(how, 0) + 1
         where = f"{path.name}: " if index is not None else ""
-        problems.extend(where + p for p in _verify_file(path, how, records, digests, bar, pages))
+        problems.extend(where + p for p in _verify_file(path, verifier, how, records, digests, bar, pages))
         if len(problems) >= _SHOWN:
             break
     if index is not None and not problems:
@@ -881,7 +883,13 @@ _Check = tuple[ParamRecord, str, tuple[int, ...], bool]  # a tensor read back: r
 
 
 def _verify_file(
-    path: Path, how: str, records: list[ParamRecord], digests: dict[str, Checksum], bar: Progress, pages: MappedPages
+    path: Path,
+    verifier: Verifier,
+    how: str,
+    records: list[ParamRecord],
+    digests: dict[str, Checksum],
+    bar: Progress,
+    pages: MappedPages,
 ) -> list[str]:
     """Compare every tensor of one output file with what was written; the problems found (the first `_SHOWN`).
 
@@ -903,7 +911,7 @@ def _verify_file(
         pages.used(record.nbytes)
 
     try:
-        with _framework_reader(path, how) as (names, read), ChecksumPool(compare) as pool:
+        with _framework_reader(path, verifier) as (names, read), ChecksumPool(compare) as pool:
             expected_names = [r.name for r in records]
             wanted, present = set(expected_names), set(names)
             if present != wanted:
@@ -935,34 +943,42 @@ def _verify_file(
     return problems
 
 
-def how_for(out: Path, plan: ConversionPlan) -> str:
-    """The name of the loader that verifies an output file (which must exist, for its size)."""
+class Verifier(Enum):
+    """The loader that re-reads an output file to check it; the value is its name in the report."""
+
+    TORCH_LOADER = "torch.load(weights_only=True)"
+    MINDSPORE_LOADER = "mindspore.load_checkpoint"
+    MINDSPORE_SAFETENSORS_LOADER = "mindspore.load_checkpoint(format='safetensors')"
+    SAFETENSORS = "safetensors.safe_open"
+    SAFETENSORS_HEADER = "safetensors.safe_open (names, dtypes, shapes) and automap's reader"
+    AUTOMAP_READER = "automap's reader"
+
+    def describe(self, why: str = "") -> str:
+        """The loader's name for the report, with why it was chosen where the framework's own was not."""
+        return f"{self.value} ({why})" if why else self.value
+
+
+def verifier_for(out: Path, plan: ConversionPlan) -> tuple[Verifier, str]:
+    """The loader that verifies an output file (which must exist, for its size), and its description."""
     fmt = FORMATS.for_suffix(out)
     if fmt is PYTORCH:
-        return "torch.load(weights_only=True)"
+        return Verifier.TORCH_LOADER, Verifier.TORCH_LOADER.describe()
     size = out.stat().st_size if out.exists() else 0
     too_big = size > FRAMEWORK_CHECK_LIMIT
+    limit, found = human_bytes(FRAMEWORK_CHECK_LIMIT), human_bytes(size)
     if fmt is MINDSPORE:
         if _has_float8(plan):
-            return "automap's reader (MindSpore cannot load float8)"
+            return Verifier.AUTOMAP_READER, Verifier.AUTOMAP_READER.describe("MindSpore cannot load float8")
         if too_big:
-            return (
-                f"automap's reader (mindspore.load_checkpoint reads a whole file into memory, so it checks files "
-                f"up to {human_bytes(FRAMEWORK_CHECK_LIMIT)}; this one has {human_bytes(size)})"
-            )
-        return "mindspore.load_checkpoint"
+            why = f"mindspore.load_checkpoint reads a whole file into memory, so it checks files up to {limit}"
+            return Verifier.AUTOMAP_READER, Verifier.AUTOMAP_READER.describe(f"{why}; this one has {found}")
+        return Verifier.MINDSPORE_LOADER, Verifier.MINDSPORE_LOADER.describe()
     if too_big:
-        return (
-            f"{_SAFE_OPEN_HEADER} (names, dtypes, shapes) and automap's reader (data: safe_open copies every tensor "
-            f"into new memory, so it reads files up to {human_bytes(FRAMEWORK_CHECK_LIMIT)} whole; this one has "
-            f"{human_bytes(size)})"
-        )
+        why = f"data: safe_open copies every tensor into new memory, so it reads files up to {limit} whole"
+        return Verifier.SAFETENSORS_HEADER, Verifier.SAFETENSORS_HEADER.describe(f"{why}; this one has {found}")
     if plan.framework == "mindspore" and not _has_float8(plan):
-        return "mindspore.load_checkpoint(format='safetensors')"
-    return "safetensors.safe_open"
-
-
-_SAFE_OPEN_HEADER = "safetensors.safe_open"
+        return Verifier.MINDSPORE_SAFETENSORS_LOADER, Verifier.MINDSPORE_SAFETENSORS_LOADER.describe()
+    return Verifier.SAFETENSORS, Verifier.SAFETENSORS.describe()
 
 
 def _has_float8(plan: ConversionPlan) -> bool:
@@ -979,9 +995,8 @@ def _loaded(what: Callable[[], Any]) -> Any:
 
 
 @contextlib.contextmanager
-def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]:
-    fmt = FORMATS.for_suffix(out)
-    if fmt is PYTORCH:
+def _framework_reader(out: Path, verifier: Verifier) -> Iterator[tuple[list[str], Reader]]:
+    if verifier is Verifier.TORCH_LOADER:
         import torch
 
         from automap.io.torch import to_numpy
@@ -995,11 +1010,11 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
 
         yield list(state), read_torch
-    elif how.startswith("mindspore"):
+    elif verifier in (Verifier.MINDSPORE_LOADER, Verifier.MINDSPORE_SAFETENSORS_LOADER):
         with _quiet_mindspore():
             import mindspore
 
-            options = {} if fmt is MINDSPORE else {"format": "safetensors"}
+            options = {} if verifier is Verifier.MINDSPORE_LOADER else {"format": "safetensors"}
             params = _loaded(lambda: mindspore.load_checkpoint(str(out), **options))
 
         def read_mindspore(name: str) -> tuple[str, Array] | None:
@@ -1007,7 +1022,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return None if param is None else _mindspore_array(param)
 
         yield list(params), read_mindspore
-    elif fmt is SAFETENSORS and how.startswith(f"{_SAFE_OPEN_HEADER} (names"):
+    elif verifier is Verifier.SAFETENSORS_HEADER:
         from safetensors import safe_open
 
         header = _loaded(lambda: safe_open(str(out), framework="numpy"))  # no tensor is created
@@ -1028,7 +1043,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return declared[name][0], record.read()
 
         yield list(declared), read_checked
-    elif fmt is SAFETENSORS:
+    elif verifier is Verifier.SAFETENSORS:
         from safetensors import safe_open
 
         from automap.io.torch import to_numpy
@@ -1044,7 +1059,7 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
 
         yield keys, read_safetensors
-    else:  # a .ckpt with float8 (MindSpore's loader has no float8 type) or too large for MindSpore's loader
+    else:  # AUTOMAP_READER: a .ckpt with float8 (MindSpore's loader has no float8 type) or too large for it
         table = load_checkpoint(out)
 
         def read_automap(name: str) -> tuple[str, Array] | None:

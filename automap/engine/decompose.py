@@ -172,8 +172,9 @@ def _carry_over(
             match.transform,
             match.target_shape,
             match.source_shape,
-            {**match.evidence, "block": note},
+            match.evidence,
             tuple(Alternative(move_source(a.source), a.confidence, a.transform) for a in match.alternatives),
             match.pinned,
+            {**match.labels, "block": note},
         )
     return out

@@ -13,15 +13,15 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import MappingFileError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
-from automap.transforms import output_shape
+from automap.transforms import Reshape, Split, Step, Transpose, output_shape
 
 from .decompose import solve_in_blocks
 from .features import (
@@ -163,8 +163,9 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
             confidence=1.0,
             target_shape=target[match.target].shape,
             source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
-            evidence={"pinned": "fixed by a person"},
+            evidence={},
             alternatives=(),
+            labels={"pinned": "fixed by a person"},
         )
     explicit = list(out.values())
     used = {n for m in explicit for n in m.source_names}
@@ -219,9 +220,10 @@ def _same_pattern(pin: Match, source: ParamTable, target: ParamTable) -> list[Ma
                 pin.transform,
                 record.shape,
                 source[name].shape,
-                {"pinned": f"same pattern as the reviewed pair {pin.target!r}"},
+                {},
                 (),
                 True,
+                {"pinned": f"same pattern as the reviewed pair {pin.target!r}"},
             )
         )
     return out
@@ -599,13 +601,13 @@ def _follow_local_order(solution: Solution, scores: Mapping[str, Array], ctx: Fe
         (int(t), int(s)): i for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True))
     }
     holder = {a.source: a for a in solution.assignments.values() if a.source is not None}
-    conflict = "names and order disagree"
+    conflict = DecidedBy.NAMES_AND_ORDER_DISAGREE
     for a in list(solution.assignments.values()):
-        if a.doubt != conflict or a.source is None or not a.rivals or a.rivals[0][0] is None:
+        if a.doubt is not conflict or a.source is None or not a.rivals or a.rivals[0][0] is None:
             continue
         rival = a.rivals[0][0]
         b = holder.get(rival)
-        if b is None or b.doubt != conflict or b.source is None or b.rivals[0][0] != a.source:
+        if b is None or b.doubt is not conflict or b.source is None or b.rivals[0][0] != a.source:
             continue
         swapped_a, swapped_b = index.get((a.target, rival)), index.get((b.target, a.source))
         if swapped_a is None or swapped_b is None or a.candidate is None or b.candidate is None:
@@ -616,7 +618,7 @@ def _follow_local_order(solution: Solution, scores: Mapping[str, Array], ctx: Fe
             b.source, b.candidate = a_source, swapped_b
             holder[a.source], holder[b.source] = a, b
             for moved in (a, b):
-                moved.doubt = "names and order disagree; followed the order within the block"
+                moved.doubt = DecidedBy.FOLLOWED_BLOCK_ORDER
 
 
 # ---------------------------------------------------------------------------------------------- fused tensors
@@ -658,7 +660,9 @@ def _order_parts(solution: Solution, ctx: FeatureContext) -> None:
         by_index = _numbered_partners([partner_names[partner(a)] for a in partners], len(pieces))
         if by_index is not None:
             ordered, how = [partners[i] for i in by_index], "container indices"
-        elif _pieces_named(ctx, members, fused_on_source) and all(not a.doubt and a.confidence >= 0.5 for a in members):
+        elif _pieces_named(ctx, members, fused_on_source) and all(
+            a.doubt is None and a.confidence >= 0.5 for a in members
+        ):
             ordered, how = partners, "names"
         else:
             ordered, how = partners, "file order"
@@ -698,7 +702,7 @@ def _set_confidence(members: list[Assignment], fused_on_source: bool) -> None:
         outside = sum(share * odds_per_share for node, share in a.rivals if node not in group and node is not None)
         a.confidence = 1.0 / (1.0 + outside)
         a.order_only = False
-        a.doubt = ""
+        a.doubt = None
 
 
 def _piece(ctx: FeatureContext, a: Assignment, fused_on_source: bool) -> int:
@@ -752,8 +756,8 @@ def _matches(
                 None,
                 0.0,
                 target_shape=record.shape,
-                evidence={"note": "no source tensor fits well enough"},
                 alternatives=tuple(Alternative(_source_name(source, c), 0.0) for c, _ in rivals if c is not None),
+                labels={"note": "no source tensor fits well enough"},
             )
     _apply_transpose_convention(out, notes)
     return out
@@ -765,14 +769,15 @@ def _source_name(source: Side, node: int | None) -> str | None:
     return source.table.params[source.nodes[node].base].name
 
 
-def _evidence(a: Assignment, scores: Mapping[str, Array]) -> dict[str, float | str]:
-    evidence: dict[str, float | str] = {}
+def _evidence(a: Assignment, scores: Mapping[str, Array]) -> tuple[dict[str, float], dict[str, str]]:
+    """The scores of the chosen candidate, and the labels saying what decided it."""
+    evidence: dict[str, float] = {}
     if a.candidate is not None:
         for name in FEATURES:
             if name in scores:
                 evidence[name] = float(scores[name][a.candidate])
-    evidence["decided_by"] = a.doubt or "names and structure"
-    return evidence
+    decided = a.doubt if a.doubt is not None else DecidedBy.NAMES_AND_STRUCTURE
+    return evidence, {DECIDED_BY: decided.value}
 
 
 def _alternatives(a: Assignment, source: Side) -> tuple[Alternative, ...]:
@@ -782,7 +787,7 @@ def _alternatives(a: Assignment, source: Side) -> tuple[Alternative, ...]:
         if name is None:
             continue
         part = source.nodes[node].part if node is not None else None
-        steps = ({"op": "split", "axis": part.axis, "parts": part.parts, "index": part.index},) if part else ()
+        steps = (Split(part.axis, part.parts, part.index),) if part else ()
         out.append(Alternative(name, round(share, 4), steps))
     return tuple(out[:3])
 
@@ -793,15 +798,15 @@ def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx
     node = source.nodes[a.source]
     base = source.table.params[node.base]
     relation = ctx.candidates.relation[a.candidate]
-    steps: list[Mapping[str, Any]] = []
+    steps: list[Step] = []
     if node.part is not None:
-        steps.append({"op": "split", "axis": node.part.axis, "parts": node.part.parts, "index": node.part.index})
+        steps.append(Split(node.part.axis, node.part.parts, node.part.index))
     steps.extend(relation.steps)
-    evidence = _evidence(a, scores)
+    evidence, labels = _evidence(a, scores)
     confidence = float(a.confidence)
     if relation.kind == "reshape":  # equal sizes, unrelated layouts: possible, never evident
         confidence = min(confidence, 0.45)
-        evidence["decided_by"] = "shapes agree only after a reshape"
+        labels[DECIDED_BY] = DecidedBy.RESHAPE_ONLY.value
     return Match(
         target=record.name,
         source=base.name,
@@ -811,6 +816,7 @@ def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx
         source_shape=base.shape,
         evidence=evidence,
         alternatives=_alternatives(a, source),
+        labels=labels,
     )
 
 
@@ -834,8 +840,8 @@ def _concatenated(
     if steps is None:
         return None
     weakest = min(parts, key=lambda a: a.confidence)
-    evidence = _evidence(weakest, scores)
-    evidence["note"] = f"built by concatenating {len(names)} source tensors"
+    evidence, labels = _evidence(weakest, scores)
+    labels["note"] = f"built by concatenating {len(names)} source tensors"
     return Match(
         target=record.name,
         source=names,
@@ -845,6 +851,7 @@ def _concatenated(
         source_shape=shapes,
         evidence=evidence,
         alternatives=(),
+        labels=labels,
     )
 
 
@@ -865,7 +872,7 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> 
         if not _is_layer_weight(match):
             continue
         if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
-            transposed = any(s.get("op") == "transpose" for s in match.transform)
+            transposed = any(isinstance(s, Transpose) for s in match.transform)
             for scope in _scopes(match.target):
                 votes[scope][transposed] += 1
     flipped = 0
@@ -873,17 +880,17 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> 
         shape = match.target_shape
         if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str) or not _is_layer_weight(match):
             continue
-        if any(s.get("op") in ("transpose", "reshape") for s in match.transform):
+        if any(isinstance(s, Transpose | Reshape) for s in match.transform):
             continue
         for scope in _scopes(name):
             if votes[scope]:
                 transposed, count = votes[scope].most_common(1)[0]
                 if transposed and count > votes[scope][False]:
-                    evidence = dict(match.evidence)
-                    evidence["note"] = (
+                    labels = dict(match.labels)
+                    labels["note"] = (
                         f"square weight transposed like the non-square 2-D weights in {scope or 'the model'!r}"
                     )
-                    matches[name] = replace(match, transform=(*match.transform, {"op": "transpose"}), evidence=evidence)
+                    matches[name] = replace(match, transform=(*match.transform, Transpose()), labels=labels)
                     flipped += 1
                 break
     if flipped:

@@ -10,14 +10,17 @@ an axis: a fused `qkv` seen as three `q`, `k`, `v` pieces, or a target that conc
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-__all__ = ["Part", "Relation", "part_shape", "relate"]
+from automap.transforms import Concat, Reshape, Squeeze, Step, Transpose, Unsqueeze
+
+__all__ = ["Part", "Relation", "RelationKind", "part_shape", "relate"]
 
 Shape = tuple[int, ...]
-Steps = tuple[Mapping[str, Any], ...]
+Steps = tuple[Step, ...]
+RelationKind = Literal["exact", "layout", "transpose", "reshape"]
 
 EXACT, LAYOUT, TRANSPOSE, RESHAPE = 1.0, 0.92, 0.9, 0.3
 
@@ -28,7 +31,7 @@ class Relation:
 
     steps: Steps
     score: float
-    kind: str  # "exact", "layout", "transpose" or "reshape"
+    kind: RelationKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,7 @@ def relate(source: Shape, target: Shape) -> Relation | None:
 
     Example:
         >>> relate((64, 3, 7), (64, 3, 1, 7)).steps
-        ({'op': 'unsqueeze', 'axis': 2},)
+        (Unsqueeze(axis=2),)
     """
     if source == target:
         return Relation((), EXACT, "exact")
@@ -59,8 +62,8 @@ def relate(source: Shape, target: Shape) -> Relation | None:
     if [d for d in source if d != 1] == [d for d in target if d != 1]:
         return Relation(_layout_steps(source, target), LAYOUT, "layout")
     if len(source) == 2 and source == target[::-1]:
-        return Relation(({"op": "transpose"},), TRANSPOSE, "transpose")
-    return Relation(({"op": "reshape", "shape": list(target)},), RESHAPE, "reshape")
+        return Relation((Transpose(),), TRANSPOSE, "transpose")
+    return Relation((Reshape(target),), RESHAPE, "reshape")
 
 
 def _layout_steps(source: Shape, target: Shape) -> Steps:
@@ -68,12 +71,12 @@ def _layout_steps(source: Shape, target: Shape) -> Steps:
     if len(target) == len(source) + 1:
         for axis in range(len(target)):
             if target[axis] == 1 and (*target[:axis], *target[axis + 1 :]) == source:
-                return ({"op": "unsqueeze", "axis": axis},)
+                return (Unsqueeze(axis),)
     if len(source) == len(target) + 1:
         for axis in range(len(source)):
             if source[axis] == 1 and (*source[:axis], *source[axis + 1 :]) == target:
-                return ({"op": "squeeze", "axis": axis},)
-    return ({"op": "reshape", "shape": list(target)},)
+                return (Squeeze(axis),)
+    return (Reshape(target),)
 
 
 def concat_steps(part: Part, relation: Relation, target: Shape, sources: Sequence[Shape]) -> Steps | None:
@@ -82,9 +85,9 @@ def concat_steps(part: Part, relation: Relation, target: Shape, sources: Sequenc
     Returns None when the parts' layout cannot be expressed as a concatenation followed by one transform.
     """
     if relation.kind == "exact":
-        return ({"op": "concat", "axis": part.axis},)
+        return (Concat(part.axis),)
     if relation.kind == "transpose" and len(target) == 2:
-        return ({"op": "concat", "axis": 1 - part.axis}, {"op": "transpose"})
+        return (Concat(1 - part.axis), Transpose())
     stacked = sum(s[0] for s in sources) if all(len(s) >= 1 for s in sources) else 0
     if (
         relation.kind in ("layout", "reshape")
@@ -94,5 +97,5 @@ def concat_steps(part: Part, relation: Relation, target: Shape, sources: Sequenc
     ):
         concat = (stacked, *sources[0][1:])
         if math.prod(concat) == math.prod(target):
-            return ({"op": "concat", "axis": 0}, {"op": "reshape", "shape": list(target)})
+            return (Concat(0), Reshape(target))
     return None

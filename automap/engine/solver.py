@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from automap._decisions import DecidedBy
 from automap._types import Array
 
 from .features import FEATURES, Candidates, Side
@@ -45,7 +46,7 @@ class Assignment:
     cost: float
     confidence: float = 1.0
     order_only: bool = False
-    doubt: str = ""  # why the confidence was capped, if it was
+    doubt: DecidedBy | None = None  # why the confidence was capped, if it was
     rivals: tuple[tuple[int | None, float], ...] = ()  # (source node, confidence), best first
 
 
@@ -219,17 +220,17 @@ def _confidence(
             continue
         strong, weak = closest[2], closest[1] - closest[2]
         if closest[1] <= 1e-6:
-            a.doubt = "a tie: nothing tells the candidates apart"
+            a.doubt = DecidedBy.TIE
         elif strong < _STRONG_EPS and not block_order:
             a.order_only = True
-            a.doubt = "order only (interchangeable candidates)"
+            a.doubt = DecidedBy.ORDER_ONLY
         elif (
             not block_order
             and abs(strong) < _DECISIVE
             and ((strong > _STRONG_EPS and weak < -_STRONG_EPS) or (strong < -_STRONG_EPS and weak > _STRONG_EPS))
         ):
-            a.doubt = "names and order disagree"
-        if a.doubt:
+            a.doubt = DecidedBy.NAMES_AND_ORDER_DISAGREE
+        if a.doubt is not None:
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
             # the rival that could not be told apart is about as likely as the choice
             node, share = a.rivals[0]

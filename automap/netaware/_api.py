@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import AutomapError, MappingFileError
 from automap._types import Array, StrPath
 from automap.records import Alternative, Match, NameMapping, ParamTable
@@ -55,6 +56,7 @@ class NetworkInference:
         trials: candidate assignments tried, over all groups.
         inputs: the probe inputs, as specs.
         seconds: time spent per phase (trace, infer, resolve, proof).
+        changed: targets whose source or transform the probes changed from what inference chose.
     """
 
     mapping: NameMapping
@@ -67,6 +69,7 @@ class NetworkInference:
     inputs: tuple[str, ...]
     module_runs: int = 0
     seconds: Mapping[str, float] = field(default_factory=dict)
+    changed: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """A short human-readable account of the probes and the proof."""
@@ -79,8 +82,8 @@ class NetworkInference:
         for outcome in self.outcomes:
             if outcome.status != "confirmed":
                 out.append(f"  {outcome.status}: {', '.join(outcome.group.members[:4])}")
-        moved = [p.target for p in self.mapping.pairs if str(p.evidence.get("note", "")).startswith("inference chose")]
-        if moved:
+        if self.changed:
+            moved = self.changed
             shown = ", ".join(moved[:6]) + (f", ... ({len(moved)} in all)" if len(moved) > 6 else "")
             out.append(f"  the probes changed {len(moved)} pair{'s' if len(moved) != 1 else ''}: {shown}")
         if self.proof is not None:
@@ -397,7 +400,7 @@ def _settle(
         probes.close()
     proven = proof is not None and proof.passed
     used = set(probes.target_order)
-    result = _final_mapping(mapping, assignment, source_table, outcomes, proof, used, probes.described)
+    result, changed = _final_mapping(mapping, assignment, source_table, outcomes, proof, used, probes.described)
     return NetworkInference(
         mapping=result,
         proven=proven,
@@ -409,6 +412,7 @@ def _settle(
         trials=sum(o.trials for o in outcomes),
         inputs=tuple(probes.described),
         seconds=dict(clock.laps),
+        changed=changed,
     )
 
 
@@ -598,8 +602,8 @@ def _final_mapping(
     proof: OutputComparison | None,
     used: set[str],
     inputs: Sequence[str],
-) -> NameMapping:
-    """The mapping with the numeric choices in place, their evidence, and the proof."""
+) -> tuple[NameMapping, tuple[str, ...]]:
+    """The mapping with the numeric choices in place, their evidence, and the proof; the targets the probes changed."""
     settled: dict[str, tuple[Outcome, Group]] = {}
     for outcome in outcomes:
         for member in outcome.group.members:
@@ -607,30 +611,33 @@ def _final_mapping(
     proven = proof is not None and proof.passed
     inferred = {p.target: p for p in mapping.pairs}
     pairs = []
+    changed = []
     for pair in _with_assignment(mapping, assignment, source).pairs:
         before = inferred[pair.target]
-        evidence = dict(pair.evidence)
+        evidence, labels = dict(pair.evidence), dict(pair.labels)
         confidence = pair.confidence
         if option_of(before) != option_of(pair):  # the engine's scores speak of the source it chose
             first = option_of(before)
-            evidence = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
+            changed.append(pair.target)
+            evidence = {}
+            labels = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
         found = settled.get(pair.target)
         if found is not None:
             outcome, group = found
-            evidence["numeric"] = _numeric_text(outcome, group)
+            labels["numeric"] = _numeric_text(outcome, group)
             if outcome.status == "confirmed":
                 confidence = max(confidence, _CONFIRMED)
-                evidence["decided_by"] = "confirmed numerically"
+                labels[DECIDED_BY] = DecidedBy.CONFIRMED_NUMERICALLY.value
         if proven and pair.source is not None:
             if pair.target in used:
                 assert proof is not None
-                evidence["proof"] = (
+                labels["proof"] = (
                     f"proven: the converted model reproduces the source model (max rel diff {proof.max_rel:.2g})"
                 )
                 confidence = max(confidence, _PROVEN)
             else:
-                evidence["proof"] = "not covered: the forward pass on the probe inputs does not use this parameter"
-        pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence))
+                labels["proof"] = "not covered: the forward pass on the probe inputs does not use this parameter"
+        pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence, labels=labels))
     notes = list(mapping.notes)
     notes.append("network-aware: parameters ordered by first use in one forward pass per model on " + ", ".join(inputs))
     confirmed = sum(1 for o in outcomes if o.status == "confirmed")
@@ -645,7 +652,7 @@ def _final_mapping(
             f"{verdict}: the converted model's outputs against the source model's, max abs diff "
             f"{proof.max_abs:.3g}, max rel diff {proof.max_rel:.3g}"
         )
-    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes))
+    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes)), tuple(changed)
 
 
 def _numeric_text(outcome: Outcome, group: Group) -> str:

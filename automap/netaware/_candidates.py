@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from automap._decisions import DecidedBy
 from automap._errors import AutomapError
 from automap.records import Match, NameMapping, ParamTable
-from automap.transforms import Step, output_shape
+from automap.transforms import Split, Step, Transpose, output_shape
 
 __all__ = ["Group", "Option", "build_groups", "doubtful_targets", "enumerate_candidates", "option_of"]
 
@@ -43,14 +44,14 @@ class Option:
     @property
     def key(self) -> str:
         """A canonical text for comparing options."""
-        return json.dumps([list(self.sources), [dict(s) for s in self.steps]], sort_keys=True)
+        return json.dumps([list(self.sources), [s.to_json() for s in self.steps]], sort_keys=True)
 
     @property
     def resources(self) -> tuple[Resource, ...]:
         """The source tensors, or pieces of them, this option reads."""
         first = self.steps[0] if self.steps else None
-        if len(self.sources) == 1 and first is not None and first["op"] == "split":
-            return ((self.sources[0], int(first["axis"]), int(first["parts"]), int(first["index"])),)
+        if len(self.sources) == 1 and isinstance(first, Split):
+            return ((self.sources[0], first.axis, first.parts, first.index),)
         return tuple((s,) for s in self.sources)
 
     @property
@@ -62,13 +63,15 @@ class Option:
         """The same source(s) stored the other way round (for square 2-D targets)."""
         if self.transposed:
             return Option(self.sources, self.steps[:-1])
-        return Option(self.sources, (*self.steps, {"op": "transpose"}))
+        return Option(self.sources, (*self.steps, Transpose()))
 
     def with_piece(self, index: int) -> Option:
-        """The same split, another piece."""
-        first = dict(self.steps[0])
-        first["index"] = index
-        return Option(self.sources, (first, *self.steps[1:]))
+        """The same split, another piece (for an option whose first step is a split)."""
+        first = self.steps[0]
+        if not isinstance(first, Split):
+            msg = f"{self.describe()} does not start with a split"
+            raise ValueError(msg)
+        return Option(self.sources, (replace(first, index=index), *self.steps[1:]))
 
     def describe(self) -> str:
         """Short text: `h.0.attn.c_attn.weight [piece 1/3, transposed]`."""
@@ -82,7 +85,7 @@ def option_of(match: Match) -> Option | None:
     """The option a mapping's pair chose, or None for an unmatched target."""
     if match.source is None:
         return None
-    return Option(match.source_names, tuple(dict(s) for s in match.transform))
+    return Option(match.source_names, match.transform)
 
 
 @dataclass
@@ -185,15 +188,13 @@ def doubtful_targets(mapping: NameMapping) -> list[str]:
 
 
 def _is_doubtful(pair: Match, threshold: float) -> bool:
-    decided = str(pair.evidence.get("decided_by", ""))
-    return pair.confidence < threshold or decided.startswith("order only")
+    return pair.confidence < threshold or pair.decided_by is DecidedBy.ORDER_ONLY
 
 
 def _reason(pair: Match, doubtful: bool, threshold: float) -> str:
     if not doubtful:
         return "square matrix: its stored orientation cannot be read from shapes"
-    decided = str(pair.evidence.get("decided_by", ""))
-    if decided.startswith("order only"):
+    if pair.decided_by is DecidedBy.ORDER_ONLY:
         return "decided by order only among interchangeable candidates"
     return f"confidence {pair.confidence:.2f} below {threshold:g}"
 
@@ -203,7 +204,7 @@ def _square(shape: Sequence[int]) -> bool:
 
 
 def _plain_transpose(step: Step) -> bool:
-    return step["op"] == "transpose" and step.get("axes") in (None, [1, 0], (1, 0))
+    return isinstance(step, Transpose) and step.axes in (None, (1, 0))
 
 
 def _options(
@@ -221,13 +222,13 @@ def _options(
     found = [mine, *extra]
     if name in in_doubt:
         first = mine.steps[0] if mine.steps else None
-        if first is not None and first["op"] == "split":
-            found += [mine.with_piece(i) for i in range(int(first["parts"])) if i != int(first["index"])]
+        if isinstance(first, Split):
+            found += [mine.with_piece(i) for i in range(first.parts) if i != first.index]
         for alternative in pair.alternatives:
             if alternative.source is None or alternative.confidence < _MIN_ALTERNATIVE:
                 continue
             names = (alternative.source,) if isinstance(alternative.source, str) else tuple(alternative.source)
-            found.append(Option(names, tuple(dict(s) for s in alternative.transform)))
+            found.append(Option(names, alternative.transform))
         if broad:
             found += [current[other] for other in sorted(in_doubt) if other != name]
     if _square(target_shape):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from automap._types import Array
 
@@ -28,6 +29,11 @@ from ._session import Session
 MAX_TRIALS = 48
 """Candidates tried per group at most, over all the test modules it climbs to."""
 _MAX_WAVES = 4
+
+
+Status = Literal["confirmed", "indistinguishable", "unresolved", "untestable"]
+"""What numeric resolution found for a group (see `Outcome`)."""
+_Progress = Status | Literal["active", "failed"]  # a group still being tried, or whose last trial failed
 
 
 @dataclass
@@ -49,7 +55,7 @@ class Outcome:
 
     group: Group
     chosen: dict[str, Option]
-    status: str
+    status: Status
     module: str | None = None
     reference: str | None = None
     trials: int = 0
@@ -98,7 +104,7 @@ class _State:
     level: int = 0
     index: int = 0
     tried: list[tuple[int, bool, float]] = field(default_factory=list)
-    status: str = "active"
+    status: _Progress = "active"
     chosen: int = 0
     history: int = 0  # trials at earlier levels
 
@@ -166,7 +172,7 @@ def resolve(
         test = state.test
         diff = next((d for i, _, d in state.tried if i == state.chosen), float("nan"))
         rejected = sum(1 for _, ok, _ in state.tried if not ok)
-        status = "unresolved" if state.status in ("active", "failed") else state.status
+        status: Status = "unresolved" if state.status == "active" or state.status == "failed" else state.status
         outcomes.append(
             Outcome(
                 state.group,

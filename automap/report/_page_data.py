@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from automap.records import Match, NameMapping, ParamTable
-from automap.transforms import describe
+from automap.transforms import Concat, Split, Step, Transpose, describe
 
 __all__ = ["SIGNALS", "PageData"]
 
@@ -162,18 +162,17 @@ class PageData:
             return self.source.position[source]
         return [self.source.position[n] for n in source]
 
-    def _transform(self, match_source: Any, steps: Sequence[Mapping[str, object]]) -> int:
+    def _transform(self, match_source: Any, steps: Sequence[Step]) -> int:
         if not steps and not isinstance(match_source, tuple):
             return -1
         bits, part, parts = 0, 0, 0
         for step in steps:
-            op = step.get("op")
-            if op == "split":
+            if isinstance(step, Split):
                 bits |= _SPLIT
-                part, parts = cast("int", step.get("index", 0)), cast("int", step.get("parts", 0))
-            elif op == "concat":
+                part, parts = step.index, step.parts
+            elif isinstance(step, Concat):
                 bits |= _CONCAT
-            elif op == "transpose":
+            elif isinstance(step, Transpose):
                 bits |= _TRANSPOSE
             else:
                 bits |= _LAYOUT
@@ -183,19 +182,21 @@ class PageData:
         text = describe(steps) if steps else "concat(axis 0)"
         return self.transforms.index([text, bits, part, parts])
 
-    def _evidence(self, evidence: Mapping[str, float | str]) -> tuple[list[Any], list[Any]]:
+    def _evidence(self, evidence: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
         numbers: list[Any] = [None] * len(self.numeric_keys)
         texts: list[Any] = [None] * len(self.text_keys)
         for key, value in evidence.items():
-            keys, out = (self.text_keys, texts) if isinstance(value, str) else (self.numeric_keys, numbers)
-            if key not in keys:
-                keys.append(key)
-                out.append(None)
-            if isinstance(value, str):
-                out[keys.index(key)] = self.strings.index(value)
-            elif math.isfinite(value):
+            if key not in self.numeric_keys:
+                self.numeric_keys.append(key)
+                numbers.append(None)
+            if math.isfinite(value):
                 # scores as whole percentages: the page shows two decimals, and "87" is shorter than "0.87"
-                out[keys.index(key)] = round(float(value) * 100)
+                numbers[self.numeric_keys.index(key)] = round(float(value) * 100)
+        for key, text in labels.items():
+            if key not in self.text_keys:
+                self.text_keys.append(key)
+                texts.append(None)
+            texts[self.text_keys.index(key)] = self.strings.index(text)
         while numbers and numbers[-1] is None:
             numbers.pop()
         while texts and texts[-1] is None:
@@ -203,7 +204,7 @@ class PageData:
         return numbers, texts
 
     def _pair(self, match: Match) -> list[Any]:
-        numbers, texts = self._evidence(match.evidence)
+        numbers, texts = self._evidence(match.evidence, match.labels)
         alternatives = []
         for alternative in match.alternatives[:_MAX_ALTERNATIVES]:
             entry = [self._source_ref(alternative.source), _number(alternative.confidence, 3)]

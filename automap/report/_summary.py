@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 
 from automap.report._page_data import SIGNALS, PageData
+from automap.transforms import Split, Transpose
 
 __all__ = ["esc", "framework_name", "signals_html", "summary_html"]
 
@@ -101,7 +102,7 @@ def _counts(data: PageData) -> dict[str, int]:
     """The summary numbers at the report's threshold."""
     pairs = data.mapping.pairs
     matched = [p for p in pairs if p.source is not None]
-    steps = [[s.get("op") for s in p.transform] for p in matched]
+    steps = [[type(s) for s in p.transform] for p in matched]
     return {
         "pairs": len(matched),
         "doubtful": sum(1 for p in matched if not p.pinned and p.confidence < data.threshold),
@@ -110,9 +111,9 @@ def _counts(data: PageData) -> dict[str, int]:
         "excluded-source": len(data.mapping.excluded_source),
         "excluded-target": len(data.mapping.excluded_target),
         "pinned": sum(1 for p in matched if p.pinned),
-        "split": sum(1 for ops in steps if "split" in ops),
+        "split": sum(1 for ops in steps if Split in ops),
         "fused": sum(1 for p in matched if isinstance(p.source, tuple)),
-        "transposed": sum(1 for ops in steps if "transpose" in ops),
+        "transposed": sum(1 for ops in steps if Transpose in ops),
     }
 
 

@@ -109,7 +109,7 @@ class AuditReport:
                 if pair.target in restored:
                     line += "  PyTorch's loader restores it; no action needed"
                 else:
-                    notes = _evidence(pair.evidence)
+                    notes = _evidence(pair)
                     line += f"  ({notes})" if notes else ""
                     line += f"  candidates: {_alternatives(pair)}" if pair.alternatives else ""
                 parts.append(line)
@@ -159,8 +159,8 @@ class AuditReport:
             f"      <- {source_text}",
             f"      confidence {pair.confidence:.2f}; transform: {transform}",
         ]
-        if pair.evidence:
-            lines.append(f"      evidence: {_evidence(pair.evidence)}")
+        if pair.evidence or pair.labels:
+            lines.append(f"      evidence: {_evidence(pair)}")
         lines.append(f"      alternatives: {_alternatives(pair) or 'none recorded'}")
         return lines
 
@@ -283,9 +283,9 @@ def _quoted(names: Sequence[str], limit: int = 6) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _evidence(evidence: Mapping[str, float | str]) -> str:
-    numbers = [f"{k} {v:.2f}" for k, v in evidence.items() if not isinstance(v, str)]
-    notes = [f"{k}: {v}" for k, v in evidence.items() if isinstance(v, str)]
+def _evidence(pair: Match) -> str:
+    numbers = [f"{k} {v:.2f}" for k, v in pair.evidence.items()]
+    notes = [f"{k}: {v}" for k, v in pair.labels.items()]
     return "; ".join(x for x in (", ".join(numbers), "; ".join(notes)) if x)
 
 

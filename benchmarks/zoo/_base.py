@@ -26,7 +26,7 @@ from automap.netaware.networks import (
     run_torch,
     torch_state,
 )
-from automap.transforms import apply_steps, parse_steps
+from automap.transforms import Step, apply_steps, parse_steps
 
 Size = str  # "ci" (small depth, for the test suite) or "full" (the real model's depth)
 GroundTruthEntry = str | list[str] | dict[str, Any]
@@ -81,9 +81,11 @@ class Proof:
         return self.comparison.passed
 
 
-def normalise_ground_truth(truth: Mapping[str, GroundTruthEntry]) -> dict[str, tuple[tuple[str, ...], tuple]]:
-    """{target: (source names, transform steps)} from any accepted ground-truth entry form."""
-    out: dict[str, tuple[tuple[str, ...], tuple]] = {}
+def normalise_ground_truth(
+    truth: Mapping[str, GroundTruthEntry],
+) -> dict[str, tuple[tuple[str, ...], tuple[Step, ...]]]:
+    """{target: (source names, typed transform steps)} from any accepted ground-truth entry form (JSON steps)."""
+    out: dict[str, tuple[tuple[str, ...], tuple[Step, ...]]] = {}
     for target, entry in truth.items():
         if isinstance(entry, dict):
             source, steps = entry["source"], parse_steps(entry.get("transform"), where=target)

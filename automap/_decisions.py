@@ -1,0 +1,35 @@
+"""How the engine decided a pair, as a type: consumers compare members, never message text.
+
+Each value is the exact text mapping files carry under `"decided_by"` in a pair's evidence, so files read the
+same as before the decision became typed. A file may hold other text there (an older or hand-written file);
+that text stays a plain label and means nothing to the engine.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["DECIDED_BY", "DecidedBy"]
+
+DECIDED_BY = "decided_by"
+"""The evidence key under which a mapping file records the decision."""
+
+
+class DecidedBy(Enum):
+    """What settled a pair, and so how far to trust it; every member but the first two caps the confidence."""
+
+    NAMES_AND_STRUCTURE = "names and structure"
+    CONFIRMED_NUMERICALLY = "confirmed numerically"
+    ORDER_ONLY = "order only (interchangeable candidates)"
+    TIE = "a tie: nothing tells the candidates apart"
+    NAMES_AND_ORDER_DISAGREE = "names and order disagree"
+    FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"
+    RESHAPE_ONLY = "shapes agree only after a reshape"
+
+    @classmethod
+    def of(cls, text: str) -> DecidedBy | None:
+        """The member written as `text`, or None for text that names no decision."""
+        try:
+            return cls(text)
+        except ValueError:
+            return None
