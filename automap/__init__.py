@@ -13,14 +13,13 @@ from ._errors import (
     MissingDependencyError,
     UnsafeCheckpointError,
 )
+from ._version import __version__
 from .conversion.convert import ConversionReport, convert
 from .io import load_checkpoint, save_checkpoint
 from .mapping import load_mapping, save_mapping
 from .netaware.verify import VerifyReport, verify
 from .records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from .report.audit import AuditReport, audit
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

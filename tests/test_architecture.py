@@ -27,17 +27,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "automap"
 
 # (importer, imported): why the edge exists though it closes a cycle.
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("automap.netaware.verify", "automap.netaware"): (
-        "verify takes locate_divergence from the package's lazy exports, whose _api imports verify back; "
-        "to be fixed where verify and netaware are reworked"
-    ),
 }
 
 # (importer, imported): why the edge exists though it points against the flow.
 KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("automap.report.html", "automap"): (
-        "takes __version__ from the package, which re-exports every room; __version__ belongs on the floor"
-    ),
 }
 
 _FLOOR_MODULES = frozenset({"records", "transforms", "mapping", "dtypes"})

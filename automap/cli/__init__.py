@@ -12,8 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from automap import __version__
 from automap._errors import AutomapError
+from automap._version import __version__
 
 __all__ = ["entrypoint", "main"]
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 from automap._errors import AutomapError, ConversionError
 from automap.dtypes import all_dtype_names, get_dtype
-from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
+from automap.netaware import add_model_options, model_options, model_options_problem
 from automap.records import Match, NameMapping, ParamTable
 
 from ._common import add_reading_options, load
 
 if TYPE_CHECKING:
-    from automap.netaware._api import NetworkInference
+    from automap.netaware import ModelOptions, NetworkInference
 
 HELP = "convert a checkpoint with a mapping (or one inferred from a template), then verify it"
 
@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         print("automap: error: --threshold must be between 0 and 1", file=sys.stderr)
         return 2
     problem = model_options_problem(args)
-    if not problem and uses_models(args) and args.mapping and not args.target:
+    models = None if problem else model_options(args)
+    if models is not None and args.mapping and not args.target:
         problem = "checking a --mapping with the models needs the target too: add --target TEMPLATE"
     if problem:
         print(f"automap: error: {problem}", file=sys.stderr)
@@ -112,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
     target: ParamTable | None = None
     if args.like:
         target = load_checkpoint(args.like)
-        mapping = _inferred(args, source, target)
+        mapping = _inferred(args, models, source, target)
         if mapping is None:
             return 1
     else:
         mapping = load_mapping(args.mapping)
         target = load_checkpoint(args.target) if args.target else None
-        if uses_models(args) and target is not None:
-            checked = _checked(args, mapping, source, target)
+        if models is not None and target is not None:
+            checked = _checked(args, models, mapping, source, target)
             if checked is None:
                 return 1
             mapping = checked
@@ -153,7 +154,9 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable) -> NameMapping | None:
+def _inferred(
+    args: argparse.Namespace, models: ModelOptions | None, source: ParamTable, template: ParamTable
+) -> NameMapping | None:
     """Infer the mapping, save it beside the output; None (after explaining) when pairs need review."""
     from automap.conversion.convert import infer_for_conversion, is_restored_by_loader
     from automap.mapping import save_mapping
@@ -162,8 +165,8 @@ def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable
     pins = _reviewed_pairs(mapping_path, source, template, force=args.force)
     if pins is not None:
         print(f"keeping {len(pins.pairs)} reviewed pairs from {mapping_path}")
-    if uses_models(args):
-        network = infer_from_models(args, source, template, threshold=args.threshold, pins=pins)
+    if models is not None:
+        network = models.infer(source, template, threshold=args.threshold, pins=pins)
         save_mapping(network.mapping, mapping_path)
         print("\n".join(network.lines()))
         if not _network_ok(network, args):
@@ -201,12 +204,10 @@ def _inferred(args: argparse.Namespace, source: ParamTable, template: ParamTable
 
 
 def _checked(
-    args: argparse.Namespace, mapping: NameMapping, source: ParamTable, target: ParamTable
+    args: argparse.Namespace, models: ModelOptions, mapping: NameMapping, source: ParamTable, target: ParamTable
 ) -> NameMapping | None:
     """A given mapping settled and proven with the models; None (after explaining) when it cannot be proven."""
-    from automap.netaware._options import check_from_models
-
-    network = check_from_models(args, mapping, source, target)
+    network = models.check(mapping, source, target)
     print("\n".join(network.lines()))
     return network.mapping if _network_ok(network, args) else None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from automap._decisions import DECIDED_BY
 from automap._errors import AutomapError
 from automap._text import render_table
-from automap.netaware._options import add_model_options, infer_from_models, model_options_problem, uses_models
+from automap.netaware import add_model_options, model_options, model_options_problem
 from automap.records import Match, NameMapping
 
 from ._common import add_reading_options, load
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"automap: error: {problem}", file=sys.stderr)
         return 2
+    models = model_options(args)
     outputs = _outputs(args)
     for path in outputs:
         if path.exists() and not args.force:
@@ -70,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     target = load(args.target, target_args)
     pins = load_mapping(args.pin) if args.pin else None
     network = None
-    if uses_models(args):
-        network = infer_from_models(args, source, target, threshold=args.threshold, pins=pins)
+    if models is not None:
+        network = models.infer(source, target, threshold=args.threshold, pins=pins)
         mapping = network.mapping
     else:
         mapping = infer_mapping(source, target, threshold=args.threshold, pins=pins)

@@ -8,6 +8,13 @@ reproduce the source model's, and proves the whole mapping by running both model
 first diverging module is named with the parameters involved.
 
 Importing this package imports neither torch nor MindSpore, and the machinery itself only on first use.
+The command line reaches it through this package only: `add_model_options` declares the model and input options
+of `automap verify`, `infer` and `convert`, and `model_options` turns them into a `ModelOptions` that builds the
+models and runs them.
+
+Inside, `_frameworks` puts both frameworks behind one `Backend` interface; `networks` (load, run, compare;
+public for the benchmarks) and `_nets` (traced and hooked runs) are written against it; `_probing`, `_resolve`,
+`_settle`, `_localise` and `_api` are the steps of network-aware inference; `verify` checks two loaded models.
 """
 
 from __future__ import annotations
@@ -17,8 +24,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._api import NetworkInference, check_with_networks, infer_with_networks
     from ._localise import Divergence, locate_divergence
+    from ._options import ModelOptions, add_model_options, model_options, model_options_problem
 
-__all__ = ["Divergence", "NetworkInference", "check_with_networks", "infer_with_networks", "locate_divergence"]
+__all__ = [
+    "Divergence",
+    "ModelOptions",
+    "NetworkInference",
+    "add_model_options",
+    "check_with_networks",
+    "infer_with_networks",
+    "locate_divergence",
+    "model_options",
+    "model_options_problem",
+]
 
 _WHERE = {
     "NetworkInference": "automap.netaware._api",
@@ -26,6 +44,10 @@ _WHERE = {
     "infer_with_networks": "automap.netaware._api",
     "Divergence": "automap.netaware._localise",
     "locate_divergence": "automap.netaware._localise",
+    "ModelOptions": "automap.netaware._options",
+    "add_model_options": "automap.netaware._options",
+    "model_options": "automap.netaware._options",
+    "model_options_problem": "automap.netaware._options",
 }
 
 
@@ -38,3 +60,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

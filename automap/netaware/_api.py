@@ -9,34 +9,29 @@
 4. Proof: the whole converted model runs against the source model on fresh inputs. When the outputs agree
    within tolerance the mapping is proven. When they do not, the first diverging module is located; its
    parameters are re-examined once or twice with wider choices, and the proof is repeated.
+
+This module holds the two entry points and what they return: step 1 is `_probing`, steps 3 and 4 are
+`_settle`, and the mapping is written here with the evidence each pair earned.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-
-import numpy as np
 
 from automap._decisions import DECIDED_BY, DecidedBy
-from automap._errors import AutomapError, MappingFileError
-from automap._types import Array, StrPath
-from automap.records import Alternative, Match, NameMapping, ParamTable
+from automap._errors import MappingFileError
+from automap._types import StrPath
+from automap.records import NameMapping, ParamTable
 
-from ._candidates import Group, Option, build_groups, doubtful_targets, option_of
-from ._compare import ModulePairing
-from ._localise import Divergence, locate
-from ._nets import Net, Run, wrap
-from ._resolve import MAX_TRIALS, Outcome, Timeline, resolve, timeline
-from ._session import Session, side
-from .networks import OutputComparison, compare_outputs
-from .probes import InputSpec, make_input
+from ._candidates import Group, Option, option_of
+from ._localise import Divergence
+from ._probing import Clock, MindSporeInputs, Probes, prepare, table_of
+from ._resolve import MAX_TRIALS, Outcome
+from ._settle import Settled, settle, with_assignment
+from .networks import OutputComparison
+from .probes import ProbeInput
 
-ProbeInput = Array | InputSpec | str
-_REPAIRS = 2
-_WINDOW = 8  # source tensors either side (in execution order) a repair offers an involved target
 _CONFIRMED = 0.995
 _PROVEN = 0.99
 
@@ -112,7 +107,7 @@ def infer_with_networks(
     torch_model: object,
     mindspore_model: object,
     inputs: Sequence[ProbeInput] | None = None,
-    mindspore_inputs: Callable[[tuple[Array, ...]], Sequence[Array]] | None = None,
+    mindspore_inputs: MindSporeInputs | None = None,
     threshold: float = 0.5,
     pins: NameMapping | None = None,
     rtol: float = 1e-4,
@@ -158,8 +153,8 @@ def infer_with_networks(
     """
     from automap.engine.inference import infer_mapping
 
-    clock = _Clock()
-    probes = _prepare(source, target, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
+    clock = Clock()
+    probes = prepare(source, target, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
     try:
         clock.lap("trace")
         mapping = infer_mapping(
@@ -174,9 +169,10 @@ def infer_with_networks(
             probes.session.source.table, probes.session.target.table, threshold=threshold, pins=pins
         )  # file order: where the two orders lead to different pairs, the numbers decide
         clock.lap("infer")
-        return _settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials, second=second)
+        settled = settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials, second=second)
     finally:
         probes.close()
+    return _result(probes, mapping, settled, clock)
 
 
 def check_with_networks(
@@ -187,7 +183,7 @@ def check_with_networks(
     torch_model: object,
     mindspore_model: object,
     inputs: Sequence[ProbeInput] | None = None,
-    mindspore_inputs: Callable[[tuple[Array, ...]], Sequence[Array]] | None = None,
+    mindspore_inputs: MindSporeInputs | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
     seed: int = 0,
@@ -223,15 +219,16 @@ def check_with_networks(
         >>> result = check_with_networks(load_mapping("m.json"), "a.pth", "b.ckpt", torch_model=pt,
         ...                              mindspore_model=ms, inputs=["1x16:int64:0-1000"])  # doctest: +SKIP
     """
-    clock = _Clock()
-    source_table, target_table = _table(source), _table(target)
+    clock = Clock()
+    source_table, target_table = table_of(source), table_of(target)
     _check_names(mapping, source_table, target_table)
-    probes = _prepare(source_table, target_table, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
+    probes = prepare(source_table, target_table, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
     try:
         clock.lap("trace")
-        return _settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials)
+        settled = settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials)
     finally:
         probes.close()
+    return _result(probes, mapping, settled, clock)
 
 
 def _check_names(mapping: NameMapping, source: ParamTable, target: ParamTable) -> None:
@@ -251,162 +248,20 @@ def _check_names(mapping: NameMapping, source: ParamTable, target: ParamTable) -
         raise MappingFileError(msg)
 
 
-@dataclass
-class _Probes:
-    """Both networks set up, the probe inputs and what the first traced runs showed."""
-
-    session: Session
-    reference: Run
-    line: Timeline
-    source_order: list[str]
-    target_order: list[str]
-    probe: list[Array]
-    proof_inputs: tuple[list[Array], list[Array]]
-    described: list[str]
-
-    def close(self) -> None:
-        """Take the hooks off both models."""
-        self.session.source.net.close()
-        self.session.target.net.close()
-
-
-def _prepare(
-    source: ParamTable | StrPath,
-    target: ParamTable | StrPath,
-    torch_model: object,
-    mindspore_model: object,
-    inputs: Sequence[ProbeInput] | None,
-    mindspore_inputs: Callable[[tuple[Array, ...]], Sequence[Array]] | None,
-    seed: int,
-) -> _Probes:
-    """Wrap and check both models, load the source weights, and trace one forward pass of each."""
-    source_table, target_table = _table(source), _table(target)
-    torch_net, mindspore_net = wrap(torch_model), wrap(mindspore_model)
-    if torch_net.framework != "pytorch" or mindspore_net.framework != "mindspore":
-        msg = "torch_model must be a torch.nn.Module and mindspore_model a mindspore.nn.Cell"
-        raise AutomapError(msg)
-    if source_table.framework == target_table.framework:
-        msg = (
-            f"network-aware inference maps between the frameworks, but {source_table.source} and "
-            f"{target_table.source} are both {source_table.framework} checkpoints"
-        )
-        raise AutomapError(msg)
-    source_net, target_net = (
-        (torch_net, mindspore_net) if source_table.framework == "pytorch" else (mindspore_net, torch_net)
-    )
-    session = Session(
-        side(source_net, source_table, "source", _what(source_net)),
-        side(target_net, target_table, "target", _what(target_net)),
-    )
-    torch_probe, described = _inputs(inputs, torch_net, seed)
-    source_probe, probe = _per_side(torch_probe, mindspore_inputs, source_net.framework)
-    session.load_source()
-    try:
-        reference = session.run_source(source_probe, capture=None, trace=True)
-        shapes_run = session.run_target(probe, capture=None, trace=True)
-    except BaseException:
-        source_net.close()  # the hooks stay for the runs to come, unless there are none
-        target_net.close()
-        raise
-    fresh = _proof_inputs(inputs, torch_probe, torch_net, seed + 1)
-    return _Probes(
-        session=session,
-        reference=reference,
-        line=timeline(shapes_run, target_net.owner),
-        source_order=_order(source_net, reference, session.source.to_checkpoint),
-        target_order=_order(target_net, shapes_run, session.target.to_checkpoint),
-        probe=probe,
-        proof_inputs=_per_side(fresh, mindspore_inputs, source_net.framework),
-        described=described,
-    )
-
-
-def _settle(
-    probes: _Probes,
-    mapping: NameMapping,
-    clock: _Clock,
-    *,
-    rtol: float,
-    atol: float,
-    max_trials: int,
-    second: NameMapping | None = None,
-) -> NetworkInference:
-    """Numeric resolution, proof, and repair of what the proof's localisation points at.
-
-    `second` is a second opinion (inference on file order): where it pairs a target otherwise, that target is
-    in doubt and its choice is offered.
-    """
+def _result(probes: Probes, mapping: NameMapping, settled: Settled, clock: Clock) -> NetworkInference:
+    """The outcome: the mapping with the choices and their evidence in place, and the figures."""
     session = probes.session
-    source_table, target_table = session.source.table, session.target.table
-    try:
-        base = {p.target: o for p in mapping.pairs if (o := option_of(p)) is not None}
-        table_shapes = {r.name: r.shape for r in target_table.params}
-        pairing = session.source_pairing(_unmatched(mapping.pairs, source_table))
-        doubtful, theirs = _disagreements(mapping, second)
-        groups = build_groups(mapping, source_table, target_table, doubtful=doubtful, second=theirs)
-        session.load_target(base)
-        outcomes, assignment = resolve(
-            session,
-            groups,
-            base,
-            probes.reference,
-            probes.line,
-            probes.probe,
-            pairing,
-            max_trials=max_trials,
-            target_table_shapes=table_shapes,
-        )
-        clock.lap("resolve")
-        proof = _prove(session, assignment, mapping, probes.proof_inputs, rtol, atol)
-        divergence = None
-        for _ in range(_REPAIRS):
-            if proof is None or proof.passed:
-                break
-            divergence = _locate(session, assignment, probes.reference, probes.probe, pairing)
-            if divergence is None:
-                break
-            current = _with_assignment(mapping, assignment, source_table)
-            suspects, nearby = _suspects(current, divergence, probes.source_order, source_table, target_table)
-            repair = build_groups(
-                current,
-                source_table,
-                target_table,
-                doubtful=suspects,
-                broad=True,
-                extra={t: [Option((n,)) for n in names] for t, names in nearby.items()},
-                focus=divergence.parameters,
-            )
-            if not repair:
-                break
-            more, assignment = resolve(
-                session,
-                repair,
-                assignment,
-                probes.reference,
-                probes.line,
-                probes.probe,
-                pairing,
-                max_trials=max_trials,
-                target_table_shapes=table_shapes,
-            )
-            again = {m for o in more for m in o.group.members}
-            outcomes = [*(o for o in outcomes if not again & set(o.group.members)), *more]
-            proof = _prove(session, assignment, mapping, probes.proof_inputs, rtol, atol)
-            divergence = None
-        if proof is not None and not proof.passed and divergence is None:
-            divergence = _locate(session, assignment, probes.reference, probes.probe, pairing)
-        clock.lap("proof")
-    finally:
-        probes.close()
-    proven = proof is not None and proof.passed
+    proof, outcomes = settled.proof, settled.outcomes
     used = set(probes.target_order)
-    result, changed = _final_mapping(mapping, assignment, source_table, outcomes, proof, used, probes.described)
+    result, changed = _final_mapping(
+        mapping, settled.assignment, session.source.table, outcomes, proof, used, probes.described
+    )
     return NetworkInference(
         mapping=result,
-        proven=proven,
+        proven=proof is not None and proof.passed,
         proof=proof,
-        divergence=divergence,
-        outcomes=tuple(outcomes),
+        divergence=settled.divergence,
+        outcomes=outcomes,
         runs=session.runs,
         module_runs=session.module_runs,
         trials=sum(o.trials for o in outcomes),
@@ -414,184 +269,6 @@ def _settle(
         seconds=dict(clock.laps),
         changed=changed,
     )
-
-
-# ------------------------------------------------------------------------------------------------------ helpers
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = now - self.start
-        self.start = now
-
-
-def _table(value: ParamTable | StrPath) -> ParamTable:
-    if isinstance(value, ParamTable):
-        return value
-    from automap.io import load_checkpoint
-
-    return load_checkpoint(Path(value))
-
-
-def _what(net: Net) -> str:
-    return type(net.module).__name__
-
-
-def _inputs(inputs: Sequence[ProbeInput] | None, torch_net: Net, seed: int) -> tuple[list[Array], list[str]]:
-    from .verify import guess_input, make_inputs
-
-    rng = np.random.default_rng(seed)
-    if inputs is None:
-        try:
-            spec = guess_input(torch_net.module)
-        except AutomapError as error:
-            msg = f"network-aware inference needs probe inputs: {error}"
-            raise AutomapError(msg) from None
-        return [make_input(spec, rng)], [f"{spec} (guessed from the first layer; give --input to choose)"]
-    return make_inputs(inputs, rng)
-
-
-def _per_side(
-    arrays: list[Array], mindspore_inputs: Callable[[tuple[Array, ...]], Sequence[Array]] | None, source: str
-) -> tuple[list[Array], list[Array]]:
-    """(source inputs, target inputs) from the torch model's inputs."""
-    for_mindspore = list(mindspore_inputs(tuple(arrays))) if mindspore_inputs is not None else arrays
-    return (arrays, for_mindspore) if source == "pytorch" else (for_mindspore, arrays)
-
-
-def _proof_inputs(inputs: Sequence[ProbeInput] | None, probe: list[Array], torch_net: Net, seed: int) -> list[Array]:
-    """Fresh inputs of the same specs for the proof; given arrays are reused."""
-    if inputs is not None and any(isinstance(v, np.ndarray) for v in inputs):
-        return probe
-    return _inputs(inputs, torch_net, seed)[0]
-
-
-def _order(net: Net, run: Run, to_checkpoint: Mapping[str, str]) -> list[str]:
-    """Checkpoint names in the order a traced run first used them."""
-    return [to_checkpoint[n] for n in net.execution_order(run) if n in to_checkpoint]
-
-
-def _prove(
-    session: Session,
-    assignment: Mapping[str, Option],
-    mapping: NameMapping,
-    inputs: tuple[list[Array], list[Array]],
-    rtol: float,
-    atol: float,
-) -> OutputComparison | None:
-    """Run both models on the proof inputs with the assignment's weights and compare their outputs."""
-    unmatched = [session.target.from_checkpoint.get(p.target) for p in mapping.pairs if p.target not in assignment]
-    if any(n is not None and session.target.net.is_float(n) for n in unmatched):
-        return None  # a target with no source keeps the model's own values: nothing to prove
-    session.load_target(assignment)
-    reference = session.run_source(inputs[0])
-    candidate = session.run_target(inputs[1])
-    return compare_outputs(
-        [a.astype(np.float64) for a in reference.outputs],
-        [a.astype(np.float64) for a in candidate.outputs],
-        rtol=rtol,
-        atol=atol,
-    )
-
-
-def _locate(
-    session: Session, assignment: Mapping[str, Option], reference: Run, inputs: Sequence[Array], pairing: ModulePairing
-) -> Divergence | None:
-    """Run the target with the assignment, every module recorded, and find the first module that differs."""
-    session.load_target(assignment)
-    run = session.run_target(inputs, capture=None, trace=True)
-    return locate(
-        session.target.net,
-        reference,
-        run,
-        session.source_names(assignment),
-        pairing,
-        to_checkpoint=session.target.to_checkpoint,
-        source_to_checkpoint=session.source.to_checkpoint,
-        reference_framework=session.source.net.framework,
-    )
-
-
-def _disagreements(mapping: NameMapping, second: NameMapping | None) -> tuple[list[str], dict[str, Option]]:
-    """The doubtful targets, with those the second opinion pairs otherwise added, and its choice for them."""
-    doubtful = doubtful_targets(mapping)
-    theirs: dict[str, Option] = {}
-    if second is None:
-        return doubtful, theirs
-    for pair in mapping.pairs:
-        other = second.pair_for(pair.target)
-        mine, choice = option_of(pair), option_of(other) if other is not None else None
-        if mine is None or choice is None or mine == choice or pair.pinned:
-            continue
-        theirs[pair.target] = choice
-        if pair.target not in doubtful:
-            doubtful.append(pair.target)
-    return doubtful, theirs
-
-
-def _suspects(
-    mapping: NameMapping, divergence: Divergence, source_order: Sequence[str], source: ParamTable, target: ParamTable
-) -> tuple[list[str], dict[str, list[str]]]:
-    """What to re-examine after a failed proof: the first divergence's parameters and their neighbours.
-
-    Besides the parameters involved, the targets holding the source tensors used around theirs (in the source's
-    execution order) are in doubt too: any of those tensors may be the one that belongs there.
-
-    Returns:
-        The doubtful targets, and for each involved target the nearby source tensors to offer it.
-    """
-    holder = {p.source: p.target for p in mapping.pairs if isinstance(p.source, str)}
-    position = {name: i for i, name in enumerate(source_order)}
-    window = _WINDOW + len(divergence.parameters)
-    doubtful = list(divergence.parameters)
-    nearby: dict[str, list[str]] = {}
-    for involved in divergence.parameters:
-        pair = mapping.pair_for(involved)
-        if pair is None or involved not in target or not pair.source_names or pair.source_names[0] not in position:
-            continue
-        at = position[pair.source_names[0]]
-        shape = sorted(target[involved].shape)
-        around = source_order[max(0, at - window) : at + window + 1]
-        nearby[involved] = [n for n in around if n in source and sorted(source[n].shape) == shape]
-        doubtful += [holder[n] for n in nearby[involved] if n in holder and holder[n] not in doubtful]
-    return doubtful, nearby
-
-
-def _with_assignment(mapping: NameMapping, assignment: Mapping[str, Option], source: ParamTable) -> NameMapping:
-    """The mapping with the assignment's options in place (evidence kept)."""
-    pairs = []
-    for pair in mapping.pairs:
-        option = assignment.get(pair.target)
-        if option is not None and option != option_of(pair):
-            pair = _moved(pair, option, source)
-        pairs.append(pair)
-    return replace(mapping, pairs=tuple(pairs), unmatched_source=_unmatched(pairs, source))
-
-
-def _moved(pair: Match, option: Option, source: ParamTable) -> Match:
-    previous = option_of(pair)
-    shapes = [source[s].shape for s in option.sources]
-    alternatives = list(pair.alternatives)
-    if previous is not None:
-        old = previous.sources[0] if len(previous.sources) == 1 else previous.sources
-        alternatives.insert(0, Alternative(old, round(pair.confidence, 4), previous.steps))
-    return replace(
-        pair,
-        source=option.sources[0] if len(option.sources) == 1 else option.sources,
-        transform=option.steps,
-        source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
-        alternatives=tuple(alternatives[:3]),
-    )
-
-
-def _unmatched(pairs: Sequence[Match], source: ParamTable) -> tuple[str, ...]:
-    used = {n for p in pairs for n in p.source_names}
-    return tuple(n for n in source.names if n not in used)
 
 
 def _final_mapping(
@@ -612,7 +289,7 @@ def _final_mapping(
     inferred = {p.target: p for p in mapping.pairs}
     pairs = []
     changed = []
-    for pair in _with_assignment(mapping, assignment, source).pairs:
+    for pair in with_assignment(mapping, assignment, source).pairs:
         before = inferred[pair.target]
         evidence, labels = dict(pair.evidence), dict(pair.labels)
         confidence = pair.confidence

@@ -1,7 +1,10 @@
-"""The command-line side of network-aware inference: options shared by `automap infer` and `automap convert`.
+"""The model and input options of the command line, declared once for `automap verify`, `infer` and `convert`.
 
-Adding the options imports nothing beyond argparse; running them loads the model factories, puts MindSpore in
-PyNative mode on the CPU, and calls `infer_with_networks`. `automap verify` builds its models with `build_models` too.
+`add_model_options` adds `--torch-model`, `--mindspore-model`, `--input`, `--seed`, `--rtol` and `--atol` to a
+parser and imports nothing beyond argparse. `model_options` turns the parsed arguments into a `ModelOptions`
+(input specs parsed, so that a malformed one fails before any framework is imported); its methods build both
+models from their factories (MindSpore set to PyNative mode on the CPU) and verify them or run network-aware
+inference with them.
 """
 
 from __future__ import annotations
@@ -9,42 +12,176 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automap._errors import AutomapError
 
+from .probes import InputSpec, parse_input_spec
+
 if TYPE_CHECKING:
+    from automap._types import StrPath
     from automap.records import NameMapping, ParamTable
 
     from ._api import NetworkInference
-    from .probes import InputSpec
+    from .verify import VerifyReport
+
+__all__ = ["ModelOptions", "add_model_options", "model_options", "model_options_problem"]
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """`--torch-model`, `--mindspore-model`, `--input` and the proof's tolerances."""
-    group = parser.add_argument_group(
-        "network-aware inference",
-        "with both model definitions, parameters are ordered by execution, doubtful pairs are settled by running "
-        "the models, and the mapping is proven (each model from a function called with no arguments)",
+@dataclass(frozen=True)
+class ModelOptions:
+    """Both model factories and how to probe and compare the models, as given on the command line.
+
+    Attributes:
+        torch_model: the factory of the torch module, `package.module:function`.
+        mindspore_model: the factory of the MindSpore cell.
+        inputs: one spec per model argument; empty to guess the input from the PyTorch model's first layer.
+        seed: seed of the random inputs.
+        rtol: relative tolerance of the output comparison.
+        atol: absolute tolerance of the output comparison.
+    """
+
+    torch_model: str
+    mindspore_model: str
+    inputs: tuple[InputSpec, ...] = ()
+    seed: int = 0
+    rtol: float = 1e-4
+    atol: float = 1e-5
+
+    def build(self) -> tuple[object, object]:
+        """Both models, built by their factories (MindSpore set to PyNative mode on the CPU).
+
+        Raises:
+            AutomapError: a factory cannot be loaded or returns the wrong kind of model.
+        """
+        from .networks import load_factory
+
+        here = str(Path.cwd())
+        if here not in sys.path:  # as `python -m` would, so that a model module beside the user is found
+            sys.path.insert(0, here)
+        os.environ.setdefault("GLOG_v", "3")
+        import mindspore
+
+        mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")
+        torch_model = load_factory(self.torch_model)
+        mindspore_model = load_factory(self.mindspore_model)
+        if not hasattr(torch_model, "state_dict"):
+            msg = f"{self.torch_model} returned a {type(torch_model).__name__}, not a torch.nn.Module"
+            raise AutomapError(msg)
+        if not hasattr(mindspore_model, "parameters_and_names"):
+            msg = f"{self.mindspore_model} returned a {type(mindspore_model).__name__}, not a mindspore.nn.Cell"
+            raise AutomapError(msg)
+        return torch_model, mindspore_model
+
+    def verify(self, *, torch_weights: StrPath | None = None, mindspore_weights: StrPath | None = None) -> VerifyReport:
+        """Build both models, load the weights given, run them on the same inputs and compare (`verify`).
+
+        Raises:
+            AutomapError: as `build` and `verify`.
+        """
+        from .verify import verify
+
+        torch_model, mindspore_model = self.build()
+        return verify(
+            torch_model,
+            mindspore_model,
+            inputs=list(self.inputs) or None,
+            torch_weights=torch_weights,
+            mindspore_weights=mindspore_weights,
+            rtol=self.rtol,
+            atol=self.atol,
+            seed=self.seed,
+        )
+
+    def infer(
+        self, source: ParamTable, target: ParamTable, *, threshold: float, pins: NameMapping | None
+    ) -> NetworkInference:
+        """Build both models and run network-aware inference (`infer_with_networks`).
+
+        Raises:
+            AutomapError: as `build`, or the models do not fit the checkpoints or their inputs.
+        """
+        from ._api import infer_with_networks
+
+        torch_model, mindspore_model = self.build()
+        return infer_with_networks(
+            source,
+            target,
+            torch_model=torch_model,
+            mindspore_model=mindspore_model,
+            inputs=list(self.inputs) or None,
+            threshold=threshold,
+            pins=pins,
+            rtol=self.rtol,
+            atol=self.atol,
+            seed=self.seed,
+        )
+
+    def check(self, mapping: NameMapping, source: ParamTable, target: ParamTable) -> NetworkInference:
+        """Build both models, then settle and prove a given mapping (`check_with_networks`).
+
+        Raises:
+            AutomapError: as `infer`.
+        """
+        from ._api import check_with_networks
+
+        torch_model, mindspore_model = self.build()
+        return check_with_networks(
+            mapping,
+            source,
+            target,
+            torch_model=torch_model,
+            mindspore_model=mindspore_model,
+            inputs=list(self.inputs) or None,
+            rtol=self.rtol,
+            atol=self.atol,
+            seed=self.seed,
+        )
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add the model and input options to a subcommand's parser.
+
+    Args:
+        parser: the subcommand's parser.
+        required: both models are the subject of the command (`verify`), not an option (`infer`, `convert`).
+    """
+    if required:
+        group = parser.add_argument_group(
+            "models and inputs",
+            "each model comes from a function called with no arguments (modules in the current folder are found)",
+        )
+    else:
+        group = parser.add_argument_group(
+            "network-aware inference",
+            "with both model definitions, parameters are ordered by execution, doubtful pairs are settled by "
+            "running the models, and the mapping is proven (each model from a function called with no arguments)",
+        )
+    group.add_argument("--torch-model", required=required, metavar="MODULE:FACTORY", help="builds the torch.nn.Module")
+    group.add_argument(
+        "--mindspore-model", required=required, metavar="MODULE:FACTORY", help="builds the mindspore.nn.Cell"
     )
-    group.add_argument("--torch-model", metavar="MODULE:FACTORY", help="builds the torch.nn.Module")
-    group.add_argument("--mindspore-model", metavar="MODULE:FACTORY", help="builds the mindspore.nn.Cell")
     group.add_argument(
         "--input",
         action="append",
         dest="inputs",
         metavar="SPEC",
-        help="probe input SHAPE[:DTYPE[:LOW-HIGH]], once per model argument, e.g. 1x3x224x224:float32 or "
+        help="input SHAPE[:DTYPE[:LOW-HIGH]], once per model argument, e.g. 1x3x224x224:float32 or "
         "1x16:int64:0-1000 (default: guessed from the PyTorch model's first layer)",
     )
-    group.add_argument("--seed", type=int, default=0, help="seed of the random probe inputs (default 0)")
-    group.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the proof (default 1e-4)")
-    group.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of the proof (default 1e-5)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    group.add_argument(
+        "--rtol", type=float, default=1e-4, help="relative tolerance when the outputs are compared (default 1e-4)"
+    )
+    group.add_argument(
+        "--atol", type=float, default=1e-5, help="absolute tolerance when the outputs are compared (default 1e-5)"
+    )
 
 
 def model_options_problem(args: argparse.Namespace) -> str:
-    """What is wrong with the combination of model options given, or ""."""
+    """What is wrong with the combination of model options given (a usage error), or ""."""
     torch_model, mindspore_model = getattr(args, "torch_model", None), getattr(args, "mindspore_model", None)
     if bool(torch_model) != bool(mindspore_model):
         return "--torch-model and --mindspore-model go together: give both model factories"
@@ -53,84 +190,22 @@ def model_options_problem(args: argparse.Namespace) -> str:
     return ""
 
 
-def uses_models(args: argparse.Namespace) -> bool:
-    """Whether both model factories were given."""
-    return bool(getattr(args, "torch_model", None) and getattr(args, "mindspore_model", None))
+def model_options(args: argparse.Namespace) -> ModelOptions | None:
+    """The parsed model options, or None when no model factory was given.
 
-
-def infer_from_models(
-    args: argparse.Namespace, source: ParamTable, target: ParamTable, *, threshold: float, pins: NameMapping | None
-) -> NetworkInference:
-    """Build both models from their factories and run network-aware inference.
+    Check `model_options_problem` first: with one factory only, this returns None.
 
     Raises:
-        AutomapError: a factory cannot be loaded or returns the wrong kind of model, an input spec is malformed,
-            or the models do not fit the checkpoints or their inputs.
+        AutomapError: an input spec is malformed.
     """
-    from ._api import infer_with_networks
-
-    specs, torch_model, mindspore_model = build_models(args)
-    return infer_with_networks(
-        source,
-        target,
-        torch_model=torch_model,
-        mindspore_model=mindspore_model,
-        inputs=specs or None,
-        threshold=threshold,
-        pins=pins,
-        rtol=args.rtol,
-        atol=args.atol,
-        seed=args.seed,
+    torch_model, mindspore_model = getattr(args, "torch_model", None), getattr(args, "mindspore_model", None)
+    if not torch_model or not mindspore_model:
+        return None
+    return ModelOptions(
+        torch_model,
+        mindspore_model,
+        tuple(parse_input_spec(text) for text in args.inputs or []),
+        args.seed,
+        args.rtol,
+        args.atol,
     )
-
-
-def check_from_models(
-    args: argparse.Namespace, mapping: NameMapping, source: ParamTable, target: ParamTable
-) -> NetworkInference:
-    """Build both models from their factories and settle and prove a given mapping.
-
-    Raises:
-        AutomapError: as `infer_from_models`.
-    """
-    from ._api import check_with_networks
-
-    specs, torch_model, mindspore_model = build_models(args)
-    return check_with_networks(
-        mapping,
-        source,
-        target,
-        torch_model=torch_model,
-        mindspore_model=mindspore_model,
-        inputs=specs or None,
-        rtol=args.rtol,
-        atol=args.atol,
-        seed=args.seed,
-    )
-
-
-def build_models(args: argparse.Namespace) -> tuple[list[InputSpec], object, object]:
-    """The input specs and both models, built by their factories (MindSpore set to PyNative on the CPU).
-
-    Raises:
-        AutomapError: an input spec is malformed, or a factory cannot be loaded or returns the wrong kind of model.
-    """
-    from .networks import load_factory
-    from .probes import parse_input_spec
-
-    specs = [parse_input_spec(text) for text in args.inputs or []]  # malformed specs fail before any import
-    here = str(Path.cwd())
-    if here not in sys.path:  # as `python -m` would, so that a model module beside the user is found
-        sys.path.insert(0, here)
-    os.environ.setdefault("GLOG_v", "3")
-    import mindspore
-
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")
-    torch_model = load_factory(args.torch_model)
-    mindspore_model = load_factory(args.mindspore_model)
-    if not hasattr(torch_model, "state_dict"):
-        msg = f"{args.torch_model} returned a {type(torch_model).__name__}, not a torch.nn.Module"
-        raise AutomapError(msg)
-    if not hasattr(mindspore_model, "parameters_and_names"):
-        msg = f"{args.mindspore_model} returned a {type(mindspore_model).__name__}, not a mindspore.nn.Cell"
-        raise AutomapError(msg)
-    return specs, torch_model, mindspore_model

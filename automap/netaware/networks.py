@@ -2,21 +2,23 @@
 
 This is where a mapping meets reality: `automap verify`, the benchmark zoo's ground-truth proofs and the
 network-aware inference all load numpy weights into a `torch.nn.Module` or a `mindspore.nn.Cell`, run it in
-eval mode and compare outputs. torch and MindSpore are imported only when these functions are called.
+eval mode and compare outputs. These functions are the public face of the frameworks' backends
+(`automap.netaware._frameworks`); torch and MindSpore are imported only when they are called.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from automap._errors import AutomapError, ConversionError
+from automap._errors import AutomapError
 from automap._types import Array
+
+from ._frameworks import backend_of, get_backend, leaves
 
 __all__ = [
     "OutputComparison",
@@ -76,106 +78,59 @@ def load_factory(spec: str) -> Any:
     return factory()
 
 
-def torch_state(module: Any) -> dict[str, Array]:
+def torch_state(module: object) -> dict[str, Array]:
     """A torch module's state dict as storage arrays."""
-    from automap.io.torch import to_numpy
-
-    return {name: to_numpy(value) for name, value in module.state_dict().items()}
+    return get_backend("pytorch").state(module)
 
 
-def mindspore_state(cell: Any) -> dict[str, Array]:
+def mindspore_state(cell: object) -> dict[str, Array]:
     """A MindSpore cell's parameters as storage arrays, in declaration order."""
-    return {name: _ms_to_numpy(param) for name, param in cell.parameters_and_names()}
+    return get_backend("mindspore").state(cell)
 
 
-def load_into_torch(module: Any, arrays: Mapping[str, Array], dtypes: Mapping[str, str] | None = None) -> None:
+def load_into_torch(module: object, arrays: Mapping[str, Array], dtypes: Mapping[str, str] | None = None) -> None:
     """Load arrays into a torch module by name; every entry of its state dict must be given.
 
     Raises:
         ConversionError: a name is missing or unknown, or a shape differs; all problems are listed.
     """
-    import torch
-
-    from automap.io.torch import to_torch
-
-    state = module.state_dict()
-    problems = _name_problems(
-        state.keys(), arrays.keys(), optional={n for n in state if n.endswith("num_batches_tracked")}
-    )
-    values = {}
-    for name, current in state.items():
-        if name not in arrays:
-            values[name] = current
-            continue
-        dtype = (dtypes or {}).get(name) or str(current.dtype).removeprefix("torch.")
-        tensor = to_torch(np.asarray(arrays[name]), dtype)
-        if tuple(tensor.shape) != tuple(current.shape):
-            problems.append(f"{name}: shape {list(tensor.shape)}, the module expects {list(current.shape)}")
-        values[name] = tensor.to(current.dtype) if tensor.dtype != current.dtype else tensor
-    _raise_if(problems, "torch module")
-    with torch.no_grad():
-        module.load_state_dict(values, strict=True)
+    backend = get_backend("pytorch")
+    backend.load(backend.parameters(module), arrays, dtypes, complete=True)
 
 
-def load_into_mindspore(cell: Any, arrays: Mapping[str, Array], dtypes: Mapping[str, str] | None = None) -> None:
+def load_into_mindspore(cell: object, arrays: Mapping[str, Array], dtypes: Mapping[str, str] | None = None) -> None:
     """Load arrays into a MindSpore cell by parameter name; every parameter must be given.
 
     Raises:
         ConversionError: a name is missing or unknown, or a shape differs; all problems are listed.
     """
-    params = dict(cell.parameters_and_names())
-    problems = _name_problems(params.keys(), arrays.keys(), optional=set())
-    updates = []
-    for name, param in params.items():
-        if name not in arrays:
-            continue
-        array = np.asarray(arrays[name])
-        if tuple(array.shape) != tuple(param.shape):
-            problems.append(f"{name}: shape {list(array.shape)}, the cell expects {list(param.shape)}")
-            continue
-        updates.append((param, _numpy_to_ms(array, (dtypes or {}).get(name), param.dtype)))
-    _raise_if(problems, "MindSpore cell")
-    for param, tensor in updates:
-        param.set_data(tensor)
+    backend = get_backend("mindspore")
+    backend.load(backend.parameters(cell), arrays, dtypes, complete=True)
 
 
-def run_torch(module: Any, inputs: Sequence[Any]) -> list[Array]:
+def run_torch(module: object, inputs: Sequence[object]) -> list[Array]:
     """Run a torch module in eval mode without gradients; outputs flattened to float64 arrays."""
-    import torch
-
-    module.eval()
-    with torch.no_grad():
-        args = [torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
-        return flatten_outputs(module(*args))
+    return flatten_outputs(get_backend("pytorch").run(module, inputs))
 
 
-def run_mindspore(cell: Any, inputs: Sequence[Any]) -> list[Array]:
-    """Run a MindSpore cell in eval mode (PyNative, CPU); outputs flattened to float64 arrays."""
-    import mindspore
-
-    with _pynative():
-        cell.set_train(False)
-        args = [mindspore.Tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
-        return flatten_outputs(cell(*args))
+def run_mindspore(cell: object, inputs: Sequence[object]) -> list[Array]:
+    """Run a MindSpore cell in eval mode (PyNative); outputs flattened to float64 arrays."""
+    return flatten_outputs(get_backend("mindspore").run(cell, inputs))
 
 
-def flatten_outputs(value: Any) -> list[Array]:
-    """Nested tuples/lists/dicts of tensors -> a flat list of float64 numpy arrays, in a stable order."""
-    if isinstance(value, Mapping):
-        return [a for key in sorted(value) for a in flatten_outputs(value[key])]
-    if isinstance(value, list | tuple):
-        return [a for item in value for a in flatten_outputs(item)]
-    if hasattr(value, "detach"):  # torch.Tensor
-        return [value.detach().float().cpu().numpy().astype(np.float64)]
-    if hasattr(value, "asnumpy"):  # mindspore.Tensor
-        import mindspore
+def flatten_outputs(value: object) -> list[Array]:
+    """Nested tuples/lists/dicts of tensors -> a flat list of float64 numpy arrays, in a stable order.
 
-        return [value.astype(mindspore.float32).asnumpy().astype(np.float64)]
-    if isinstance(value, np.ndarray):
-        return [value.astype(np.float64)]
-    if value is None:
-        return []
-    return [np.asarray(value, dtype=np.float64)]
+    Tensors of either framework, numpy arrays and numbers are kept; None is left out.
+    """
+    out = []
+    for leaf in leaves(value):
+        if leaf is None:
+            continue
+        backend = backend_of(leaf)
+        array = backend.values(leaf) if backend is not None else leaf
+        out.append(np.asarray(array, dtype=np.float64))
+    return out
 
 
 def compare_outputs(
@@ -200,85 +155,3 @@ def compare_outputs(
         max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
         detail.append(f"output {number} {list(a.shape)}: max abs diff {diff:.3g}, max rel diff {rel:.3g}")
     return OutputComparison(max_abs, max_rel, passed, tuple(detail))
-
-
-@contextlib.contextmanager
-def _pynative() -> Iterator[None]:
-    import mindspore
-
-    previous = mindspore.get_context("mode")
-    if previous != mindspore.PYNATIVE_MODE:
-        mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-    try:
-        yield
-    finally:
-        if previous != mindspore.PYNATIVE_MODE:
-            mindspore.set_context(mode=previous)
-
-
-def _name_problems(expected: Any, given: Any, *, optional: set[str]) -> list[str]:
-    expected, given = set(expected), set(given)
-    problems = [f"{n}: no value given" for n in sorted(expected - given - optional)]
-    problems += [f"{n}: not a parameter of the network" for n in sorted(given - expected)]
-    return problems
-
-
-def _raise_if(problems: list[str], what: str) -> None:
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} problems)" if len(problems) > 10 else "")
-        msg = f"cannot load the weights into the {what}: {shown}"
-        raise ConversionError(msg)
-
-
-def _ms_to_numpy(param: Any) -> Array:
-    from automap.dtypes import get_dtype
-
-    name = _MS_NAMES.get(str(param.dtype))
-    if name is None:
-        msg = f"{param.name}: MindSpore dtype {param.dtype} is not supported"
-        raise ConversionError(msg)
-    dtype = get_dtype(name)
-    if dtype.numpy_native:
-        return np.asarray(param.asnumpy())
-    raw = param.get_bytes()
-    return np.frombuffer(bytes(raw), dtype=dtype.storage).reshape(tuple(param.shape))
-
-
-def _numpy_to_ms(array: Array, dtype_name: str | None, like: Any) -> Any:
-    import mindspore
-    from mindspore._c_expression import TensorPy
-
-    from automap.dtypes import get_dtype
-
-    target = _MS_NAMES.get(str(like))
-    name = dtype_name or target
-    if name is None:
-        msg = f"MindSpore dtype {like} is not supported"
-        raise ConversionError(msg)
-    if get_dtype(name).numpy_native:
-        tensor = mindspore.Tensor(np.ascontiguousarray(array))
-    else:
-        ms_type = getattr(mindspore, name)
-        tensor = mindspore.Tensor(
-            TensorPy.convert_bytes_to_tensor(np.ascontiguousarray(array).tobytes(), array.shape, ms_type)
-        )
-    return tensor if str(tensor.dtype) == str(like) else tensor.astype(like)
-
-
-_MS_NAMES = {
-    "Float64": "float64",
-    "Float32": "float32",
-    "Float16": "float16",
-    "BFloat16": "bfloat16",
-    "Float8E4M3FN": "float8_e4m3fn",
-    "Float8E5M2": "float8_e5m2",
-    "Int64": "int64",
-    "Int32": "int32",
-    "Int16": "int16",
-    "Int8": "int8",
-    "UInt64": "uint64",
-    "UInt32": "uint32",
-    "UInt16": "uint16",
-    "UInt8": "uint8",
-    "Bool": "bool",
-}

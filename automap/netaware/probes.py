@@ -3,22 +3,24 @@
 A spec is what a person types after `--input`: `1x3x224x224` (float32), `1x3x224x224:float16`, or integer
 token ids with a range `1x16:int64:0-1000` (low inclusive, high exclusive). Parsing is pure string work;
 `make_input` draws the values from a numpy generator, so the same seed gives the same input on every run.
-Both frameworks receive the same numpy array.
+Both frameworks receive the same numpy array. `make_inputs` turns what a caller gives (arrays, specs, spec
+strings) into arrays; `guess_input` proposes a spec from the kind of a PyTorch model's first layer.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from automap._errors import AutomapError
 from automap._types import Array
 
-__all__ = ["InputSpec", "make_input", "parse_input_spec"]
+__all__ = ["InputSpec", "ProbeInput", "guess_input", "make_input", "make_inputs", "parse_input_spec"]
 
 _FLOATS = ("float32", "float16", "float64")
 _INTS = ("int64", "int32", "int16", "int8", "uint8")
@@ -50,6 +52,10 @@ class InputSpec:
         if self.low is not None and self.high is not None:
             text += f":{_number(self.low)}-{_number(self.high)}"
         return text
+
+
+ProbeInput = Array | InputSpec | str
+"""One input as a caller gives it: an array as it is, a spec, or a spec string such as "1x16:int64:0-1000"."""
 
 
 def parse_input_spec(text: str) -> InputSpec:
@@ -122,6 +128,53 @@ def make_input(spec: InputSpec, rng: np.random.Generator) -> Array:
     else:
         values = rng.uniform(spec.low, spec.high, size=spec.shape)
     return np.ascontiguousarray(values.astype(spec.dtype))
+
+
+def make_inputs(inputs: Sequence[ProbeInput], rng: np.random.Generator) -> tuple[list[Array], list[str]]:
+    """The arrays for given inputs (arrays as they are, specs filled from `rng` in turn) and how each was made.
+
+    Raises:
+        AutomapError: a spec string is malformed.
+    """
+    arrays: list[Array] = []
+    described: list[str] = []
+    for value in inputs:
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
+        else:
+            spec = parse_input_spec(value) if isinstance(value, str) else value
+            arrays.append(make_input(spec, rng))
+            described.append(str(spec))
+    return arrays, described
+
+
+def guess_input(torch_module: object) -> InputSpec:
+    """An input for a PyTorch model, from the kind of its first layer with parameters.
+
+    Raises:
+        AutomapError: the first layer is of a kind whose input cannot be guessed.
+    """
+    if not hasattr(torch_module, "named_modules"):
+        msg = f"a {type(torch_module).__name__} is not a torch.nn.Module"
+        raise AutomapError(msg)
+    modules: Any = torch_module.named_modules()
+    first: Any = next((m for _, m in modules if any(True for _ in m.parameters(recurse=False))), None)
+    kind = type(first).__name__ if first is not None else ""
+    if kind in ("Conv1d", "Conv2d", "Conv3d"):
+        return InputSpec((1, first.in_channels, *(32,) * int(kind[4])))
+    if kind == "Linear":
+        return InputSpec((1, first.in_features))
+    if kind == "Embedding":
+        return InputSpec((1, 16), "int64", 0, first.num_embeddings)
+    if kind == "LayerNorm":
+        return InputSpec((1, 4, *first.normalized_shape))
+    found = f"its first layer is a {kind}" if kind else "it has no layer with parameters"
+    msg = (
+        f"cannot guess the input of the {type(torch_module).__name__} model ({found}); give it with "
+        "--input SHAPE:DTYPE, e.g. --input 1x3x224x224:float32 or --input 1x16:int64:0-1000"
+    )
+    raise AutomapError(msg)
 
 
 def _fits(dtype: str, low: float, high: float) -> bool:

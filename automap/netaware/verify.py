@@ -10,25 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from automap._errors import AutomapError
-from automap._text import first_line
-from automap._types import Array, StrPath
+from automap._types import Array, Framework, StrPath
 from automap.io import load_checkpoint
 from automap.records import ParamTable
 
-from .networks import OutputComparison, compare_outputs, load_into_mindspore, load_into_torch, run_mindspore, run_torch
-from .probes import InputSpec, make_input, parse_input_spec
+from ._frameworks import NetworkRunError, get_backend
+from .networks import OutputComparison, compare_outputs, flatten_outputs, load_into_mindspore, load_into_torch
+from .probes import ProbeInput, guess_input, make_inputs
 
 if TYPE_CHECKING:
-    from . import Divergence
+    from ._localise import Divergence
 
-__all__ = ["VerifyReport", "guess_input", "verify"]
-
-ProbeInput = Array | InputSpec | str
+__all__ = ["VerifyReport", "verify"]
 
 
 @dataclass(frozen=True)
@@ -124,62 +121,15 @@ def verify(
         inputs = [guess_input(torch_module)]
     arrays_in, described = make_inputs(inputs, rng)
     hint = "; give the input with --input SHAPE:DTYPE" if guessed else ""
-    reference = _run(run_torch, torch_module, arrays_in, "PyTorch", described, hint)
-    candidate = _run(run_mindspore, mindspore_cell, arrays_in, "MindSpore", described, hint)
+    reference = _run("pytorch", torch_module, arrays_in, described, hint)
+    candidate = _run("mindspore", mindspore_cell, arrays_in, described, hint)
     comparison = compare_outputs(reference, candidate, rtol=rtol, atol=atol)
     divergence = None
     if localise and not comparison.passed:
-        from . import locate_divergence
+        from ._localise import locate_divergence
 
         divergence = locate_divergence(torch_module, mindspore_cell, arrays_in)
     return VerifyReport(comparison, tuple(described), rtol, atol, guessed, divergence)
-
-
-def make_inputs(inputs: Sequence[ProbeInput], rng: np.random.Generator) -> tuple[list[Array], list[str]]:
-    """The arrays for given inputs (arrays as they are, specs filled from `rng` in turn) and how each was made.
-
-    Raises:
-        AutomapError: a spec string is malformed.
-    """
-    arrays: list[Array] = []
-    described: list[str] = []
-    for value in inputs:
-        if isinstance(value, np.ndarray):
-            arrays.append(value)
-            described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
-        else:
-            spec = parse_input_spec(value) if isinstance(value, str) else value
-            arrays.append(make_input(spec, rng))
-            described.append(str(spec))
-    return arrays, described
-
-
-def guess_input(torch_module: object) -> InputSpec:
-    """An input for a PyTorch model, from the kind of its first layer with parameters.
-
-    Raises:
-        AutomapError: the first layer is of a kind whose input cannot be guessed.
-    """
-    if not hasattr(torch_module, "named_modules"):
-        msg = f"a {type(torch_module).__name__} is not a torch.nn.Module"
-        raise AutomapError(msg)
-    modules: Any = torch_module.named_modules()
-    first: Any = next((m for _, m in modules if any(True for _ in m.parameters(recurse=False))), None)
-    kind = type(first).__name__ if first is not None else ""
-    if kind in ("Conv1d", "Conv2d", "Conv3d"):
-        return InputSpec((1, first.in_channels, *(32,) * int(kind[4])))
-    if kind == "Linear":
-        return InputSpec((1, first.in_features))
-    if kind == "Embedding":
-        return InputSpec((1, 16), "int64", 0, first.num_embeddings)
-    if kind == "LayerNorm":
-        return InputSpec((1, 4, *first.normalized_shape))
-    found = f"its first layer is a {kind}" if kind else "it has no layer with parameters"
-    msg = (
-        f"cannot guess the input of the {type(torch_module).__name__} model ({found}); give it with "
-        "--input SHAPE:DTYPE, e.g. --input 1x3x224x224:float32 or --input 1x16:int64:0-1000"
-    )
-    raise AutomapError(msg)
 
 
 def _arrays(weights: ParamTable | StrPath) -> tuple[dict[str, Array], dict[str, str]]:
@@ -187,10 +137,10 @@ def _arrays(weights: ParamTable | StrPath) -> tuple[dict[str, Array], dict[str, 
     return {r.name: r.read() for r in table.params}, {r.name: r.dtype for r in table.params}
 
 
-def _run(runner: Any, network: object, inputs: list[Array], framework: str, described: list[str], hint: str) -> Any:
+def _run(framework: Framework, network: object, inputs: list[Array], described: list[str], hint: str) -> list[Array]:
+    backend = get_backend(framework)
     try:
-        return runner(network, inputs)
+        output = backend.run(network, inputs)
     except Exception as error:  # the network's own code rejected the input: a usage problem, not a bug here
-        text = first_line(str(error), 300)
-        msg = f"the {framework} model failed on input {', '.join(described)}: {type(error).__name__}: {text}{hint}"
-        raise AutomapError(msg) from error
+        raise NetworkRunError(backend, described, error, hint) from error
+    return flatten_outputs(output)

@@ -21,9 +21,9 @@ import hashlib
 import string
 from importlib import resources
 
-from automap import __version__
 from automap._text import human_bytes
 from automap._types import StrPath
+from automap._version import __version__
 from automap.records import Endpoint, NameMapping, ParamTable
 from automap.report._page_data import PageData
 from automap.report._summary import esc, framework_name, signals_html, summary_html

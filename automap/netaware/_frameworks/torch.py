@@ -1,0 +1,130 @@
+"""The PyTorch backend: a `torch.nn.Module`'s state dict, module tree, hooks and runs.
+
+Parameters are what `state_dict` names, persistent buffers included. Parameter use is traced with a
+`TorchFunctionMode`, which sees every tensor handed to a torch function, so a bare `cls_token` used in
+`forward` is caught as well as a layer's weight. Imported only when the backend is first needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from automap._types import Array, Framework
+from automap.dtypes import all_dtype_names
+from automap.io.torch import to_numpy, to_torch
+
+from . import Backend
+
+__all__ = ["BACKEND", "TorchBackend"]
+
+
+class TorchBackend(Backend):
+    """`torch.nn.Module`s and `torch.Tensor`s."""
+
+    framework: ClassVar[Framework] = "pytorch"
+    title: ClassVar[str] = "PyTorch"
+    unit: ClassVar[str] = "module"
+    network: ClassVar[str] = "torch module"
+
+    def is_model(self, value: object) -> bool:
+        return isinstance(value, torch.nn.Module)
+
+    def is_tensor(self, value: object) -> bool:
+        return isinstance(value, torch.Tensor)
+
+    def parameters(self, model: Any) -> dict[str, Any]:
+        return dict(model.state_dict(keep_vars=True))
+
+    def modules(self, model: Any) -> dict[str, Any]:
+        return dict(model.named_modules())
+
+    def optional(self, name: str) -> bool:
+        return name.endswith("num_batches_tracked")
+
+    def dtype(self, tensor: Any) -> str | None:
+        name = str(tensor.dtype).removeprefix("torch.")
+        return name if name in all_dtype_names() else None
+
+    def values(self, tensor: Any) -> Array:
+        found = tensor.detach().cpu()
+        if found.is_floating_point():
+            return np.array(found.float().numpy(), copy=True)
+        return np.array(found.numpy(), dtype=np.float64)
+
+    def storage(self, tensor: Any) -> Array:
+        return to_numpy(tensor)
+
+    def tensor(self, array: Array, dtype: str, like: Any) -> Any:
+        made = to_torch(array, dtype)
+        return made if made.dtype == like.dtype else made.to(like.dtype)
+
+    def assign(self, updates: Sequence[tuple[Any, Any]]) -> None:
+        with torch.no_grad():
+            for current, tensor in updates:
+                current.copy_(tensor)
+
+    def like(self, array: Array, like: Any) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(dtype=like.dtype, device=like.device)
+
+    def run(self, model: Any, inputs: Sequence[object], *, uses: Callable[[object], None] | None = None) -> object:
+        args = [torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                if uses is None:
+                    return model(*args)
+                with _Uses(uses):
+                    return model(*args)
+        finally:
+            model.train(was_training)
+
+    def call(self, model: Any, module: Any, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return module(*args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    def keep(
+        self, args: tuple[object, ...], kwargs: Mapping[str, object] | None
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
+        def copy(value: object) -> object:  # the forward pass may change its tensors in place afterwards
+            return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+        return tuple(copy(a) for a in args), {k: copy(v) for k, v in (kwargs or {}).items()}
+
+
+class _Uses(TorchFunctionMode):
+    """Tells `uses` about every tensor handed to a torch function."""
+
+    def __init__(self, uses: Callable[[object], None]) -> None:
+        super().__init__()
+        self._uses = uses
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        for value in _arguments((args, kwargs)):
+            self._uses(value)
+        return func(*args, **(kwargs or {}))
+
+
+def _arguments(value: object) -> Iterator[object]:
+    """Every leaf of a torch function's (args, kwargs)."""
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _arguments(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _arguments(item)
+    elif value is not None:
+        yield value
+
+
+BACKEND = TorchBackend()
