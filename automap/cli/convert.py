@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"automap: error: {problem}", file=sys.stderr)
         return 2
+    if uses_models(args):  # fail before any checkpoint is read
+        from automap.netaware._options import require_frameworks
+
+        require_frameworks()
     check_output(args.output, sharded=args.max_shard_size is not None, overwrite=args.force)
     source = load(args.source, args)
     target: ParamTable | None = None

@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"automap: error: {problem}", file=sys.stderr)
         return 2
+    if uses_models(args):  # fail before any checkpoint is read
+        from automap.netaware._options import require_frameworks
+
+        require_frameworks()
     outputs = _outputs(args)
     for path in outputs:
         if path.exists() and not args.force:

@@ -16,13 +16,15 @@ Invariants:
   written. The CRC-32s are taken as each tensor is written, so the source is read once; those of the output
   are spread over a few threads, with a bounded amount of it in flight. A loader that reads a whole file into memory
   (`mindspore.load_checkpoint`) checks files up to `FRAMEWORK_CHECK_LIMIT`; larger ones are checked with
-  automap's own lazy reader, and the report says which loader was used.
+  automap's own lazy reader, and the report says which loader was used. So are files whose framework is not
+  installed: converting between formats automap reads and writes itself needs neither framework.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -251,6 +253,7 @@ def convert(
             cannot be written, or verification found a difference (the output is then removed).
         MappingFileError: the mapping file is malformed.
         CheckpointFormatError: a checkpoint cannot be read.
+        MissingDependencyError: a cast to or from bfloat16 or float8 needs torch, which is not installed.
 
     Example:
         >>> report = convert("model.pth", "mapping.json", "model.ckpt")  # doctest: +SKIP
@@ -339,11 +342,19 @@ def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = Fa
     Raises:
         ConversionError: the output (or, sharded, its index) exists without `overwrite`, is a directory, or its
             folder does not exist.
+        MissingDependencyError: the output is a PyTorch file and torch is not installed.
 
     Example:
         >>> check_output("model.ckpt", sharded=True)  # doctest: +SKIP
         PosixPath('model.ckpt')
     """
+    # automap's .pth writer refers to torch's own tensor-rebuilding functions, so it needs torch
+    if format_for_suffix(base_path(output) if sharded else Path(output)) == TORCH and not _installed("torch"):
+        msg = (
+            f"writing {Path(output).name!r} (PyTorch's format) needs torch, which is not installed; run: pip install "
+            "'automap[torch]', or write .safetensors, which needs no framework"
+        )
+        raise MissingDependencyError(msg)
     if sharded:
         base = base_path(output)
         check_writable(index_path(base), overwrite=overwrite)
@@ -381,6 +392,7 @@ def plan_conversion(
 
     Raises:
         ConversionError: anything prevents the conversion; every problem is listed in one message.
+        MissingDependencyError: a cast involves bfloat16 or float8 and torch is not installed.
 
     Example:
         >>> plan = plan_conversion(load_checkpoint("model.pth"), load_mapping("mapping.json"))  # doctest: +SKIP
@@ -411,6 +423,7 @@ def plan_conversion(
             "`automap audit MAPPING --accept TARGET`, or pass --accept-low-confidence"
         )
         raise ConversionError(msg)
+    _check_cast_possible(plan)
     return plan
 
 
@@ -812,19 +825,35 @@ def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, dig
     return [wrap(r) for r in records]
 
 
-def _cast(array: Array, source: str, target: str) -> Array:
-    if source == target:
-        return array
-    if get_dtype(source).numpy_native and get_dtype(target).numpy_native:
-        return array.astype(get_dtype(target).storage)  # a new C-ordered array, 0-d scalars kept 0-d
-    try:  # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do
-        import torch
+def _needs_torch_to_cast(source: str, target: str) -> bool:
+    return source != target and not (get_dtype(source).numpy_native and get_dtype(target).numpy_native)
 
-        from automap.io.torch import to_numpy, to_torch
-    except ModuleNotFoundError as error:
-        msg = f"casting {source} to {target} needs torch, which is not installed; run: pip install torch"
-        raise MissingDependencyError(msg) from error
+
+def _check_cast_possible(plan: ConversionPlan) -> None:
+    """Refuse, before anything is written, a cast that needs torch when torch is not installed."""
+    needing = next((t for t in plan.tensors if _needs_torch_to_cast(t.source_dtype, t.dtype)), None)
+    if needing is not None and not _installed("torch"):
+        msg = (
+            f"casting {needing.source_dtype} to {needing.dtype} ({needing.target!r}) needs torch, which is not "
+            "installed; run: pip install 'automap[torch]'"
+        )
+        raise MissingDependencyError(msg)
+
+
+def _cast(array: Array, source: str, target: str) -> Array:
+    if not _needs_torch_to_cast(source, target):
+        return array if source == target else array.astype(get_dtype(target).storage)  # C-ordered, 0-d kept 0-d
+    # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do (checked installed in the plan)
+    import torch
+
+    from automap.io.torch import to_numpy, to_torch
+
     return to_numpy(to_torch(array, source).to(getattr(torch, target)))
+
+
+def _installed(framework: str) -> bool:
+    """Whether a framework can be imported, found without importing it."""
+    return importlib.util.find_spec(framework) is not None
 
 
 # --- verification ---------------------------------------------------------------------------------------------
@@ -938,33 +967,41 @@ def _verify_file(
 
 
 def how_for(out: Path, plan: ConversionPlan) -> str:
-    """The name of the loader that verifies an output file (which must exist, for its size)."""
+    """The name of the loader that verifies an output file (which must exist, for its size).
+
+    The framework's own loader where it is installed; otherwise automap's reader, and the name says why.
+    """
     kind = format_for_suffix(out)
     if kind == TORCH:
-        return "torch.load(weights_only=True)"
+        return "torch.load(weights_only=True)" if _installed("torch") else f"{_AUTOMAP_READER} (torch is not installed)"
     size = out.stat().st_size if out.exists() else 0
     too_big = size > FRAMEWORK_CHECK_LIMIT
     if kind == MINDSPORE:
         if _has_float8(plan):
-            return "automap's reader (MindSpore cannot load float8)"
+            return f"{_AUTOMAP_READER} (MindSpore cannot load float8)"
         if too_big:
             return (
-                f"automap's reader (mindspore.load_checkpoint reads a whole file into memory, so it checks files "
+                f"{_AUTOMAP_READER} (mindspore.load_checkpoint reads a whole file into memory, so it checks files "
                 f"up to {human_bytes(FRAMEWORK_CHECK_LIMIT)}; this one has {human_bytes(size)})"
             )
+        if not _installed("mindspore"):
+            return f"{_AUTOMAP_READER} (MindSpore is not installed)"
         return "mindspore.load_checkpoint"
     if too_big:
         return (
-            f"{_SAFE_OPEN_HEADER} (names, dtypes, shapes) and automap's reader (data: safe_open copies every tensor "
-            f"into new memory, so it reads files up to {human_bytes(FRAMEWORK_CHECK_LIMIT)} whole; this one has "
-            f"{human_bytes(size)})"
+            f"{_SAFE_OPEN_HEADER} (names, dtypes, shapes) and {_AUTOMAP_READER} (data: safe_open copies every "
+            f"tensor into new memory, so it reads files up to {human_bytes(FRAMEWORK_CHECK_LIMIT)} whole; this one "
+            f"has {human_bytes(size)})"
         )
-    if plan.framework == "mindspore" and not _has_float8(plan):
+    if plan.framework == "mindspore" and not _has_float8(plan) and _installed("mindspore"):
         return "mindspore.load_checkpoint(format='safetensors')"
+    if not _installed("torch"):  # safe_open gives numpy arrays without torch, and numpy has no bfloat16 or float8
+        return f"{_SAFE_OPEN_HEADER} (names, dtypes, shapes) and {_AUTOMAP_READER} (data: torch is not installed)"
     return "safetensors.safe_open"
 
 
 _SAFE_OPEN_HEADER = "safetensors.safe_open"
+_AUTOMAP_READER = "automap's reader"
 
 
 def _has_float8(plan: ConversionPlan) -> bool:
@@ -984,7 +1021,7 @@ def _loaded(what: Callable[[], Any]) -> Any:
 @contextlib.contextmanager
 def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]:
     kind = format_for_suffix(out)
-    if kind == TORCH:
+    if kind == TORCH and how.startswith("torch"):
         import torch
 
         from automap.io.torch import to_numpy
@@ -1047,8 +1084,8 @@ def _framework_reader(out: Path, how: str) -> Iterator[tuple[list[str], Reader]]
             return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
 
         yield keys, read_safetensors
-    else:  # a .ckpt with float8 (MindSpore's loader has no float8 type) or too large for MindSpore's loader
-        table = load_checkpoint(out)
+    else:  # float8 (MindSpore's loader has no float8 type), too large for MindSpore's loader, or no framework
+        table = _loaded(lambda: load_checkpoint(out))
 
         def read_automap(name: str) -> tuple[str, Array] | None:
             record = table.get(name)

@@ -7,12 +7,13 @@ PyNative mode on the CPU, and calls `infer_with_networks`. `automap verify` buil
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from automap._errors import AutomapError
+from automap._errors import AutomapError, MissingDependencyError
 
 if TYPE_CHECKING:
     from automap.records import NameMapping, ParamTable
@@ -113,11 +114,13 @@ def build_models(args: argparse.Namespace) -> tuple[list[InputSpec], object, obj
 
     Raises:
         AutomapError: an input spec is malformed, or a factory cannot be loaded or returns the wrong kind of model.
+        MissingDependencyError: torch or MindSpore is not installed.
     """
     from .networks import load_factory
     from .probes import parse_input_spec
 
     specs = [parse_input_spec(text) for text in args.inputs or []]  # malformed specs fail before any import
+    require_frameworks()
     here = str(Path.cwd())
     if here not in sys.path:  # as `python -m` would, so that a model module beside the user is found
         sys.path.insert(0, here)
@@ -134,3 +137,23 @@ def build_models(args: argparse.Namespace) -> tuple[list[InputSpec], object, obj
         msg = f"{args.mindspore_model} returned a {type(mindspore_model).__name__}, not a mindspore.nn.Cell"
         raise AutomapError(msg)
     return specs, torch_model, mindspore_model
+
+
+_EXTRAS = {("torch",): "automap[torch]", ("mindspore",): "automap[mindspore]", ("torch", "mindspore"): "automap[all]"}
+
+
+def require_frameworks(purpose: str = "running the models (--torch-model, --mindspore-model)") -> None:
+    """Fail, naming the extra to install, unless both torch and MindSpore can be imported (found, not imported).
+
+    Raises:
+        MissingDependencyError: one or both frameworks are not installed.
+    """
+    missing = tuple(name for name in ("torch", "mindspore") if importlib.util.find_spec(name) is None)
+    if missing:
+        names = " and ".join("MindSpore" if name == "mindspore" else name for name in missing)
+        verb = "are" if len(missing) > 1 else "is"
+        msg = (
+            f"{purpose} needs both torch and MindSpore; {names} {verb} not installed; "
+            f"run: pip install '{_EXTRAS[missing]}'"
+        )
+        raise MissingDependencyError(msg)
