@@ -1,8 +1,8 @@
 """The `automap` command line: one subcommand per module in this package.
 
-`main(argv)` returns the exit status: 0 success, 1 an automap error (one line on stderr, no traceback),
-2 a usage error, 3 an audit or verification that found problems, 130 an interruption. Anything else that
-escapes is a bug and keeps its traceback.
+`main(argv)` returns the exit status: 0 success, 1 an automap error or a missing framework (one line on
+stderr that names the extra to install, no traceback), 2 a usage error, 3 an audit or verification that
+found problems, 130 an interruption. Anything else that escapes is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = ["entrypoint", "main"]
 
 # Subcommand modules, in the order `automap --help` lists them. Each exposes HELP, add_arguments(), run().
 _COMMANDS = ("inspect", "infer", "convert", "audit", "verify", "bench")
+_EXTRAS = {"torch": "automap[torch]", "mindspore": "automap[mindspore]"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except AutomapError as error:
         print(f"automap: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        framework = (error.name or "").partition(".")[0]
+        if framework not in _EXTRAS:  # anything else missing is a broken installation: keep the traceback
+            raise
+        # a last resort: each place that needs a framework says so itself, with what it was doing
+        print(
+            f"automap: error: this command needs {framework}, which is not installed; "
+            f"run: pip install '{_EXTRAS[framework]}'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("automap: interrupted; no output was written", file=sys.stderr)

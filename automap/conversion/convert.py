@@ -16,13 +16,15 @@ Invariants:
   written. The CRC-32s are taken as each tensor is written, so the source is read once; those of the output
   are spread over a few threads, with a bounded amount of it in flight. A loader that reads a whole file into memory
   (`mindspore.load_checkpoint`) checks files up to `FRAMEWORK_CHECK_LIMIT`; larger ones are checked with
-  automap's own lazy reader, and the report says which loader was used.
+  automap's own lazy reader, and the report says which loader was used. So are files whose framework is not
+  installed: converting between formats automap reads and writes itself needs neither framework.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -253,6 +255,7 @@ def convert(
             cannot be written, or verification found a difference (the output is then removed).
         MappingFileError: the mapping file is malformed.
         CheckpointFormatError: a checkpoint cannot be read.
+        MissingDependencyError: a cast to or from bfloat16 or float8 needs torch, which is not installed.
 
     Example:
         >>> report = convert("model.pth", "mapping.json", "model.ckpt")  # doctest: +SKIP
@@ -341,11 +344,19 @@ def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = Fa
     Raises:
         ConversionError: the output (or, sharded, its index) exists without `overwrite`, is a directory, or its
             folder does not exist.
+        MissingDependencyError: the output is a PyTorch file and torch is not installed.
 
     Example:
         >>> check_output("model.ckpt", sharded=True)  # doctest: +SKIP
         PosixPath('model.ckpt')
     """
+    # automap's .pth writer refers to torch's own tensor-rebuilding functions, so it needs torch
+    if FORMATS.for_suffix(base_path(output) if sharded else Path(output)) is PYTORCH and not _installed("torch"):
+        msg = (
+            f"writing {Path(output).name!r} (PyTorch's format) needs torch, which is not installed; run: pip install "
+            "'automap[torch]', or write .safetensors, which needs no framework"
+        )
+        raise MissingDependencyError(msg)
     if sharded:
         base = base_path(output)
         check_writable(index_path(base), overwrite=overwrite)
@@ -383,6 +394,7 @@ def plan_conversion(
 
     Raises:
         ConversionError: anything prevents the conversion; every problem is listed in one message.
+        MissingDependencyError: a cast involves bfloat16 or float8 and torch is not installed.
 
     Example:
         >>> plan = plan_conversion(load_checkpoint("model.pth"), load_mapping("mapping.json"))  # doctest: +SKIP
@@ -413,6 +425,7 @@ def plan_conversion(
             "`automap audit MAPPING --accept TARGET`, or pass --accept-low-confidence"
         )
         raise ConversionError(msg)
+    _check_cast_possible(plan)
     return plan
 
 
@@ -812,19 +825,35 @@ def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, dig
     return [wrap(r) for r in records]
 
 
-def _cast(array: Array, source: str, target: str) -> Array:
-    if source == target:
-        return array
-    if get_dtype(source).numpy_native and get_dtype(target).numpy_native:
-        return array.astype(get_dtype(target).storage)  # a new C-ordered array, 0-d scalars kept 0-d
-    try:  # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do
-        import torch
+def _needs_torch_to_cast(source: str, target: str) -> bool:
+    return source != target and not (get_dtype(source).numpy_native and get_dtype(target).numpy_native)
 
-        from automap.io.torch import to_numpy, to_torch
-    except ModuleNotFoundError as error:
-        msg = f"casting {source} to {target} needs torch, which is not installed; run: pip install torch"
-        raise MissingDependencyError(msg) from error
+
+def _check_cast_possible(plan: ConversionPlan) -> None:
+    """Refuse, before anything is written, a cast that needs torch when torch is not installed."""
+    needing = next((t for t in plan.tensors if _needs_torch_to_cast(t.source_dtype, t.dtype)), None)
+    if needing is not None and not _installed("torch"):
+        msg = (
+            f"casting {needing.source_dtype} to {needing.dtype} ({needing.target!r}) needs torch, which is not "
+            "installed; run: pip install 'automap[torch]'"
+        )
+        raise MissingDependencyError(msg)
+
+
+def _cast(array: Array, source: str, target: str) -> Array:
+    if not _needs_torch_to_cast(source, target):
+        return array if source == target else array.astype(get_dtype(target).storage)  # C-ordered, 0-d kept 0-d
+    # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do (checked installed in the plan)
+    import torch
+
+    from automap.io.torch import to_numpy, to_torch
+
     return to_numpy(to_torch(array, source).to(getattr(torch, target)))
+
+
+def _installed(framework: str) -> bool:
+    """Whether a framework can be imported, found without importing it."""
+    return importlib.util.find_spec(framework) is not None
 
 
 # --- verification ---------------------------------------------------------------------------------------------
@@ -959,25 +988,36 @@ class Verifier(Enum):
 
 
 def verifier_for(out: Path, plan: ConversionPlan) -> tuple[Verifier, str]:
-    """The loader that verifies an output file (which must exist, for its size), and its description."""
+    """The loader that verifies an output file (which must exist, for its size), and its description.
+
+    The framework's own loader where it is installed; otherwise automap's reader, and the description says why.
+    """
     fmt = FORMATS.for_suffix(out)
+    reader = Verifier.AUTOMAP_READER
     if fmt is PYTORCH:
+        if not _installed("torch"):
+            return reader, reader.describe("torch is not installed")
         return Verifier.TORCH_LOADER, Verifier.TORCH_LOADER.describe()
     size = out.stat().st_size if out.exists() else 0
     too_big = size > FRAMEWORK_CHECK_LIMIT
     limit, found = human_bytes(FRAMEWORK_CHECK_LIMIT), human_bytes(size)
+    header = Verifier.SAFETENSORS_HEADER
     if fmt is MINDSPORE:
         if _has_float8(plan):
-            return Verifier.AUTOMAP_READER, Verifier.AUTOMAP_READER.describe("MindSpore cannot load float8")
+            return reader, reader.describe("MindSpore cannot load float8")
         if too_big:
             why = f"mindspore.load_checkpoint reads a whole file into memory, so it checks files up to {limit}"
-            return Verifier.AUTOMAP_READER, Verifier.AUTOMAP_READER.describe(f"{why}; this one has {found}")
+            return reader, reader.describe(f"{why}; this one has {found}")
+        if not _installed("mindspore"):
+            return reader, reader.describe("MindSpore is not installed")
         return Verifier.MINDSPORE_LOADER, Verifier.MINDSPORE_LOADER.describe()
     if too_big:
         why = f"data: safe_open copies every tensor into new memory, so it reads files up to {limit} whole"
-        return Verifier.SAFETENSORS_HEADER, Verifier.SAFETENSORS_HEADER.describe(f"{why}; this one has {found}")
-    if plan.framework == "mindspore" and not _has_float8(plan):
+        return header, header.describe(f"{why}; this one has {found}")
+    if plan.framework == "mindspore" and not _has_float8(plan) and _installed("mindspore"):
         return Verifier.MINDSPORE_SAFETENSORS_LOADER, Verifier.MINDSPORE_SAFETENSORS_LOADER.describe()
+    if not _installed("torch"):  # safe_open gives numpy arrays without torch, and numpy has no bfloat16 or float8
+        return header, header.describe("data: torch is not installed")
     return Verifier.SAFETENSORS, Verifier.SAFETENSORS.describe()
 
 
@@ -1059,8 +1099,8 @@ def _framework_reader(out: Path, verifier: Verifier) -> Iterator[tuple[list[str]
             return str(tensor.dtype).removeprefix("torch."), to_numpy(tensor)
 
         yield keys, read_safetensors
-    else:  # AUTOMAP_READER: a .ckpt with float8 (MindSpore's loader has no float8 type) or too large for it
-        table = load_checkpoint(out)
+    else:  # AUTOMAP_READER: float8 (MindSpore's loader has no float8 type), too large for it, or no framework
+        table = _loaded(lambda: load_checkpoint(out))
 
         def read_automap(name: str) -> tuple[str, Array] | None:
             record = table.get(name)

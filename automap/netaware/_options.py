@@ -10,13 +10,14 @@ inference with them.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from automap._errors import AutomapError
+from automap._errors import AutomapError, MissingDependencyError
 
 from .probes import InputSpec, parse_input_spec
 
@@ -193,19 +194,43 @@ def model_options_problem(args: argparse.Namespace) -> str:
 def model_options(args: argparse.Namespace) -> ModelOptions | None:
     """The parsed model options, or None when no model factory was given.
 
-    Check `model_options_problem` first: with one factory only, this returns None.
+    Check `model_options_problem` first: with one factory only, this returns None. Called before any
+    checkpoint is read, so that a missing framework is reported before any work.
 
     Raises:
         AutomapError: an input spec is malformed.
+        MissingDependencyError: torch or MindSpore is not installed.
     """
     torch_model, mindspore_model = getattr(args, "torch_model", None), getattr(args, "mindspore_model", None)
     if not torch_model or not mindspore_model:
         return None
+    specs = tuple(parse_input_spec(text) for text in args.inputs or [])  # malformed specs fail first
+    require_frameworks()
     return ModelOptions(
         torch_model,
         mindspore_model,
-        tuple(parse_input_spec(text) for text in args.inputs or []),
+        specs,
         args.seed,
         args.rtol,
         args.atol,
     )
+
+
+_EXTRAS = {("torch",): "automap[torch]", ("mindspore",): "automap[mindspore]", ("torch", "mindspore"): "automap[all]"}
+
+
+def require_frameworks(purpose: str = "running the models (--torch-model, --mindspore-model)") -> None:
+    """Fail, naming the extra to install, unless both torch and MindSpore can be imported (found, not imported).
+
+    Raises:
+        MissingDependencyError: one or both frameworks are not installed.
+    """
+    missing = tuple(name for name in ("torch", "mindspore") if importlib.util.find_spec(name) is None)
+    if missing:
+        names = " and ".join("MindSpore" if name == "mindspore" else name for name in missing)
+        verb = "are" if len(missing) > 1 else "is"
+        msg = (
+            f"{purpose} needs both torch and MindSpore; {names} {verb} not installed; "
+            f"run: pip install '{_EXTRAS[missing]}'"
+        )
+        raise MissingDependencyError(msg)
