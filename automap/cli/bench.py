@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not (root / "benchmarks" / "run.py").is_file():
         msg = f"no benchmarks in {str(root)!r}: run from the automap repository root or pass --root"
         raise AutomapError(msg)
-    from automap.netaware._options import require_frameworks
+    from automap.netaware import require_frameworks
 
     require_frameworks("automap bench")  # the benchmark builds every model pair in both frameworks
     sys.path.insert(0, str(root))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._api import NetworkInference, check_with_networks, infer_with_networks
     from ._localise import Divergence, locate_divergence
-    from ._options import ModelOptions, add_model_options, model_options, model_options_problem
+    from ._options import ModelOptions, add_model_options, model_options, model_options_problem, require_frameworks
 
 __all__ = [
     "Divergence",
@@ -36,6 +36,7 @@ __all__ = [
     "locate_divergence",
     "model_options",
     "model_options_problem",
+    "require_frameworks",
 ]
 
 _WHERE = {
@@ -48,6 +49,7 @@ _WHERE = {
     "add_model_options": "automap.netaware._options",
     "model_options": "automap.netaware._options",
     "model_options_problem": "automap.netaware._options",
+    "require_frameworks": "automap.netaware._options",
 }
 
 
