@@ -39,11 +39,12 @@ from automap._atomic import check_writable
 from automap._errors import AutomapError, ConversionError, MissingDependencyError
 from automap._text import first_line, human_bytes, shape_text
 from automap._types import Array, Framework, StrPath
-from automap.dtypes import dtype_from_mindspore, dtype_from_safetensors, get_dtype
+from automap.dtypes import dtype_from_safetensors, get_dtype
 from automap.io import load_checkpoint, save_checkpoint
 from automap.io._copy import copying_from
 from automap.io._framework import guess_framework
 from automap.io.formats import FORMATS, MINDSPORE, PYTORCH, SAFETENSORS
+from automap.io.mindspore import storage_of
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import fingerprint, load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
@@ -1059,7 +1060,7 @@ def _framework_reader(out: Path, verifier: Verifier) -> Iterator[tuple[list[str]
 
         def read_mindspore(name: str) -> tuple[str, Array] | None:
             param = params.get(name)
-            return None if param is None else _mindspore_array(param)
+            return None if param is None else storage_of(param)
 
         yield list(params), read_mindspore
     elif verifier is Verifier.SAFETENSORS_HEADER:
@@ -1107,17 +1108,6 @@ def _framework_reader(out: Path, verifier: Verifier) -> Iterator[tuple[list[str]
             return None if record is None else (record.dtype, record.read())
 
         yield list(table.names), read_automap
-
-
-def _mindspore_array(param: Any) -> tuple[str, Array]:
-    found = dtype_from_mindspore(str(param.dtype))
-    if found is None:
-        msg = f"{param.name}: MindSpore dtype {param.dtype} is not supported"
-        raise ConversionError(msg)
-    if found.numpy_native:
-        return found.name, np.asarray(param.asnumpy())
-    raw = bytes(param.get_bytes())
-    return found.name, np.frombuffer(raw, dtype=found.storage).reshape(tuple(param.shape))
 
 
 @contextlib.contextmanager

@@ -6,6 +6,10 @@ several consecutive records with the same tag, each holding a slice of at most 5
 (`b"crc_num"` + 10 bytes, big-endian CRC32 of everything before it). Reading records where each tensor's
 bytes lie in the file and maps them lazily; writing streams one tensor at a time. Both are checked against
 MindSpore's own `save_checkpoint`/`load_checkpoint` in the tests.
+
+`storage_of` turns a tensor that MindSpore loaded or holds into automap's numpy storage array, bit-exact, for every
+room that meets MindSpore tensors (the conversion's read-back, the network backend); it reads the tensor through
+its methods, so this module still never imports MindSpore.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import mmap
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from automap._errors import CheckpointFormatError
+from automap._errors import CheckpointFormatError, ConversionError
 from automap._text import shown
 from automap._types import Array, Framework, StrPath
 from automap.dtypes import dtype_from_mindspore, get_dtype
@@ -30,7 +34,7 @@ from ._copy import write_bytes
 from ._framework import RawRecord, build_table
 from ._sniff import open_regular
 
-__all__ = ["check_storable", "read", "write_to"]
+__all__ = ["MindSporeTensor", "check_storable", "read", "storage_of", "write_to"]
 
 _CRC_MARK = b"crc_num"
 _CRC_TRAILER = len(_CRC_MARK) + 10
@@ -111,6 +115,59 @@ def check_storable(records: Sequence[ParamRecord]) -> None:
         if record.numel == 0:
             msg = f"{record.name!r} has shape {list(record.shape)} with no elements, which .ckpt cannot store"
             raise CheckpointFormatError(msg)
+
+
+class MindSporeTensor(Protocol):
+    """What `storage_of` uses of a `mindspore.Tensor` or `mindspore.Parameter`."""
+
+    @property
+    def name(self) -> str:
+        """The parameter's name (for messages)."""
+        ...
+
+    @property
+    def dtype(self) -> object:
+        """MindSpore's dtype object; its `str()` is MindSpore's name for it (`Float32`)."""
+        ...
+
+    @property
+    def shape(self) -> Sequence[int]:
+        """The tensor's shape."""
+        ...
+
+    def asnumpy(self) -> Array:
+        """The values as a numpy array (numpy's own dtypes only)."""
+        ...
+
+    def get_bytes(self) -> bytes:
+        """The raw bytes of the tensor's data."""
+        ...
+
+
+def storage_of(tensor: MindSporeTensor) -> tuple[str, Array]:
+    """A MindSpore tensor's dtype name and its storage array (the raw bits for bfloat16 and float8), bit-exact.
+
+    Args:
+        tensor: a tensor or parameter, as `mindspore.load_checkpoint` returns them or a network holds them.
+
+    Returns:
+        automap's name for the dtype (`"bfloat16"`) and an array of its storage dtype (`uint16` for bfloat16).
+
+    Raises:
+        ConversionError: MindSpore's dtype is one automap does not carry.
+
+    Example:
+        >>> storage_of(mindspore.Tensor(np.ones(2, np.float32)))  # doctest: +SKIP
+        ('float32', array([1., 1.], dtype=float32))
+    """
+    found = dtype_from_mindspore(str(tensor.dtype))
+    if found is None:
+        msg = f"{tensor.name}: MindSpore dtype {tensor.dtype} is not supported"
+        raise ConversionError(msg)
+    if found.numpy_native:
+        return found.name, np.asarray(tensor.asnumpy())
+    raw = bytes(tensor.get_bytes())
+    return found.name, np.frombuffer(raw, dtype=found.storage).reshape(tuple(tensor.shape))
 
 
 class _CrcSink:

@@ -17,9 +17,9 @@ import numpy as np
 from mindspore import nn
 from mindspore._c_expression import TensorPy
 
-from automap._errors import ConversionError
 from automap._types import Array, Framework
 from automap.dtypes import dtype_from_mindspore, get_dtype
+from automap.io.mindspore import storage_of
 
 from . import Backend
 
@@ -63,14 +63,7 @@ class MindSporeBackend(Backend):
         return array if array.dtype == np.float32 else array.astype(np.float64)
 
     def storage(self, tensor: Any) -> Array:
-        name = self.dtype(tensor)
-        if name is None:
-            msg = f"{tensor.name}: MindSpore dtype {tensor.dtype} is not supported"
-            raise ConversionError(msg)
-        dtype = get_dtype(name)
-        if dtype.numpy_native:
-            return np.asarray(tensor.asnumpy())
-        return np.frombuffer(bytes(tensor.get_bytes()), dtype=dtype.storage).reshape(tuple(tensor.shape))
+        return storage_of(tensor)[1]
 
     def tensor(self, array: Array, dtype: str, like: Any) -> Any:
         contiguous = np.ascontiguousarray(array)
