@@ -14,7 +14,7 @@ from ._errors import (
     UnsafeCheckpointError,
 )
 from ._version import __version__
-from .conversion.convert import ConversionReport, convert
+from .conversion import ConversionReport, convert
 from .io import load_checkpoint, save_checkpoint
 from .mapping import load_mapping, save_mapping
 from .netaware.verify import VerifyReport, verify

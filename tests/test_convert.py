@@ -7,7 +7,6 @@ compute what the source network computes.
 from __future__ import annotations
 
 import json
-import sys
 import weakref
 import zlib
 from pathlib import Path
@@ -22,12 +21,16 @@ ms = pytest.importorskip("mindspore")
 import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
 
 import automap.conversion._checksums  # noqa: E402
+import automap.conversion.readback  # noqa: E402
+import automap.conversion.writer  # noqa: E402
 import automap.io  # noqa: E402
 from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
+from automap.conversion import convert  # noqa: E402
 from automap.conversion._pages import MappedPages  # noqa: E402
 from automap.conversion._progress import Progress  # noqa: E402
-from automap.conversion.convert import Verifier, _verify_file, convert, plan_conversion  # noqa: E402
+from automap.conversion.plan import plan_conversion  # noqa: E402
+from automap.conversion.readback import Verifier, _verify_file  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
 from automap.mapping import load_mapping, mapping_from_json  # noqa: E402
 from automap.records import ParamRecord, ParamTable  # noqa: E402
@@ -375,7 +378,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 ) -> None:
     """A writer that alters a tensor: the re-read file no longer matches, so the output is removed."""
     if whole_file_limit is not None:
-        monkeypatch.setattr(sys.modules["automap.conversion.convert"], "FRAMEWORK_CHECK_LIMIT", whole_file_limit)
+        monkeypatch.setattr(automap.conversion.readback, "FRAMEWORK_CHECK_LIMIT", whole_file_limit)
     real = automap.io.save_checkpoint
 
     def altering(records: list[ParamRecord], path: Any, **options: Any) -> None:
@@ -384,7 +387,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 
         real([bumped(r) if r.name == "head.bias" else r for r in records], path, **options)
 
-    monkeypatch.setattr(sys.modules["automap.conversion.convert"], "save_checkpoint", altering)
+    monkeypatch.setattr(automap.conversion.writer, "save_checkpoint", altering)
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
     with pytest.raises(ConversionError, match=r"verification of .* failed.*'head.bias'.*values differ"):
         convert(load_checkpoint(files["net.pth"]), mapping, tmp_path / f"out{suffix}")
@@ -392,7 +395,7 @@ def test_verification_fails_when_the_file_differs_from_what_was_converted(  # ty
 
 
 def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(sys.modules["automap.conversion.convert"], "FRAMEWORK_CHECK_LIMIT", 100)
+    monkeypatch.setattr(automap.conversion.readback, "FRAMEWORK_CHECK_LIMIT", 100)
     mapping = load_mapping(_write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE)))
     source = load_checkpoint(files["net.pth"])
     report = convert(source, mapping, tmp_path / "out.ckpt")

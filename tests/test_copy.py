@@ -126,7 +126,7 @@ def test_a_failure_after_part_of_a_copy_leaves_no_file(tmp_path: Path, monkeypat
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_conversion_copies_renamed_tensors_in_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from automap.conversion.convert import convert
+    from automap.conversion import convert
     from automap.mapping import load_mapping
 
     source = _source(tmp_path, ".safetensors")

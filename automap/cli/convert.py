@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print what was done, and return the exit status."""
-    from automap.conversion.convert import check_output, convert
+    from automap.conversion import check_output, convert
     from automap.io import load_checkpoint
     from automap.mapping import load_mapping
 
@@ -158,7 +158,7 @@ def _inferred(
     args: argparse.Namespace, models: ModelOptions | None, source: ParamTable, template: ParamTable
 ) -> NameMapping | None:
     """Infer the mapping, save it beside the output; None (after explaining) when pairs need review."""
-    from automap.conversion.convert import infer_for_conversion, is_restored_by_loader
+    from automap.conversion import infer_for_conversion, is_restored_by_loader
     from automap.mapping import save_mapping
 
     mapping_path = Path(args.save_mapping or f"{args.output}.mapping.json")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from automap._errors import MappingFileError
 from automap._text import shape_text
 from automap._types import StrPath
-from automap.conversion.convert import check_mapping, is_restored_by_loader
+from automap.conversion import check_mapping, is_restored_by_loader
 from automap.mapping import load_mapping
 from automap.records import Match, NameMapping, ParamTable, Source
 from automap.transforms import describe

@@ -1,0 +1,339 @@
+"""`convert` and its `ConversionReport`: check everything first, then stream, write atomically and verify.
+
+This module runs the steps in turn and checks the output path; each step is a module of its own:
+
+1. the output path is checked here: its format and that it can be written (`check_output`) before the source is
+   read, then that it is none of the source's files;
+2. `plan` checks the mapping against the checkpoints and works out every output tensor;
+3. `writer` streams the tensors into the output, one at a time;
+4. `readback` re-opens the output and compares every tensor with what was written.
+
+Invariants:
+
+- Nothing is written until the output path and the whole mapping have been checked, and every problem found in
+  the mapping is reported at once.
+- The output appears atomically (never a partial file; with `max_shard_size`, never a partial set of shards),
+  and an output that fails its check is removed.
+- The mapped source (and then output) files are handed back page by page as the conversion moves on (`_pages`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automap._atomic import check_writable
+from automap._errors import ConversionError, MissingDependencyError
+from automap._text import human_bytes
+from automap._types import Framework, StrPath
+from automap.io import load_checkpoint
+from automap.io.formats import FORMATS, PYTORCH
+from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
+from automap.mapping import load_mapping
+from automap.records import NameMapping, ParamRecord, ParamTable
+
+from ._pages import MappedPages
+from .plan import ConversionPlan, installed, is_restored_by_loader, output_framework, plan_conversion
+from .readback import verify_output
+from .writer import output_records, write_output
+
+__all__ = ["ConversionReport", "check_output", "convert", "infer_for_conversion"]
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What `convert` did.
+
+    Attributes:
+        source: the source checkpoint.
+        output: the file written (for a sharded output, its index).
+        source_framework: the source's framework.
+        target_framework: the output's framework (naming conventions and file flavour).
+        tensors: how many tensors were written.
+        nbytes: their total size.
+        verified: how many were re-read and found bit-exact (0 when verification was skipped).
+        verified_with: the loader used to re-read the output.
+        cast_to: the dtype float tensors were cast to, or None.
+        cast_count: how many tensors were cast.
+        plan: the plan that was run.
+        notes: further facts worth telling a person.
+        shards: the shard files of a sharded output, in order (empty for a single file).
+    """
+
+    source: str
+    output: str
+    source_framework: Framework
+    target_framework: Framework
+    tensors: int
+    nbytes: int
+    verified: int
+    verified_with: str
+    cast_to: str | None
+    cast_count: int
+    plan: ConversionPlan
+    notes: tuple[str, ...] = field(default=())
+    shards: tuple[str, ...] = field(default=())
+
+    def lines(self) -> list[str]:
+        """A short human-readable account, one fact per line."""
+        out = [
+            f"converted {self.tensors} tensors ({human_bytes(self.nbytes)}) {self.source} -> {self.output} "
+            f"({self.source_framework} -> {self.target_framework})"
+        ]
+        if self.shards:
+            names = [Path(s).name for s in self.shards]
+            shown = ", ".join(names) if len(names) <= 3 else f"{names[0]}, ..., {names[-1]}"
+            out.append(
+                f"sharded into {len(names)} file{'s' if len(names) > 1 else ''} ({shown}) listed in {self.output}"
+            )
+        if self.cast_to:
+            out.append(f"cast {self.cast_count} floating-point tensors to {self.cast_to}")
+        for tensor in self.plan.automatic:
+            out.append(f"automatic: {tensor.target}: {tensor.automatic}")
+        if self.plan.left_out:
+            out.append(
+                f"WARNING: {len(self.plan.left_out)} target parameters have no source and were LEFT OUT "
+                f"(--allow-missing): {', '.join(self.plan.left_out)}"
+            )
+        if self.plan.restored_by_loader:
+            out.append(
+                f"left out {len(self.plan.restored_by_loader)} BatchNorm num_batches_tracked counters, "
+                "which PyTorch's load_state_dict restores"
+            )
+        counters = {n for n in self.plan.unused_sources if is_restored_by_loader(n, self.source_framework)}
+        unused = [n for n in self.plan.unused_sources if n not in counters]
+        if counters:
+            out.append(f"{len(counters)} BatchNorm num_batches_tracked counters are not needed by the target")
+        if unused:
+            shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
+            out.append(f"{len(unused)} source parameter{'' if len(unused) == 1 else 's'} not used: {shown}")
+        out.extend(self.notes)
+        if self.verified:
+            out.append(f"verified {self.verified} tensors bit-exact (dtype, shape, CRC-32) with {self.verified_with}")
+        return out
+
+
+def convert(
+    source: ParamTable | StrPath,
+    mapping: NameMapping | StrPath,
+    output: StrPath,
+    *,
+    target: ParamTable | StrPath | None = None,
+    dtype: str | None = None,
+    framework: Framework | None = None,
+    allow_missing: bool = False,
+    accept_low_confidence: bool = False,
+    ignore_fingerprint: bool = False,
+    overwrite: bool = False,
+    verify: bool = True,
+    progress: bool = False,
+    max_shard_size: int | str | None = None,
+) -> ConversionReport:
+    """Convert a checkpoint with a mapping; the output's format follows its suffix.
+
+    Everything is checked before anything is written: the source must be the checkpoint the mapping was made
+    from, every source name must exist, shapes must fit (after the pair's transform), and every target must
+    have a source. Then the tensors are streamed, one at a time, into `output` (written atomically), which is
+    re-opened with its framework's own loader and compared bit-exact (dtype, shape and CRC-32 of every
+    tensor). Memory holds about one tensor at a time, whatever the checkpoint's size.
+
+    Args:
+        source: the checkpoint to convert, or its table (`load_checkpoint`).
+        mapping: a `NameMapping`, or a mapping file (versioned, or a flat `{target: source}` JSON object).
+        output: the file to write: `.ckpt` (MindSpore), `.pth`/`.pt`/`.bin` (PyTorch) or `.safetensors`.
+        target: the target's checkpoint or listing (or table). It sets the output order and shapes, and
+            shows targets the mapping misses; without it, the mapping's pair order is used.
+        dtype: cast floating-point tensors to this dtype ("float16", "bfloat16", ...); others are kept.
+        framework: the naming flavour of a `.safetensors` output; defaults to the target's.
+        allow_missing: leave out target parameters with no source instead of failing (they are listed).
+        accept_low_confidence: convert even when pairs are below the mapping's confidence threshold.
+        ignore_fingerprint: accept a source (or target) other than the one the mapping was made from, as
+            long as names and shapes still fit.
+        overwrite: replace an existing output.
+        verify: re-open the output with its framework's loader and compare every tensor bit-exact.
+        progress: draw a progress bar on stderr (on a terminal, for conversions that take a while).
+        max_shard_size: split the output into shards of at most this many bytes of tensor data (`"2GB"`,
+            `"500MiB"`, or an int) plus a HuggingFace-style index `OUTPUT.index.json` (see
+            `automap.io.sharded`); `output` names the checkpoint as one file would be named, or the index.
+
+    Returns:
+        What was written and verified.
+
+    Raises:
+        ConversionError: the mapping does not fit the checkpoints (all problems listed), the output exists or
+            cannot be written, or verification found a difference (the output is then removed).
+        MappingFileError: the mapping file is malformed.
+        CheckpointFormatError: a checkpoint cannot be read.
+        MissingDependencyError: a cast to or from bfloat16 or float8 needs torch, which is not installed.
+
+    Example:
+        >>> report = convert("model.pth", "mapping.json", "model.ckpt")  # doctest: +SKIP
+        >>> report.verified == report.tensors  # doctest: +SKIP
+        True
+    """
+    shard_size = _shard_size(max_shard_size)
+    out = check_output(output, sharded=shard_size is not None, overwrite=overwrite)
+    _check_output_kind(out)
+    source_table = _table(source)
+    source_files = _source_files(source_table)
+    _refuse_writing_over(source_files, [index_path(out)] if shard_size is not None else [out])
+    target_table = _table(target) if target is not None else None
+    the_mapping = mapping if isinstance(mapping, NameMapping) else load_mapping(mapping)
+    where = str(mapping) if not isinstance(mapping, NameMapping) else "the mapping"
+    plan = plan_conversion(
+        source_table,
+        the_mapping,
+        target=target_table,
+        dtype=dtype,
+        framework=output_framework(out, framework, target_table, the_mapping),
+        allow_missing=allow_missing,
+        accept_low_confidence=accept_low_confidence,
+        ignore_fingerprint=ignore_fingerprint,
+        where=where,
+    )
+    records = output_records(source_table, plan)
+    files: list[tuple[Path, list[ParamRecord]]] = [(out, records)]
+    index: Path | None = None
+    if shard_size is not None:
+        shards = layout(out, records, shard_size)
+        files, index = [(path, list(group)) for path, group in shards.shards], shards.index
+        _refuse_writing_over(source_files, [path for path, _ in files])
+    total = sum(t.nbytes for t in plan.tensors)
+    with MappedPages(source_files) as pages:
+        digests = write_output(
+            records,
+            out,
+            framework=plan.framework,
+            pages=pages,
+            total=total,
+            checksums=verify,
+            progress=progress,
+            overwrite=overwrite,
+            max_shard_size=shard_size,
+        )
+        pages.release()
+        verified, how = 0, ""
+        notes: tuple[str, ...] = () if verify else ("not verified: the output was not re-read (--no-verify)",)
+        if verify:
+            verified, how = verify_output(files, index, plan, digests, pages, total=total, progress=progress)
+            pages.release()
+    cast = [t for t in plan.tensors if t.dtype != t.source_dtype]
+    return ConversionReport(
+        source=source_table.source,
+        output=str(index or out),
+        source_framework=source_table.framework,
+        target_framework=plan.framework,
+        tensors=len(records),
+        nbytes=total,
+        verified=verified,
+        verified_with=how,
+        cast_to=dtype if cast else None,
+        cast_count=len(cast),
+        plan=plan,
+        notes=notes,
+        shards=tuple(str(path) for path, _ in files) if index is not None else (),
+    )
+
+
+def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = False) -> Path:
+    """Refuse an output that cannot be written, before any work is done.
+
+    Args:
+        output: the output file (for a sharded output, the name one file would have, or the index's name).
+        sharded: the output will be split into shards plus an index.
+        overwrite: an existing output may be replaced.
+
+    Returns:
+        The output as one file would be named (`model.safetensors` also for `model.safetensors.index.json`).
+
+    Raises:
+        ConversionError: the output (or, sharded, its index) exists without `overwrite`, is a directory, or its
+            folder does not exist.
+        MissingDependencyError: the output is a PyTorch file and torch is not installed.
+
+    Example:
+        >>> check_output("model.ckpt", sharded=True)  # doctest: +SKIP
+        PosixPath('model.ckpt')
+    """
+    # automap's .pth writer refers to torch's own tensor-rebuilding functions, so it needs torch
+    if FORMATS.for_suffix(base_path(output) if sharded else Path(output)) is PYTORCH and not installed("torch"):
+        msg = (
+            f"writing {Path(output).name!r} (PyTorch's format) needs torch, which is not installed; run: pip install "
+            "'automap[torch]', or write .safetensors, which needs no framework"
+        )
+        raise MissingDependencyError(msg)
+    if sharded:
+        base = base_path(output)
+        check_writable(index_path(base), overwrite=overwrite)
+        return base
+    return check_writable(output, overwrite=overwrite)
+
+
+def infer_for_conversion(
+    source: ParamTable, template: ParamTable, *, threshold: float = 0.5, pins: NameMapping | None = None
+) -> NameMapping:
+    """Infer the mapping from `source` to the template's parameters (`automap convert --like`).
+
+    Args:
+        source: the checkpoint to convert.
+        template: the target checkpoint or listing whose names, shapes and order the output takes.
+        threshold: confidence below which a pair needs review.
+        pins: pairs a person already reviewed, kept as they are.
+
+    Returns:
+        The inferred mapping.
+
+    Raises:
+        MappingFileError: a pin names a parameter that does not exist.
+
+    Example:
+        >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
+    """
+    # the engine is heavy; a conversion with a given mapping never loads it
+    from automap.engine.inference import infer_mapping
+
+    return infer_mapping(source, template, threshold=threshold, pins=pins)
+
+
+def _check_output_kind(out: Path) -> None:
+    fmt = FORMATS.for_suffix(out)
+    if fmt is None or fmt.write_to is None or not fmt.holds_data:
+        msg = (
+            f"cannot tell what to write for {out.name!r}: name the output .ckpt (MindSpore), .pth (PyTorch) "
+            "or .safetensors"
+        )
+        raise ConversionError(msg)
+
+
+def _table(value: ParamTable | StrPath) -> ParamTable:
+    return value if isinstance(value, ParamTable) else load_checkpoint(value)
+
+
+def _shard_size(value: int | str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        msg = f"--max-shard-size: {error}"
+        raise ConversionError(msg) from None
+
+
+def _source_files(table: ParamTable) -> list[Path]:
+    """The files holding the source's data (the shards of an index), for page release and overwrite checks."""
+    with contextlib.suppress(OSError, ValueError):
+        source = Path(table.source)
+        if source.is_file():
+            return [source, *(f for f in files_of(source) if f != source)]
+    return []
+
+
+def _refuse_writing_over(sources: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """Refuse an output that is one of the source's files (streaming would read what it overwrites)."""
+    resolved = {s.resolve() for s in sources if s.exists()}
+    for output in outputs:
+        if output.exists() and output.resolve() in resolved:
+            msg = f"output {str(output)!r} is the source checkpoint; write to another file"
+            raise ConversionError(msg)

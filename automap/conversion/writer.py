@@ -1,0 +1,171 @@
+"""The streaming writer: each output tensor is read, transformed and written before the next one is read.
+
+Invariants:
+
+- Each output record's loader reads and transforms one source tensor (or one group of parts) when the writer asks
+  for it, and every writer streams (`automap.io.save_checkpoint`, sharded or not), so memory holds about one tensor
+  at a time, whatever the checkpoint's size.
+- Pages of memory-mapped source files are read ahead as a tensor is handed out and handed back once it is on its
+  way to disk (`_pages`), so they do not pile up either. A tensor that needs no transform is copied file to file
+  by the kernel where the writer can (`automap.io._copy`).
+- dtypes are kept bit-exact unless the plan asks for a cast; casts involving bfloat16 or float8, which numpy
+  lacks, go through torch (the plan has checked that it is installed).
+- The piece CRC-32s the read-back compares against (`_checksums`) are taken of each tensor as it is written, on
+  a second thread, so the source is read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from automap._types import Array, Framework
+from automap.dtypes import get_dtype
+from automap.io import save_checkpoint
+from automap.io._copy import copying_from
+from automap.records import ParamRecord, ParamTable
+from automap.transforms import apply_steps
+
+from ._checksums import Checksum, piece_crcs
+from ._pages import MappedPages
+from ._progress import Progress
+from .plan import ConversionPlan, PlannedTensor, needs_torch_to_cast
+
+__all__ = ["output_records", "write_output"]
+
+
+def output_records(source: ParamTable, plan: ConversionPlan) -> list[ParamRecord]:
+    """One record per planned tensor, in output order; its `read()` reads, transforms and casts the source(s)."""
+    return [ParamRecord(t.target, t.shape, t.dtype, i, _loader(source, t)) for i, t in enumerate(plan.tensors)]
+
+
+def write_output(
+    records: list[ParamRecord],
+    out: Path,
+    *,
+    framework: Framework,
+    pages: MappedPages,
+    total: int,
+    checksums: bool,
+    progress: bool,
+    overwrite: bool,
+    max_shard_size: int | None,
+) -> dict[str, Checksum]:
+    """Stream the records into `out` (or its shards), atomically; the piece CRC-32s of every tensor written.
+
+    `pages` holds the source's files; `total` is the bytes to write (for the progress bar). Without `checksums`
+    no CRC-32 is taken and the result is empty.
+    """
+    with (
+        _Digests(enabled=checksums) as digests,
+        Progress(total, len(records), label="writing", enabled=progress) as bar,
+        copying_from(pages.locate),  # untransformed tensors go file to file, as cp copies
+    ):
+        save_checkpoint(
+            _streamed(records, bar, pages, digests),
+            out,
+            framework=framework,
+            overwrite=overwrite,
+            max_shard_size=max_shard_size,
+        )
+    return digests.values
+
+
+def _loader(source: ParamTable, tensor: PlannedTensor) -> Callable[[], Array]:
+    records = [source[n] for n in tensor.sources]
+
+    def load() -> Array:
+        arrays = [r.read() for r in records]
+        array = apply_steps(arrays, tensor.steps) if tensor.steps else arrays[0]
+        if tensor.shape == () and array.shape == (1,):  # np.ascontiguousarray turns a 0-d scalar into shape (1,)
+            array = array.reshape(())
+        return _cast(array, tensor.source_dtype, tensor.dtype)
+
+    return load
+
+
+class _Digests:
+    """Piece CRC-32s (`_checksums`) of each tensor handed to the writer, on a second thread meanwhile.
+
+    Both only read the array, and both release the GIL on large buffers (zlib, file writes), so the checksum
+    costs no time where writing waits for the disk. One thread, one tensor at a time (the main thread is busy
+    writing): `wait()` collects the previous checksum before the next tensor is read.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.values: dict[str, Checksum] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automap-crc") if enabled else None
+        self._pending: tuple[str, Future[Checksum]] | None = None
+
+    def __enter__(self) -> _Digests:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, name: str, array: Array) -> None:
+        if self._pool is None:
+            return
+        self.wait()
+        holder = [array]  # emptied by the worker, so that no reference outlives the checksum
+        self._pending = (name, self._pool.submit(_crc32_of, holder))
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            name, future = self._pending
+            self._pending = None
+            self.values[name] = future.result()
+
+
+def _crc32_of(holder: list[Array]) -> Checksum:
+    return piece_crcs(holder.pop())
+
+
+def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, digests: _Digests) -> list[ParamRecord]:
+    """The same records, as the writer should consume them: contiguous, digested, counted, pages released.
+
+    Each loader hands over a C-contiguous array (so the writer copies nothing more), has the source's pages read
+    ahead, has its CRC-32 taken for the verification, and advances the progress bar. Writers ask for tensors in
+    order and finish one before asking for the next, so when a loader runs the previous tensor is on its way to
+    disk and the pages it was read from may be handed back.
+    """
+    handed_out = [0]  # bytes of the tensor handed out last
+
+    def wrap(record: ParamRecord) -> ParamRecord:
+        inner = record.read
+
+        def load() -> Array:
+            digests.wait()  # the previous tensor's checksum reads its pages too
+            pages.used(handed_out[0])
+            handed_out[0] = 0
+            array = inner()
+            pages.prefetch(array)  # a view of a mapped source: let the disk stream while earlier data is written
+            if not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array).reshape(array.shape)  # keeps a 0-d scalar 0-d
+            digests.add(record.name, array)
+            bar.advance(record.nbytes)
+            handed_out[0] = record.nbytes
+            return array
+
+        return ParamRecord(record.name, record.shape, record.dtype, record.index, load)
+
+    return [wrap(r) for r in records]
+
+
+def _cast(array: Array, source: str, target: str) -> Array:
+    if not needs_torch_to_cast(source, target):
+        return array if source == target else array.astype(get_dtype(target).storage)  # C-ordered, 0-d kept 0-d
+    # numpy has no bfloat16 or float8; torch rounds them the way the frameworks do (checked installed in the plan)
+    import torch
+
+    from automap.io.torch import to_numpy, to_torch
+
+    return to_numpy(to_torch(array, source).to(getattr(torch, target)))
