@@ -14,8 +14,9 @@ import pytest
 
 from automap._decisions import DecidedBy
 from automap._types import Framework
-from automap.engine.features import FEATURES, FeatureContext, build_sides, candidate_pairs, feature, score_candidates
+from automap.engine.features import FEATURES, FeatureContext, feature, score_candidates
 from automap.engine.names import TokenWeights
+from automap.engine.sides import build_sides, candidate_pairs
 from automap.engine.solver import candidate_costs, solve
 from automap.records import ParamRecord, ParamTable
 

@@ -24,19 +24,10 @@ from automap.records import Alternative, Endpoint, Match, NameMapping, ParamReco
 from automap.transforms import Reshape, Split, Step, Transpose, output_shape
 
 from .decompose import solve_in_blocks
-from .features import (
-    FEATURES,
-    FeatureContext,
-    Side,
-    SlotRule,
-    build_sides,
-    candidate_pairs,
-    numbered_slots,
-    score_candidates,
-    total_weight,
-)
+from .features import FEATURES, FeatureContext, SlotRule, numbered_slots, score_candidates, total_weight
 from .names import TokenWeights, number_contexts
 from .shapes import Part, concat_steps
+from .sides import Side, build_sides, candidate_pairs
 from .solver import Assignment, Solution, candidate_costs, solve
 
 __all__ = ["infer_mapping"]
