@@ -24,6 +24,7 @@ __all__ = [
     "NameTokens",
     "TokenWeights",
     "Vocabulary",
+    "index_template",
     "leaf_concept",
     "number_contexts",
     "split_component",
@@ -221,3 +222,8 @@ def leaf_concept(name: str, lexicon: bool = True) -> str:
     if lexicon:
         return _lexicon()[0].get(leaf, leaf)
     return leaf
+
+
+def index_template(name: str) -> str:
+    """A name with its container indices blanked: `blocks.3.attn.qkv.weight` -> `blocks.#.attn.qkv.weight`."""
+    return ".".join("#" if c.isdigit() else c for c in name.split("."))
