@@ -52,14 +52,6 @@ class Side:
     lexicon: bool = True  # whether convention classes are in use (off only for ablations)
     rank: list[int] = field(default_factory=list)  # each parameter's rank in the order signal (file or execution)
 
-    def name(self, node: int) -> str:
-        """Display name of a node: `qkv.weight` or `qkv.weight[1/3 on axis 0]`."""
-        item = self.nodes[node]
-        base = self.table.params[item.base].name
-        if item.part is None:
-            return base
-        return f"{base}[{item.part.index}/{item.part.parts} on axis {item.part.axis}]"
-
 
 class Candidates(NamedTuple):
     """Parallel arrays over candidate pairs."""
