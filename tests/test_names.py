@@ -100,18 +100,6 @@ def test_token_weights_favour_rare_tokens() -> None:
     assert weights("never_seen") > 0
 
 
-def test_token_similarity_is_a_weighted_dice() -> None:
-    weights = TokenWeights([tokenize("x.alpha"), tokenize("x.beta_")], [tokenize("x.gamma_")])
-    assert weights.similarity((), ()) == 1.0
-    assert weights.similarity(("x", "alpha"), ("x", "alpha")) == pytest.approx(1.0)
-    assert weights.similarity(("alpha",), ("gamma_",)) == 0.0
-    half = weights.similarity(("x", "alpha"), ("x", "beta_"))
-    assert 0.0 < half < 1.0
-    # by hand: Dice = 2 w(x) / (2 w(x) + w(alpha) + w(beta_))
-    wx, wa, wb = weights("x"), weights("alpha"), weights("beta_")
-    assert half == pytest.approx(2 * wx / (2 * wx + wa + wb))
-
-
 def test_number_contexts_key_numbers_by_what_they_count() -> None:
     assert number_contexts("layer1.0.bn2.weight") == {("=layers",): 1, ("=layers", "[]"): 0, ("=norm",): 2}
     # the same slots spelled another way get the same keys, so their numbers are comparable

@@ -14,8 +14,9 @@ import pytest
 
 from automap._decisions import DecidedBy
 from automap._types import Framework
-from automap.engine.features import FEATURES, FeatureContext, build_sides, candidate_pairs, feature, score_candidates
+from automap.engine.features import FEATURES, FeatureContext, feature, score_candidates
 from automap.engine.names import TokenWeights
+from automap.engine.sides import Side, build_sides, candidate_pairs
 from automap.engine.solver import candidate_costs, solve
 from automap.records import ParamRecord, ParamTable
 
@@ -31,6 +32,15 @@ def _table(framework: Framework, specs: Sequence[Spec]) -> ParamTable:
     return ParamTable(framework, f"{framework}-side", records)
 
 
+def _name(side: Side, node: int) -> str:
+    """A node as the tests write it: `qkv.weight`, or `qkv.weight[1/3 on axis 0]` for a part."""
+    item = side.nodes[node]
+    base = side.table.params[item.base].name
+    if item.part is None:
+        return base
+    return f"{base}[{item.part.index}/{item.part.parts} on axis {item.part.axis}]"
+
+
 def _solve(
     source: Sequence[Spec],
     target: Sequence[Spec],
@@ -43,14 +53,15 @@ def _solve(
     s_side, t_side = build_sides(_table("pytorch", source), _table("mindspore", target))
     candidates = candidate_pairs(s_side, t_side)
     pairs = [
-        (t_side.name(int(t)), s_side.name(int(s))) for t, s in zip(candidates.target, candidates.source, strict=True)
+        (_name(t_side, int(t)), _name(s_side, int(s)))
+        for t, s in zip(candidates.target, candidates.source, strict=True)
     ]
     total = np.array([costs.get(p, default)[0] for p in pairs])
     strong = np.array([costs.get(p, default)[1] for p in pairs])
     solution = solve(s_side, t_side, candidates, total, strong, UNMATCHED, templates=templates)
     return {
-        t_side.name(a.target): (
-            None if a.source is None else s_side.name(a.source),
+        _name(t_side, a.target): (
+            None if a.source is None else _name(s_side, a.source),
             a.confidence,
             a.doubt,
             a.order_only,
@@ -185,14 +196,15 @@ def test_candidates_need_compatible_shapes_and_the_same_kind_of_dtype() -> None:
     s_side, t_side = build_sides(_table("pytorch", source), _table("mindspore", target))
     candidates = candidate_pairs(s_side, t_side)
     pairs = {
-        (t_side.name(int(t)), s_side.name(int(s))) for t, s in zip(candidates.target, candidates.source, strict=True)
+        (_name(t_side, int(t)), _name(s_side, int(s)))
+        for t, s in zip(candidates.target, candidates.source, strict=True)
     }
     assert pairs == {("w", "w"), ("ids", "steps"), ("gamma", "scale"), ("half", "scale")}
     relation = candidates.relation[
         next(
             i
             for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
-            if t_side.name(int(t)) == "w"
+            if _name(t_side, int(t)) == "w"
         )
     ]
     assert relation.kind == "transpose"
@@ -202,7 +214,7 @@ def test_fused_tensors_are_offered_as_parts_only_when_the_other_side_needs_them(
     fused = _table("pytorch", [("attn.qkv.weight", (24, 8)), ("mlp.fc.weight", (32, 8))])
     separate = _table("mindspore", [(f"attn.{p}.weight", (8, 8)) for p in "qkv"] + [("mlp.fc.weight", (32, 8))])
     s_side, t_side = build_sides(fused, separate)
-    parts = [s_side.name(i) for i, n in enumerate(s_side.nodes) if n.part is not None]
+    parts = [_name(s_side, i) for i, n in enumerate(s_side.nodes) if n.part is not None]
     assert parts == [f"attn.qkv.weight[{i}/3 on axis 0]" for i in range(3)]  # the [32, 8] both sides have stays whole
     assert all(n.part is None for n in t_side.nodes)
     # each piece of `qkv` takes the name of its word: q, k, v
@@ -227,7 +239,7 @@ def test_every_feature_scores_every_candidate_in_the_unit_interval() -> None:
     assert np.all(strong <= total + 1e-12)
     gamma = t_side.table.names.index("bn.gamma")
     by_source = {
-        s_side.name(int(s)): total[i]
+        _name(s_side, int(s)): total[i]
         for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))
         if t == gamma
     }

@@ -1,9 +1,8 @@
 """A checkpoint's module hierarchy as a networkx graph: modules as inner nodes, parameters as leaves.
 
 Names are paths (`encoder.layer.3.attention.self.query.weight`): every prefix is a module node, the full name a
-parameter node. Nodes carry what the matcher uses about structure: depth, the order of a child among its
-siblings, the numbers in the path, and each module's subtree signature (the multiset of parameter shapes below
-it), which says "these two modules hold the same kinds of tensors" whatever they are called.
+parameter node. Parameters carry their shape, and each module its subtree signature (the multiset of parameter
+shapes below it), which says "these two modules hold the same kinds of tensors" whatever they are called.
 """
 
 from __future__ import annotations
@@ -35,18 +34,17 @@ class ModuleTree:
     """The module hierarchy of one parameter table.
 
     Attributes:
-        graph: `networkx.DiGraph`, edges parent -> child; node attributes `kind` ("module"/"param"), `depth`,
-            `order` (position among siblings), and for modules `signature` (Counter of parameter shapes below).
-        names: parameter names in table order.
+        graph: `networkx.DiGraph`, edges parent -> child in the order children first appear in the table; node
+            attributes `kind` ("module"/"param"), for parameters `shape`, for modules `signature` (Counter of
+            parameter shapes below).
     """
 
     def __init__(self, table: ParamTable) -> None:
-        self.names: tuple[str, ...] = table.names
         graph = nx.DiGraph()
-        graph.add_node(ROOT, kind="module", depth=0, order=0)
+        graph.add_node(ROOT, kind="module")
         for record in table.params:
             path = record.name
-            graph.add_node(path, kind="param", shape=record.shape, index=record.index)
+            graph.add_node(path, kind="param", shape=record.shape)
             child = path
             parent = owner(path)
             while True:
@@ -54,14 +52,9 @@ class ModuleTree:
                     graph.add_node(parent, kind="module")
                 if not graph.has_edge(parent, child):
                     graph.add_edge(parent, child)
-                    graph.nodes[child]["order"] = graph.out_degree(parent) - 1
                 if parent == ROOT:
                     break
                 child, parent = parent, _parent(parent)  # type: ignore[assignment]
-        for node in nx.topological_sort(graph):
-            graph.nodes[node]["depth"] = (
-                0 if node == ROOT else graph.nodes[next(iter(graph.predecessors(node)))]["depth"] + 1
-            )
         for node in reversed(list(nx.topological_sort(graph))):
             data = graph.nodes[node]
             if data["kind"] == "module":
@@ -83,11 +76,6 @@ class ModuleTree:
             out.append(node)
             node = _parent(node) if node != ROOT else None
         return out
-
-    def params_under(self, module: str) -> list[str]:
-        """Parameter names anywhere below a module, in table order."""
-        below = [n for n in nx.descendants(self.graph, module) if self.graph.nodes[n]["kind"] == "param"]
-        return sorted(below, key=lambda n: self.graph.nodes[n]["index"])
 
     def modules(self) -> Sequence[str]:
         """Every module path, root included."""

@@ -24,6 +24,7 @@ __all__ = [
     "NameTokens",
     "TokenWeights",
     "Vocabulary",
+    "index_template",
     "leaf_concept",
     "number_contexts",
     "split_component",
@@ -173,15 +174,6 @@ class TokenWeights:
         """The weight of one token (unseen tokens weigh like a token in half the names)."""
         return self._weights.get(token, math.log(2.0))
 
-    def similarity(self, a: Sequence[str], b: Sequence[str]) -> float:
-        """Weighted Dice coefficient of two token multisets, in [0, 1]; 1 when both are empty."""
-        if not a and not b:
-            return 1.0
-        ca, cb = Counter(a), Counter(b)
-        shared = sum(min(ca[t], cb[t]) * self(t) for t in ca.keys() & cb.keys())
-        total = sum(c * self(t) for t, c in ca.items()) + sum(c * self(t) for t, c in cb.items())
-        return 2.0 * shared / total if total > 0 else 0.0
-
 
 def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...], int]:
     """Each number of a name keyed by the words it qualifies, in canonical (lexicon class) spelling.
@@ -221,3 +213,8 @@ def leaf_concept(name: str, lexicon: bool = True) -> str:
     if lexicon:
         return _lexicon()[0].get(leaf, leaf)
     return leaf
+
+
+def index_template(name: str) -> str:
+    """A name with its container indices blanked: `blocks.3.attn.qkv.weight` -> `blocks.#.attn.qkv.weight`."""
+    return ".".join("#" if c.isdigit() else c for c in name.split("."))

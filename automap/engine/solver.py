@@ -24,7 +24,8 @@ from scipy.optimize import linear_sum_assignment
 from automap._decisions import DecidedBy
 from automap._types import Array
 
-from .features import FEATURES, Candidates, Side
+from .features import FEATURES
+from .sides import Candidates, Side
 
 __all__ = ["Assignment", "Solution", "solve"]
 

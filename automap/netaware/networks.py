@@ -27,7 +27,6 @@ __all__ = [
     "load_factory",
     "load_into_mindspore",
     "load_into_torch",
-    "mindspore_state",
     "run_mindspore",
     "run_torch",
     "torch_state",
@@ -81,11 +80,6 @@ def load_factory(spec: str) -> Any:
 def torch_state(module: object) -> dict[str, Array]:
     """A torch module's state dict as storage arrays."""
     return get_backend("pytorch").state(module)
-
-
-def mindspore_state(cell: object) -> dict[str, Array]:
-    """A MindSpore cell's parameters as storage arrays, in declaration order."""
-    return get_backend("mindspore").state(cell)
 
 
 def load_into_torch(module: object, arrays: Mapping[str, Array], dtypes: Mapping[str, str] | None = None) -> None:

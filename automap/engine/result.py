@@ -1,0 +1,210 @@
+"""From the final assignment to `Match` records: source, layout steps, confidence, evidence and alternatives.
+
+A whole tensor becomes one pair (split first when the source is a piece of a fused tensor); the pieces a
+target was cut into become one pair that concatenates their sources. Reshape-only pairs are capped below the
+threshold. Last, square 2-D weights take the transpose convention that the non-square weights around them
+show (a property of the model that shape alone cannot tell for a square matrix).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
+
+from automap._decisions import DECIDED_BY, DecidedBy
+from automap._types import Array
+from automap.records import Alternative, Match, ParamRecord
+from automap.transforms import Reshape, Split, Step, Transpose
+
+from .features import FEATURES, FeatureContext
+from .fused import piece_index
+from .names import index_template, tokenize
+from .shapes import Part, concat_steps
+from .sides import Side
+from .solver import Assignment, Solution
+
+__all__ = ["build_matches"]
+
+
+def build_matches(
+    solution: Solution, scores: Mapping[str, Array], ctx: FeatureContext, notes: list[str]
+) -> dict[str, Match]:
+    """One `Match` per target of the block: whole, concatenated from pieces, or unmatched (with its rivals)."""
+    source, target = ctx.source, ctx.target
+    t_records = target.table.params
+    part_rows: dict[int, list[Assignment]] = defaultdict(list)
+    for a in solution.assignments.values():
+        node = target.nodes[a.target]
+        if node.part is not None and a.source is not None:
+            part_rows[node.base].append(a)
+    out: dict[str, Match] = {}
+    for record in t_records:
+        whole = solution.assignments.get(record.index)
+        if whole is not None and whole.source is not None:
+            out[record.name] = _single(whole, record, scores, ctx)
+        elif part_rows.get(record.index):
+            built = _concatenated(
+                sorted(part_rows[record.index], key=lambda a: piece_index(ctx, a, False)), record, scores, ctx
+            )
+            if built is not None:
+                out[record.name] = built
+        if record.name not in out:
+            rivals = whole.rivals if whole is not None else ()
+            out[record.name] = Match(
+                record.name,
+                None,
+                0.0,
+                target_shape=record.shape,
+                alternatives=tuple(Alternative(_source_name(source, c), 0.0) for c, _ in rivals if c is not None),
+                labels={"note": "no source tensor fits well enough"},
+            )
+    _apply_transpose_convention(out, notes)
+    return out
+
+
+def _source_name(source: Side, node: int | None) -> str | None:
+    if node is None:
+        return None
+    return source.table.params[source.nodes[node].base].name
+
+
+def _evidence(a: Assignment, scores: Mapping[str, Array]) -> tuple[dict[str, float], dict[str, str]]:
+    """The scores of the chosen candidate, and the labels saying what decided it."""
+    evidence: dict[str, float] = {}
+    if a.candidate is not None:
+        for name in FEATURES:
+            if name in scores:
+                evidence[name] = float(scores[name][a.candidate])
+    decided = a.doubt if a.doubt is not None else DecidedBy.NAMES_AND_STRUCTURE
+    return evidence, {DECIDED_BY: decided.value}
+
+
+def _alternatives(a: Assignment, source: Side) -> tuple[Alternative, ...]:
+    out = []
+    for node, share in a.rivals:
+        name = _source_name(source, node) if node is not None else None
+        if name is None:
+            continue
+        part = source.nodes[node].part if node is not None else None
+        steps = (Split(part.axis, part.parts, part.index),) if part else ()
+        out.append(Alternative(name, round(share, 4), steps))
+    return tuple(out[:3])
+
+
+def _single(a: Assignment, record: ParamRecord, scores: Mapping[str, Array], ctx: FeatureContext) -> Match:
+    source = ctx.source
+    assert a.source is not None and a.candidate is not None
+    node = source.nodes[a.source]
+    base = source.table.params[node.base]
+    relation = ctx.candidates.relation[a.candidate]
+    steps: list[Step] = []
+    if node.part is not None:
+        steps.append(Split(node.part.axis, node.part.parts, node.part.index))
+    steps.extend(relation.steps)
+    evidence, labels = _evidence(a, scores)
+    confidence = float(a.confidence)
+    if relation.kind == "reshape":  # equal sizes, unrelated layouts: possible, never evident
+        confidence = min(confidence, 0.45)
+        labels[DECIDED_BY] = DecidedBy.RESHAPE_ONLY.value
+    return Match(
+        target=record.name,
+        source=base.name,
+        confidence=confidence,
+        transform=tuple(steps),
+        target_shape=record.shape,
+        source_shape=base.shape,
+        evidence=evidence,
+        alternatives=_alternatives(a, source),
+        labels=labels,
+    )
+
+
+def _concatenated(
+    parts: list[Assignment], record: ParamRecord, scores: Mapping[str, Array], ctx: FeatureContext
+) -> Match | None:
+    source, target = ctx.source, ctx.target
+    first = target.nodes[parts[0].target].part
+    assert first is not None
+    kinds = {ctx.candidates.relation[a.candidate].kind for a in parts if a.candidate is not None}
+    if (
+        len(kinds) != 1
+        or len(parts) != first.parts
+        or any(source.nodes[a.source].part for a in parts if a.source is not None)
+    ):
+        return None
+    names = tuple(source.table.params[source.nodes[a.source].base].name for a in parts if a.source is not None)
+    shapes = tuple(source.table.params[source.nodes[a.source].base].shape for a in parts if a.source is not None)
+    relation = ctx.candidates.relation[parts[0].candidate]  # type: ignore[index]
+    steps = concat_steps(Part(first.axis, first.parts, 0), relation, record.shape, shapes)
+    if steps is None:
+        return None
+    weakest = min(parts, key=lambda a: a.confidence)
+    evidence, labels = _evidence(weakest, scores)
+    labels["note"] = f"built by concatenating {len(names)} source tensors"
+    return Match(
+        target=record.name,
+        source=names,
+        confidence=float(weakest.confidence),
+        transform=tuple(steps),
+        target_shape=record.shape,
+        source_shape=shapes,
+        evidence=evidence,
+        alternatives=(),
+        labels=labels,
+    )
+
+
+def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> None:
+    """Give square 2-D pairs the transpose convention of the nearest non-square 2-D pairs around them.
+
+    Whether a port stores linear weights as `(in, out)` is a property of the model, not of one tensor; shape
+    can only tell for non-square weights. The vote is taken in the innermost enclosing module (by template,
+    so all layers count together) that has non-square 2-D pairs, then the whole model.
+    """
+    votes: dict[str, Counter[bool]] = defaultdict(Counter)
+    for match in matches.values():
+        shape = match.target_shape
+        if not _is_layer_weight(match):
+            continue
+        if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
+            transposed = any(isinstance(s, Transpose) for s in match.transform)
+            for scope in _scopes(match.target):
+                votes[scope][transposed] += 1
+    flipped = 0
+    for name, match in matches.items():
+        shape = match.target_shape
+        if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str) or not _is_layer_weight(match):
+            continue
+        if any(isinstance(s, Transpose | Reshape) for s in match.transform):
+            continue
+        for scope in _scopes(name):
+            if votes[scope]:
+                transposed, count = votes[scope].most_common(1)[0]
+                if transposed and count > votes[scope][False]:
+                    labels = dict(match.labels)
+                    labels["note"] = (
+                        f"square weight transposed like the non-square 2-D weights in {scope or 'the model'!r}"
+                    )
+                    matches[name] = replace(match, transform=(*match.transform, Transpose()), labels=labels)
+                    flipped += 1
+                break
+    if flipped:
+        notes.append(f"{flipped} square 2-D weights transposed to follow the model's (in, out) storage convention")
+
+
+def _is_layer_weight(match: Match) -> bool:
+    """A layer's weight on both sides (`weight`, `kernel`, ...), not a free parameter such as `text_projection`.
+
+    A free parameter's layout follows how the model multiplies with it rather than the layer convention.
+    """
+    return isinstance(match.source, str) and all(
+        "=weight" in tokenize(name).leaf and not tokenize(name).leaf[0].startswith(("gamma", "embedding"))
+        for name in (match.target, match.source)
+    )
+
+
+def _scopes(name: str) -> list[str]:
+    """Enclosing module templates of a parameter, innermost first, ending with the whole model ("")."""
+    parts = index_template(name).split(".")[:-1]
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)] + [""]
