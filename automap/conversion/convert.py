@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from automap._advice import option, option_name
 from automap._atomic import check_writable
 from automap._errors import AutomapError, ConversionError, MissingDependencyError
 from automap._text import first_line, human_bytes, shape_text
 from automap._types import Array, Framework, StrPath
-from automap.dtypes import dtype_from_mindspore, dtype_from_safetensors, get_dtype
+from automap.dtypes import all_dtype_names, dtype_from_mindspore, dtype_from_safetensors, get_dtype
 from automap.io import load_checkpoint, save_checkpoint
 from automap.io._copy import copying_from
 from automap.io._framework import guess_framework
@@ -125,6 +126,9 @@ class ConversionPlan:
     unused_sources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        return f"<ConversionPlan to {self.framework}: {len(self.tensors)} tensors, {len(self.problems)} problems>"
+
     @property
     def automatic(self) -> tuple[PlannedTensor, ...]:
         """Tensors that got a layout step automap added on its own."""
@@ -165,6 +169,13 @@ class ConversionReport:
     notes: tuple[str, ...] = field(default=())
     shards: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        shards = f" in {len(self.shards)} shards" if self.shards else ""
+        return (
+            f"<ConversionReport {self.source_framework} {self.source!r} -> {self.target_framework} {self.output!r}: "
+            f"{self.tensors} tensors ({human_bytes(self.nbytes)}){shards}, {self.verified} verified>"
+        )
+
     def lines(self) -> list[str]:
         """A short human-readable account, one fact per line."""
         out = [
@@ -184,7 +195,7 @@ class ConversionReport:
         if self.plan.left_out:
             out.append(
                 f"WARNING: {len(self.plan.left_out)} target parameters have no source and were LEFT OUT "
-                f"(--allow-missing): {', '.join(self.plan.left_out)}"
+                f"({option('allow_missing')}): {', '.join(self.plan.left_out)}"
             )
         if self.plan.restored_by_loader:
             out.append(
@@ -305,7 +316,9 @@ def convert(
             )
         pages.release()
         verified, how = 0, ""
-        notes: tuple[str, ...] = () if verify else ("not verified: the output was not re-read (--no-verify)",)
+        notes: tuple[str, ...] = (
+            () if verify else (f"not verified: the output was not re-read ({option('verify', False)})",)
+        )
         if verify:
             for path, _ in files:
                 pages.add(path)
@@ -401,8 +414,9 @@ def plan_conversion(
         >>> [t.target for t in plan.tensors][:1]  # doctest: +SKIP
         ['conv1.weight']
     """
-    if dtype is not None and not get_dtype(dtype).is_float:
-        msg = f"cannot cast to {dtype!r}: only floating-point dtypes can be asked for"
+    if dtype is not None and (dtype not in all_dtype_names() or not get_dtype(dtype).is_float):
+        floats = ", ".join(name for name in all_dtype_names() if get_dtype(name).is_float)
+        msg = f"cannot cast to {dtype!r}: give a floating-point dtype ({floats})"
         raise ConversionError(msg)
     if not ignore_fingerprint:
         _check_fingerprint("source", mapping, source, where)
@@ -421,8 +435,8 @@ def plan_conversion(
         more = ", ..." if len(low) > _SHOWN_PAIRS else ""
         msg = (
             f"{where}: {len(low)} pair{'s are' if len(low) > 1 else ' is'} below the confidence threshold "
-            f"{mapping.threshold:g}: {shown}{more}; review with `automap audit`, mark the right ones with "
-            "`automap audit MAPPING --accept TARGET`, or pass --accept-low-confidence"
+            f"{mapping.threshold:g}: {shown}{more}; review with `automap audit`, mark the right ones reviewed with "
+            f"`automap audit MAPPING --accept TARGET`, or pass {option('accept_low_confidence')}"
         )
         raise ConversionError(msg)
     _check_cast_possible(plan)
@@ -473,13 +487,13 @@ def infer_for_conversion(
         source: the checkpoint to convert.
         template: the target checkpoint or listing whose names, shapes and order the output takes.
         threshold: confidence below which a pair needs review.
-        pins: pairs a person already reviewed, kept as they are.
+        pins: a mapping whose reviewed pairs are kept as they are.
 
     Returns:
         The inferred mapping.
 
     Raises:
-        MappingFileError: a pin names a parameter that does not exist.
+        MappingFileError: a reviewed pair of `pins` names a parameter that does not exist.
 
     Example:
         >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
@@ -541,7 +555,7 @@ def _plan(
         problems.append(
             f"{_count(missing, 'target parameter')} {'has' if len(missing) == 1 else 'have'} no source: "
             f"{_names(missing)} (give {'it a source' if len(missing) == 1 else 'them sources'} in the mapping, "
-            f"or pass --allow-missing to leave {'it' if len(missing) == 1 else 'them'} out of the output)"
+            f"or pass {option('allow_missing')} to leave {'it' if len(missing) == 1 else 'them'} out of the output)"
         )
     if not tensors and not problems:
         problems.append("no target parameter has a source; there is nothing to convert")
@@ -653,7 +667,7 @@ def _check_fingerprint(side: str, mapping: NameMapping, table: ParamTable, where
     if problem:
         msg = (
             f"{where}: {problem}; give the right file, re-run `automap infer` for this one, or pass "
-            "--ignore-fingerprint if its names and shapes still fit"
+            f"{option('ignore_fingerprint')} if its names and shapes still fit"
         )
         raise ConversionError(msg)
 
@@ -696,7 +710,7 @@ def _shard_size(value: int | str | None) -> int | None:
     try:
         return parse_size(value)
     except ValueError as error:
-        msg = f"--max-shard-size: {error}"
+        msg = f"{option_name('max_shard_size')}: {error}"
         raise ConversionError(msg) from None
 
 

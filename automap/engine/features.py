@@ -27,7 +27,19 @@ from .graph import ModuleTree, owner
 from .names import NameTokens, TokenWeights, Vocabulary, leaf_concept, number_contexts, tokenize
 from .shapes import Part, Relation, part_shape, relate
 
-__all__ = ["FEATURES", "Candidates", "FeatureContext", "Side", "build_sides", "feature"]
+__all__ = [
+    "FEATURES",
+    "Candidates",
+    "FeatureContext",
+    "Side",
+    "SlotRule",
+    "build_sides",
+    "candidate_pairs",
+    "feature",
+    "numbered_slots",
+    "score_candidates",
+    "total_weight",
+]
 
 Shape = tuple[int, ...]
 _MAX_PARTS = 512
@@ -471,6 +483,7 @@ class SlotRule:
     offset: int | None  # when every observation is `source = target + offset`, unseen values follow it
 
     def predict(self, value: int) -> int | None:
+        """The source slot's value for a target slot's `value`, or None when the rule cannot tell."""
         if value in self.table:
             return self.table[value]
         return value + self.offset if self.offset is not None else None

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from automap._decisions import DECIDED_BY, DecidedBy
-from automap._errors import MappingFileError
+from automap._errors import CheckpointFormatError, MappingFileError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
@@ -79,8 +79,8 @@ def infer_mapping(
         One pair per target parameter, in target order.
 
     Raises:
-        CheckpointFormatError: a path cannot be read.
-        MappingFileError: a pin names a parameter that does not exist.
+        CheckpointFormatError: a path cannot be read, or a parameter name has an empty component (`a..b`).
+        MappingFileError: a reviewed pair of `pins` names a parameter that does not exist.
 
     Example:
         >>> mapping = infer_mapping("model.pth", "template.ckpt")  # doctest: +SKIP
@@ -92,7 +92,7 @@ def infer_mapping(
         if any(not name or name.startswith(".") or name.endswith(".") or ".." in name for name in table.names):
             bad = next(n for n in table.names if not n or n.startswith(".") or n.endswith(".") or ".." in n)
             msg = f"{table.source}: parameter name {bad!r} has an empty component; names look like 'layer.weight'"
-            raise MappingFileError(msg)
+            raise CheckpointFormatError(msg)
     pinned = _pinned_pairs(pins, source_table, target_table)
     free_source = _subtable(source_table, {n for m in pinned.values() for n in m.source_names})
     free_target = _subtable(target_table, set(pinned))
@@ -151,11 +151,13 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
         if not match.pinned or match.source is None:
             continue
         if match.target not in target:
-            msg = f"pinned target {match.target!r} is not a parameter of {target.source}"
+            msg = f"reviewed (pinned) target {match.target!r} is not a parameter of {target.source}"
             raise MappingFileError(msg)
         missing = [n for n in match.source_names if n not in source]
         if missing:
-            msg = f"pinned pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
+            msg = (
+                f"reviewed (pinned) pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
+            )
             raise MappingFileError(msg)
         shapes = [source[n].shape for n in match.source_names]
         out[match.target] = replace(
@@ -165,7 +167,7 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
             source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
             evidence={},
             alternatives=(),
-            labels={"pinned": "fixed by a person"},
+            labels={"pinned": "reviewed by a person"},
         )
     explicit = list(out.values())
     used = {n for m in explicit for n in m.source_names}
