@@ -26,12 +26,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "automap"
 
 # (importer, imported): why the edge exists though it closes a cycle.
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-}
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 # (importer, imported): why the edge exists though it points against the flow.
-KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {
-}
+KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 _FLOOR_MODULES = frozenset({"records", "transforms", "mapping", "dtypes"})
 _ROOMS = {"io": 0, "engine": 1, "conversion": 2, "netaware": 2, "report": 3}
