@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ._advice import option
 from ._errors import ConversionError
 from ._types import StrPath
 
@@ -31,7 +32,7 @@ def check_writable(path: StrPath, *, overwrite: bool) -> Path:
         msg = f"output {str(out)!r} is a directory; give a file name"
         raise ConversionError(msg)
     if out.exists() and not overwrite:
-        msg = f"output {str(out)!r} already exists; pass --force to overwrite it"
+        msg = f"output {str(out)!r} already exists; pass {option('overwrite')} to overwrite it"
         raise ConversionError(msg)
     if not out.parent.is_dir():
         msg = f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist"
@@ -59,7 +60,7 @@ def atomic_output(path: StrPath, *, overwrite: bool = False) -> Iterator[BinaryI
                 tmp = _link_unnamed(handle.fileno(), out, overwrite)
         if tmp is not None:
             if out.exists() and not overwrite:  # appeared while we were writing
-                msg = f"output {str(out)!r} appeared while writing; pass --force to overwrite it"
+                msg = f"output {str(out)!r} appeared while writing; pass {option('overwrite')} to overwrite it"
                 raise ConversionError(msg)
             tmp.replace(out)
     except BaseException as error:
@@ -94,7 +95,7 @@ def _link_unnamed(fd: int, out: Path, overwrite: bool) -> Path | None:
         try:
             linked = _link(fd, out)
         except FileExistsError:
-            msg = f"output {str(out)!r} appeared while writing; pass --force to overwrite it"
+            msg = f"output {str(out)!r} appeared while writing; pass {option('overwrite')} to overwrite it"
             raise ConversionError(msg) from None
         if linked:
             return None

@@ -13,7 +13,14 @@ import numpy as np
 
 from ._errors import CheckpointFormatError
 
-__all__ = ["DType", "dtype_from_mindspore", "dtype_from_numpy", "dtype_from_safetensors", "get_dtype"]
+__all__ = [
+    "DType",
+    "all_dtype_names",
+    "dtype_from_mindspore",
+    "dtype_from_numpy",
+    "dtype_from_safetensors",
+    "get_dtype",
+]
 
 
 @dataclass(frozen=True, slots=True)

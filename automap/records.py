@@ -20,7 +20,7 @@ from ._types import Array, Framework
 from .dtypes import get_dtype
 from .transforms import Step
 
-__all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable"]
+__all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable", "Source"]
 
 ArrayLoader = Callable[[], Array]
 
@@ -115,6 +115,10 @@ class ParamTable:
         object.__setattr__(self, "_by_name", MappingProxyType(by_name))
         object.__setattr__(self, "_names", tuple(by_name))
 
+    def __repr__(self) -> str:
+        excluded = f", {len(self.excluded)} excluded as training state" if self.excluded else ""
+        return f"<ParamTable {self.framework} {self.source!r}: {_count(len(self.params), 'parameter')}{excluded}>"
+
     def __len__(self) -> int:
         return len(self.params)
 
@@ -182,7 +186,8 @@ class Match:
         source_shape: the source's shape (a tuple of shapes for several sources), None when unmatched.
         evidence: per-signal scores in [0, 1] behind the choice.
         alternatives: the best other sources, most likely first.
-        pinned: fixed by a person (a `--pin` file or `automap audit --accept`), not inferred.
+        pinned: reviewed: a person checked the pair (`automap audit --accept`), or it repeats the pattern of a
+            reviewed pair. Conversion takes it whatever its confidence, and solving again keeps it (`pins`).
         labels: short notes explaining the choice, in the order they were added; `"decided_by"` holds a
             `DecidedBy` value (read it as `decided_by`). A mapping file writes the scores, then the labels, in
             one `"evidence"` object.
@@ -253,6 +258,15 @@ class NameMapping:
     excluded_target: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        unmatched = sum(1 for p in self.pairs if p.source is None)
+        doubtful = len(self.doubtful) - unmatched
+        return (
+            f"<NameMapping {self.source.framework} {self.source.path!r} -> {self.target.framework} "
+            f"{self.target.path!r}: {_count(len(self.pairs), 'pair')}, {doubtful + unmatched} to review "
+            f"({doubtful} below the threshold {self.threshold:g}, {unmatched} without a source)>"
+        )
+
     @property
     def doubtful(self) -> tuple[Match, ...]:
         """Pairs below the threshold, and targets with no source: what a person should review."""
@@ -269,3 +283,7 @@ class NameMapping:
             for p in self.pairs
             if p.source is not None
         }
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -77,7 +77,7 @@ def test_a_failed_write_keeps_the_previous_output(suffix: str, tmp_path: Path) -
 def test_an_existing_output_needs_overwrite(suffix: str, tmp_path: Path) -> None:
     out = tmp_path / f"out{suffix}"
     out.write_bytes(b"precious")
-    with pytest.raises(ConversionError, match=r"out\..* already exists.*--force"):
+    with pytest.raises(ConversionError, match=r"out\..* already exists; pass overwrite=True to overwrite it"):
         save_checkpoint([_record("a", 0, 2.0)], out)
     assert out.read_bytes() == b"precious"
 

@@ -113,7 +113,7 @@ def test_accept_marks_pairs_reviewed_and_rewrites_the_file(mapping_file, capsys)
     ("name", "message"),
     [
         ("stem.bn.gama", "no pair with target 'stem.bn.gama' (did you mean 'stem.bn.gamma'?)"),
-        ("head.extra", "cannot accept 'head.extra': no source"),
+        ("head.extra", "cannot mark 'head.extra' reviewed: no source"),
     ],
 )
 def test_accept_refuses_what_it_cannot_mark_and_leaves_the_file(mapping_file, capsys, name, message) -> None:  # type: ignore[no-untyped-def]

@@ -433,14 +433,17 @@ def test_pins_are_kept_and_the_rest_is_solved_around_them() -> None:
 @pytest.mark.parametrize(
     ("pin", "problem"),
     [
-        (Match("bn.nothing", "bn.weight", 1.0, pinned=True), "pinned target 'bn.nothing' is not a parameter"),
+        (
+            Match("bn.nothing", "bn.weight", 1.0, pinned=True),
+            "reviewed (pinned) target 'bn.nothing' is not a parameter",
+        ),
         (Match("bn.gamma", "bn.nothing", 1.0, pinned=True), "names source 'bn.nothing'"),
         (Match("fc.weight", ("fc.weight", "bn.nothing"), 1.0, pinned=True), "names source 'bn.nothing'"),
     ],
 )
 def test_pins_naming_unknown_parameters_are_refused(pin: Match, problem: str) -> None:
     pins = replace(infer_mapping(BN_TORCH, BN_MINDSPORE), pairs=(pin,))
-    with pytest.raises(MappingFileError, match=r"^pinned") as error:
+    with pytest.raises(MappingFileError, match=r"^reviewed \(pinned\)") as error:
         infer_mapping(BN_TORCH, BN_MINDSPORE, pins=pins)
     assert problem in str(error.value)
 

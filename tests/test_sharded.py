@@ -139,7 +139,7 @@ def test_a_failure_in_a_later_shard_leaves_nothing(suffix: str, error: BaseExcep
 
 def test_an_existing_set_is_kept_unless_overwriting_and_stale_shards_go(tmp_path: Path) -> None:
     save_checkpoint(_records(), tmp_path / "model.ckpt", max_shard_size=1000)  # 5 shards
-    with pytest.raises(ConversionError, match=r"model.ckpt.index.json' already exists; pass --force"):
+    with pytest.raises(ConversionError, match=r"model.ckpt.index.json' already exists; pass overwrite=True"):
         save_checkpoint(_records(), tmp_path / "model.ckpt", max_shard_size=2000)
     assert len(_files(tmp_path)) == 6
     (tmp_path / "notes.txt").write_text("not a shard")

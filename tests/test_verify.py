@@ -87,7 +87,7 @@ def _bare_torch() -> Any:
 def test_an_input_that_cannot_be_guessed_is_asked_for(mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
     from automap.netaware.verify import verify
 
-    with pytest.raises(AutomapError, match=r"cannot guess the input of the Scale model .*--input SHAPE:DTYPE"):
+    with pytest.raises(AutomapError, match=r"cannot guess the input of the Scale model .*inputs=\['SHAPE:DTYPE'\]"):
         verify(_bare_torch(), nets.mindspore_net())
 
 

@@ -3,6 +3,8 @@
 `main(argv)` returns the exit status: 0 success, 1 an automap error or a missing framework (one line on
 stderr that names the extra to install, no traceback), 2 a usage error, 3 an audit or verification that
 found problems, 130 an interruption. Anything else that escapes is a bug and keeps its traceback.
+Each command runs inside `automap._advice.command_line()`, so that the library's messages advise flags
+(`--force`) where a Python caller reads keyword arguments (`overwrite=True`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from automap._advice import command_line
 from automap._errors import AutomapError
 from automap._version import __version__
 
-__all__ = ["entrypoint", "main"]
+__all__ = ["build_parser", "entrypoint", "main"]
 
 # Subcommand modules, in the order `automap --help` lists them. Each exposes HELP, add_arguments(), run().
 _COMMANDS = ("inspect", "infer", "convert", "audit", "verify", "bench")
@@ -57,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        return int(args._run(args))
+        with command_line():  # messages name options by their flags, not keyword arguments
+            return int(args._run(args))
     except AutomapError as error:
         print(f"automap: error: {error}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """Review a mapping: doubtful pairs first (with their evidence and alternatives), then what is left unmatched.
 
 Give the source checkpoint (and the target's) to also check the mapping against them. --accept marks pairs
-as reviewed by a person (pinned) and rewrites the mapping file atomically; --strict exits with status 3 when
-anything still needs review, for scripts and CI.
+reviewed (the file records them as "pinned": true) and rewrites the mapping file atomically; reviewed pairs
+no longer count as doubtful, and `infer --pin` and a re-run of `convert --like` keep them. --strict exits
+with status 3 when anything still needs review, for scripts and CI.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ._common import add_reading_options, load
 
-HELP = "review a mapping's doubtful pairs; mark reviewed ones with --accept"
+HELP = "review a mapping's doubtful pairs; --accept marks the right ones reviewed"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

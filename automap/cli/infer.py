@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="",
         help="also write the plain {target: source} dict (default name: OUTPUT with .flat.json)",
     )
-    parser.add_argument("--pin", metavar="FILE", help="a mapping whose pinned pairs are kept; the rest is re-solved")
+    parser.add_argument("--pin", metavar="FILE", help="a mapping whose reviewed pairs are kept; the rest is re-solved")
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of the mapping")
     parser.add_argument("--threshold", type=float, default=0.5, help="confidence below which a pair needs review")
     parser.add_argument("--target-key", help="like --key, for the target file")
@@ -149,7 +149,7 @@ def summary(mapping: NameMapping) -> str:
         lines += [
             "",
             f"needs review (lowest confidence first; {len(doubtful)} pairs in {len(patterns)} pattern(s), "
-            "pinning one pair of a pattern settles the whole pattern on the next --pin run):",
+            "marking one pair of a pattern reviewed settles the whole pattern on the next --pin run):",
         ]
         rows = []
         for group in list(patterns.values())[:40]:

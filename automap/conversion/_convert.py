@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from automap._advice import option, option_name
 from automap._atomic import check_writable
 from automap._errors import ConversionError, MissingDependencyError
 from automap._text import human_bytes
@@ -76,6 +77,13 @@ class ConversionReport:
     notes: tuple[str, ...] = field(default=())
     shards: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        shards = f" in {len(self.shards)} shards" if self.shards else ""
+        return (
+            f"<ConversionReport {self.source_framework} {self.source!r} -> {self.target_framework} {self.output!r}: "
+            f"{self.tensors} tensors ({human_bytes(self.nbytes)}){shards}, {self.verified} verified>"
+        )
+
     def lines(self) -> list[str]:
         """A short human-readable account, one fact per line."""
         out = [
@@ -95,7 +103,7 @@ class ConversionReport:
         if self.plan.left_out:
             out.append(
                 f"WARNING: {len(self.plan.left_out)} target parameters have no source and were LEFT OUT "
-                f"(--allow-missing): {', '.join(self.plan.left_out)}"
+                f"({option('allow_missing')}): {', '.join(self.plan.left_out)}"
             )
         if self.plan.restored_by_loader:
             out.append(
@@ -215,7 +223,9 @@ def convert(
         )
         pages.release()
         verified, how = 0, ""
-        notes: tuple[str, ...] = () if verify else ("not verified: the output was not re-read (--no-verify)",)
+        notes: tuple[str, ...] = (
+            () if verify else (f"not verified: the output was not re-read ({option('verify', False)})",)
+        )
         if verify:
             verified, how = verify_output(files, index, plan, digests, pages, total=total, progress=progress)
             pages.release()
@@ -280,13 +290,13 @@ def infer_for_conversion(
         source: the checkpoint to convert.
         template: the target checkpoint or listing whose names, shapes and order the output takes.
         threshold: confidence below which a pair needs review.
-        pins: pairs a person already reviewed, kept as they are.
+        pins: a mapping whose reviewed pairs are kept as they are.
 
     Returns:
         The inferred mapping.
 
     Raises:
-        MappingFileError: a pin names a parameter that does not exist.
+        MappingFileError: a reviewed pair of `pins` names a parameter that does not exist.
 
     Example:
         >>> mapping = infer_for_conversion(load_checkpoint("a.pth"), load_checkpoint("b.ckpt"))  # doctest: +SKIP
@@ -317,7 +327,7 @@ def _shard_size(value: int | str | None) -> int | None:
     try:
         return parse_size(value)
     except ValueError as error:
-        msg = f"--max-shard-size: {error}"
+        msg = f"{option_name('max_shard_size')}: {error}"
         raise ConversionError(msg) from None
 
 

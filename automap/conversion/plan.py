@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from automap._advice import option
 from automap._errors import AutomapError, ConversionError, MissingDependencyError
 from automap._text import shape_text
 from automap._types import Framework
-from automap.dtypes import get_dtype
+from automap.dtypes import all_dtype_names, get_dtype
 from automap.io._framework import guess_framework
 from automap.io.formats import FORMATS
 from automap.mapping import fingerprint
@@ -106,6 +107,9 @@ class ConversionPlan:
     unused_sources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        return f"<ConversionPlan to {self.framework}: {len(self.tensors)} tensors, {len(self.problems)} problems>"
+
     @property
     def automatic(self) -> tuple[PlannedTensor, ...]:
         """Tensors that got a layout step automap added on its own."""
@@ -149,8 +153,9 @@ def plan_conversion(
         >>> [t.target for t in plan.tensors][:1]  # doctest: +SKIP
         ['conv1.weight']
     """
-    if dtype is not None and not get_dtype(dtype).is_float:
-        msg = f"cannot cast to {dtype!r}: only floating-point dtypes can be asked for"
+    if dtype is not None and (dtype not in all_dtype_names() or not get_dtype(dtype).is_float):
+        floats = ", ".join(name for name in all_dtype_names() if get_dtype(name).is_float)
+        msg = f"cannot cast to {dtype!r}: give a floating-point dtype ({floats})"
         raise ConversionError(msg)
     if not ignore_fingerprint:
         _check_fingerprint("source", mapping, source, where)
@@ -169,8 +174,8 @@ def plan_conversion(
         more = ", ..." if len(low) > _SHOWN_PAIRS else ""
         msg = (
             f"{where}: {len(low)} pair{'s are' if len(low) > 1 else ' is'} below the confidence threshold "
-            f"{mapping.threshold:g}: {shown}{more}; review with `automap audit`, mark the right ones with "
-            "`automap audit MAPPING --accept TARGET`, or pass --accept-low-confidence"
+            f"{mapping.threshold:g}: {shown}{more}; review with `automap audit`, mark the right ones reviewed with "
+            f"`automap audit MAPPING --accept TARGET`, or pass {option('accept_low_confidence')}"
         )
         raise ConversionError(msg)
     _check_cast_possible(plan)
@@ -272,7 +277,7 @@ def _plan(
         problems.append(
             f"{_count(missing, 'target parameter')} {'has' if len(missing) == 1 else 'have'} no source: "
             f"{quoted_names(missing)} (give {'it a source' if len(missing) == 1 else 'them sources'} in the mapping, "
-            f"or pass --allow-missing to leave {'it' if len(missing) == 1 else 'them'} out of the output)"
+            f"or pass {option('allow_missing')} to leave {'it' if len(missing) == 1 else 'them'} out of the output)"
         )
     if not tensors and not problems:
         problems.append("no target parameter has a source; there is nothing to convert")
@@ -384,7 +389,7 @@ def _check_fingerprint(side: str, mapping: NameMapping, table: ParamTable, where
     if problem:
         msg = (
             f"{where}: {problem}; give the right file, re-run `automap infer` for this one, or pass "
-            "--ignore-fingerprint if its names and shapes still fit"
+            f"{option('ignore_fingerprint')} if its names and shapes still fit"
         )
         raise ConversionError(msg)
 

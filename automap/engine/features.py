@@ -268,6 +268,7 @@ class SlotRule:
     offset: int | None  # when every observation is `source = target + offset`, unseen values follow it
 
     def predict(self, value: int) -> int | None:
+        """The source slot's value for a target slot's `value`, or None when the rule cannot tell."""
         """The source slot value that target value `value` stands for (None when nothing says)."""
         if value in self.table:
             return self.table[value]

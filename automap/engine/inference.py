@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from automap._errors import MappingFileError
+from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
 from automap.records import Endpoint, Match, NameMapping, ParamTable
@@ -77,8 +77,8 @@ def infer_mapping(
         One pair per target parameter, in target order.
 
     Raises:
-        CheckpointFormatError: a path cannot be read.
-        MappingFileError: a pin names a parameter that does not exist.
+        CheckpointFormatError: a path cannot be read, or a parameter name has an empty component (`a..b`).
+        MappingFileError: a reviewed pair of `pins` names a parameter that does not exist.
 
     Example:
         >>> mapping = infer_mapping("model.pth", "template.ckpt")  # doctest: +SKIP
@@ -90,7 +90,7 @@ def infer_mapping(
         if any(not name or name.startswith(".") or name.endswith(".") or ".." in name for name in table.names):
             bad = next(n for n in table.names if not n or n.startswith(".") or n.endswith(".") or ".." in n)
             msg = f"{table.source}: parameter name {bad!r} has an empty component; names look like 'layer.weight'"
-            raise MappingFileError(msg)
+            raise CheckpointFormatError(msg)
     pinned = pinned_pairs(pins, source_table, target_table)
     free_source = _subtable(source_table, {n for m in pinned.values() for n in m.source_names})
     free_target = _subtable(target_table, set(pinned))

@@ -20,7 +20,7 @@ def pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTabl
     """The pinned pairs of `pins` by target, checked against both tables, plus the pairs their patterns settle.
 
     Raises:
-        MappingFileError: a pin names a target or source parameter that does not exist.
+        MappingFileError: a reviewed pair names a target or source parameter that does not exist.
     """
     if pins is None:
         return {}
@@ -29,11 +29,13 @@ def pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTabl
         if not match.pinned or match.source is None:
             continue
         if match.target not in target:
-            msg = f"pinned target {match.target!r} is not a parameter of {target.source}"
+            msg = f"reviewed (pinned) target {match.target!r} is not a parameter of {target.source}"
             raise MappingFileError(msg)
         missing = [n for n in match.source_names if n not in source]
         if missing:
-            msg = f"pinned pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
+            msg = (
+                f"reviewed (pinned) pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
+            )
             raise MappingFileError(msg)
         shapes = [source[n].shape for n in match.source_names]
         out[match.target] = replace(
@@ -43,7 +45,7 @@ def pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTabl
             source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
             evidence={},
             alternatives=(),
-            labels={"pinned": "fixed by a person"},
+            labels={"pinned": "reviewed by a person"},
         )
     explicit = list(out.values())
     used = {n for m in explicit for n in m.source_names}

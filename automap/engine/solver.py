@@ -27,7 +27,7 @@ from automap._types import Array
 from .features import FEATURES
 from .sides import Candidates, Side
 
-__all__ = ["Assignment", "Solution", "solve"]
+__all__ = ["Assignment", "Solution", "candidate_costs", "solve"]
 
 INF = 1e9
 _TAU = 0.25  # cost units per e-fold of odds between two alternatives

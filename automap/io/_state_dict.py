@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from automap._advice import option
 from automap._errors import CheckpointFormatError
 from automap._text import shown
 from automap._types import Array
@@ -223,7 +224,7 @@ def _refuse_several(file: Path, found: list[tuple[tuple[str, ...], Any]]) -> Non
         more = f" and {len(found) - 10} more" if len(found) > 10 else ""
         first = next(("/".join(p) for p, _ in found if p), "model")
         first = first if first.isprintable() and len(first) <= 200 else shown(first)
-        msg = f"{str(file)!r} holds several state dicts: {listing}{more}; choose one with --key {first}"
+        msg = f"{str(file)!r} holds several state dicts: {listing}{more}; choose one with {option('key', first)}"
         raise CheckpointFormatError(msg)
 
 

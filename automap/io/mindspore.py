@@ -24,6 +24,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from automap._advice import option
 from automap._errors import CheckpointFormatError, ConversionError
 from automap._text import shown
 from automap._types import Array, Framework, StrPath
@@ -68,7 +69,7 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework | None
             if _crc32(data, end) != stored:
                 msg = (
                     f"{str(file)!r}: CRC check failed: the checkpoint is damaged; save or download it again "
-                    "(or convert without --verify-crc to read it anyway)"
+                    f"(or read it anyway, without {option('verify_crc')})"
                 )
                 raise CheckpointFormatError(msg)
             notes.append("CRC trailer present and verified")

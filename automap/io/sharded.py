@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from automap._advice import option
 from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
 from automap._errors import CheckpointFormatError, ConversionError
 from automap._text import shown
@@ -197,7 +198,7 @@ def write(
                     named[fd] = temporary
             if temporary is not None:
                 if final.exists() and not overwrite:
-                    msg = f"output {str(final)!r} appeared while writing; pass --force to overwrite it"
+                    msg = f"output {str(final)!r} appeared while writing; pass {option('overwrite')} to overwrite it"
                     raise ConversionError(msg)
                 temporary.replace(final)
                 del named[fd]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from automap._advice import option
 from automap._errors import CheckpointFormatError, UnsafeCheckpointError
 from automap._text import first_line, shown
 from automap._types import Array, StrPath
@@ -103,7 +104,7 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
     """The unpickled object, and why its tensors were read into memory (None: they stay memory-mapped)."""
     if unsafe_pickle:
         print(
-            f"automap: WARNING: unpickling {file} with code execution ENABLED (--unsafe-pickle); "
+            f"automap: WARNING: unpickling {file} with code execution ENABLED ({option('unsafe_pickle')}); "
             "only do this for files you trust",
             file=sys.stderr,
         )
@@ -135,7 +136,7 @@ def _load(file: Path, unsafe_pickle: bool) -> tuple[Any, str | None]:
             msg = (
                 f"{str(file)!r} refused: loading it would run code from the file ({what}). automap loads tensors "
                 "only; re-save the weights as a state dict (torch.save(model.state_dict(), ...)), or, only if you "
-                "trust the file completely, pass --unsafe-pickle"
+                f"trust the file completely, pass {option('unsafe_pickle')}"
             )
             raise UnsafeCheckpointError(msg) from None
         msg = f"{str(file)!r}: not a readable PyTorch checkpoint ({_unpickler_detail(text)}); the file is corrupt"

@@ -66,6 +66,14 @@ class NetworkInference:
     seconds: Mapping[str, float] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        confirmed = sum(1 for o in self.outcomes if o.status == "confirmed")
+        return (
+            f"<NetworkInference {'proven' if self.proven else 'NOT proven'}: {len(self.mapping.pairs)} pairs, "
+            f"{len(self.changed)} changed by the probes, {confirmed} of {len(self.outcomes)} groups confirmed, "
+            f"{self.trials} trials in {self.runs} forward passes>"
+        )
+
     def lines(self) -> list[str]:
         """A short human-readable account of the probes and the proof."""
         out = [f"probe input {i}: {text}" for i, text in enumerate(self.inputs)]
@@ -132,7 +140,7 @@ def infer_with_networks(
         mindspore_inputs: turns the probe inputs into the MindSpore model's arguments, when its signature
             differs (another argument order, int32 token ids). Default: the same arrays.
         threshold: confidence below which a pair needs review.
-        pins: pairs a person fixed; they are kept as they are.
+        pins: a mapping whose reviewed pairs are kept as they are.
         rtol: relative tolerance of the final proof (elementwise, as `automap verify`).
         atol: absolute tolerance of the final proof.
         seed: seed of the random probe inputs (the proof uses the next seed).
@@ -143,7 +151,7 @@ def infer_with_networks(
 
     Raises:
         AutomapError: the models do not fit the checkpoints, the inputs cannot be guessed, or a model fails on
-            the inputs (the message says to give --input).
+            the inputs (the message says how to give them).
 
     Example:
         >>> result = infer_with_networks("vit.pth", "vit.ckpt", torch_model=vit_pt, mindspore_model=vit_ms,
@@ -194,7 +202,7 @@ def check_with_networks(
     The same as `infer_with_networks` without the inference: the mapping's doubtful pairs (below its
     threshold, or decided by order only) and the orientation of its square matrices are tried in the target
     model; then the whole model is proven, and a failed proof leads to the first diverging module, whose
-    parameters are re-examined with wider choices. Pinned pairs are kept.
+    parameters are re-examined with wider choices. Reviewed pairs are kept.
 
     Args:
         mapping: the mapping to check (its source and target must be `source` and `target`).

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from automap._advice import option
 from automap._errors import AutomapError
 from automap._text import first_line
 from automap._types import Array, Framework
@@ -32,11 +33,6 @@ from ._frameworks import Backend, NetworkRunError, backend_of, rebuild
 
 Outputs = list[Array]
 """One module call's outputs, flattened (nested tuples/lists/dicts in a stable order) to numpy arrays."""
-
-_INPUT_HINT = (
-    "; give the model's inputs with --input SHAPE:DTYPE (one per argument), e.g. --input 1x3x224x224:float32 or "
-    "--input 1x16:int64:0-1000"
-)
 
 
 @dataclass
@@ -233,7 +229,7 @@ class Net:
                 except Exception:  # report the first failure, which is the informative one
                     self._int32 = False
             described = ["x".join(str(d) for d in np.shape(x)) + f":{np.asarray(x).dtype}" for x in inputs]
-            raise NetworkRunError(self.backend, described, error, _INPUT_HINT) from error
+            raise NetworkRunError(self.backend, described, error, _input_hint()) from error
 
     def _run(
         self,
@@ -375,3 +371,11 @@ def align_names(net: Net, names: Sequence[str]) -> dict[str, str]:
             out[name] = candidate
             taken.add(candidate)
     return out
+
+
+def _input_hint() -> str:
+    """What to do when a network fails on the probe inputs, in the caller's words."""
+    return (
+        f"; give the model's inputs with {option('inputs', ['SHAPE:DTYPE'])} (one per argument), e.g. "
+        f"{option('inputs', ['1x3x224x224:float32'])} or {option('inputs', ['1x16:int64:0-1000'])}"
+    )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._api import NetworkInference
     from .verify import VerifyReport
 
-__all__ = ["ModelOptions", "add_model_options", "model_options", "model_options_problem"]
+__all__ = ["ModelOptions", "add_model_options", "model_options", "model_options_problem", "require_frameworks"]
 
 
 @dataclass(frozen=True)

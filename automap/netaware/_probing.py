@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from automap._advice import option
 from automap._errors import AutomapError
 from automap._types import Array, StrPath
 from automap.records import ParamTable
@@ -132,7 +133,9 @@ def _inputs(inputs: Sequence[ProbeInput] | None, torch_net: Net, seed: int) -> t
         except AutomapError as error:
             msg = f"network-aware inference needs probe inputs: {error}"
             raise AutomapError(msg) from None
-        return [make_input(spec, rng)], [f"{spec} (guessed from the first layer; give --input to choose)"]
+        return [make_input(spec, rng)], [
+            f"{spec} (guessed from the first layer; choose it with {option('inputs', ['SHAPE:DTYPE'])})"
+        ]
     return make_inputs(inputs, rng)
 
 

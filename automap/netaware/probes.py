@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from automap._advice import option
 from automap._errors import AutomapError
 from automap._types import Array
 
@@ -172,7 +173,8 @@ def guess_input(torch_module: object) -> InputSpec:
     found = f"its first layer is a {kind}" if kind else "it has no layer with parameters"
     msg = (
         f"cannot guess the input of the {type(torch_module).__name__} model ({found}); give it with "
-        "--input SHAPE:DTYPE, e.g. --input 1x3x224x224:float32 or --input 1x16:int64:0-1000"
+        f"{option('inputs', ['SHAPE:DTYPE'])}, e.g. {option('inputs', ['1x3x224x224:float32'])} or "
+        f"{option('inputs', ['1x16:int64:0-1000'])}"
     )
     raise AutomapError(msg)
 

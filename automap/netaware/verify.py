@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from automap._advice import option
 from automap._types import Array, Framework, StrPath
 from automap.io import load_checkpoint
 from automap.records import ParamTable
@@ -49,6 +50,13 @@ class VerifyReport:
     guessed: bool = False
     divergence: Divergence | None = None
 
+    def __repr__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"<VerifyReport {verdict}: max abs diff {self.comparison.max_abs:.3g}, max rel diff "
+            f"{self.comparison.max_rel:.3g} (rtol {self.rtol:g}, atol {self.atol:g}), {len(self.inputs)} inputs>"
+        )
+
     @property
     def passed(self) -> bool:
         """True when every output agrees within tolerance."""
@@ -56,7 +64,11 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         """A short human-readable account: inputs, per-output differences, verdict."""
-        origin = " (guessed from the first layer; give --input to choose)" if self.guessed else ""
+        origin = (
+            f" (guessed from the first layer; choose it with {option('inputs', ['SHAPE:DTYPE'])})"
+            if self.guessed
+            else ""
+        )
         out = [f"input {i}: {text}{origin}" for i, text in enumerate(self.inputs)]
         out.extend(self.comparison.detail)
         verdict = "PASS" if self.passed else "FAIL"
@@ -120,7 +132,7 @@ def verify(
     if inputs is None:
         inputs = [guess_input(torch_module)]
     arrays_in, described = make_inputs(inputs, rng)
-    hint = "; give the input with --input SHAPE:DTYPE" if guessed else ""
+    hint = f"; give the input with {option('inputs', ['SHAPE:DTYPE'])}" if guessed else ""
     reference = _run("pytorch", torch_module, arrays_in, described, hint)
     candidate = _run("mindspore", mindspore_cell, arrays_in, described, hint)
     comparison = compare_outputs(reference, candidate, rtol=rtol, atol=atol)

@@ -49,6 +49,13 @@ class AuditReport:
     source_positions: Mapping[str, int] = field(default_factory=dict)
     where: str = "mapping"
 
+    def __repr__(self) -> str:
+        return (
+            f"<AuditReport {self.where!r}: {len(self.mapping.pairs)} pairs, {len(self.doubtful)} doubtful, "
+            f"{len(self.unmatched_targets)} targets without a source, {len(self.unmatched_sources)} sources unused, "
+            f"{len(self.problems)} problems>"
+        )
+
     @property
     def restored_by_loader(self) -> tuple[Match, ...]:
         """Unmatched targets the target framework's loader fills in by itself (no action needed)."""
@@ -133,9 +140,9 @@ class AuditReport:
         parts += ["", f"Summary: {self.summary()}."]
         if self.needs_review:
             parts.append(
-                f"Next: check the pairs above; mark the right ones with `automap audit {self.where} --accept TARGET`, "
-                "and fix the wrong ones in the file (or pin the right ones and re-solve the rest with "
-                "`automap infer --pin`)."
+                f"Next: check the pairs above; mark the right ones reviewed with `automap audit {self.where} --accept "
+                "TARGET` and fix the wrong ones in the file, or re-solve the rest around the reviewed pairs with "
+                f"`automap infer SOURCE TARGET --pin {self.where}`."
             )
         else:
             parts.append("Nothing needs review.")
@@ -260,7 +267,7 @@ def accept(mapping: NameMapping, names: Sequence[str]) -> tuple[NameMapping, tup
         raise MappingFileError(msg)
     sourceless = [p.target for p in mapping.pairs if p.target in chosen and p.source is None]
     if sourceless:
-        msg = f"cannot accept {_quoted(sourceless)}: no source; give it one in the mapping file first"
+        msg = f"cannot mark {_quoted(sourceless)} reviewed: no source; give it one in the mapping file first"
         raise MappingFileError(msg)
     marked = tuple(p.target for p in mapping.pairs if p.target in chosen and not p.pinned)
     pairs = tuple(replace(p, pinned=True) if p.target in chosen else p for p in mapping.pairs)
