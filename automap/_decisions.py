@@ -25,6 +25,7 @@ class DecidedBy(Enum):
     NAMES_AND_ORDER_DISAGREE = "names and order disagree"
     FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"
     RESHAPE_ONLY = "shapes agree only after a reshape"
+    LAYOUT_ONLY = "only the layout tells the candidates apart (the shapes fit either way round)"
 
     @classmethod
     def of(cls, text: str) -> DecidedBy | None:

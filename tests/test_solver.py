@@ -1,7 +1,8 @@
 """The assignment solver on hand-set costs, plus the candidates and feature registry that feed it.
 
-Costs are written by hand per (target, source) pair: a total cost and the part of it that strong features
-(names, numbers, structure) carry; the rest is weak evidence (file order). That makes each solver rule visible:
+Costs are written by hand per (target, source) pair: a total cost, the part of it that strong features
+(names, numbers, structure, shape) carry, and optionally the part of that the shape (layout) alone carries;
+the rest is weak evidence (file order). That makes each solver rule visible:
 unmatched handling, part/whole conflicts, complete part sets, confidence from margins and its caps.
 """
 
@@ -44,12 +45,16 @@ def _name(side: Side, node: int) -> str:
 def _solve(
     source: Sequence[Spec],
     target: Sequence[Spec],
-    costs: Mapping[tuple[str, str], tuple[float, float]],
+    costs: Mapping[tuple[str, str], tuple[float, ...]],
     *,
     default: tuple[float, float] = FAR,
     templates: Sequence[str] | None = None,
 ) -> dict[str, Choice]:
-    """Solve with hand-set (total, strong) costs per (target node, source node) name; others get `default`."""
+    """Solve with hand-set (total, strong[, layout]) costs per (target, source) node name; others get `default`.
+
+    `templates` stand for the source nodes' names with container indices blanked: equal templates are the same
+    tensor of two repeated blocks.
+    """
     s_side, t_side = build_sides(_table("pytorch", source), _table("mindspore", target))
     candidates = candidate_pairs(s_side, t_side)
     pairs = [
@@ -57,8 +62,9 @@ def _solve(
         for t, s in zip(candidates.target, candidates.source, strict=True)
     ]
     total = np.array([costs.get(p, default)[0] for p in pairs])
-    strong = np.array([costs.get(p, default)[1] for p in pairs])
-    solution = solve(s_side, t_side, candidates, total, strong, UNMATCHED, templates=templates)
+    strong = np.array([[*costs.get(p, default)[1:], 0.0][:2] for p in pairs])
+    repeated = None if templates is None else (lambda a, b: templates[a] == templates[b])
+    solution = solve(s_side, t_side, candidates, total, strong, UNMATCHED, repeated=repeated)
     return {
         _name(t_side, a.target): (
             None if a.source is None else _name(s_side, a.source),
@@ -187,6 +193,19 @@ def test_names_and_order_disagreeing_is_capped_unless_the_names_are_decisive() -
     assert decisive["p"][1] > 0.5
 
 
+def test_a_decision_only_the_layout_makes_is_capped() -> None:
+    # the right pairs are cheaper through strong features, but all of that margin is the shape feature's (an exact
+    # shape against a transposed one): ports store layers either way round, so that is no evidence
+    right, crossed = (1.0, 1.0, 0.0), (3.0, 3.0, 2.0)
+    costs = {("p", "x"): right, ("q", "y"): right, ("p", "y"): crossed, ("q", "x"): crossed}
+    chosen = _solve(TWO_SOURCES, TWO_TARGETS, costs)
+    assert chosen["p"][0] == "x" and chosen["p"][2] is DecidedBy.LAYOUT_ONLY and chosen["p"][1] < 0.5
+    # the same margin with names behind it (strong margin beyond the layout's) is trusted
+    named = {("p", "x"): right, ("q", "y"): right, ("p", "y"): (3.0, 3.0, 0.5), ("q", "x"): (3.0, 3.0, 0.5)}
+    chosen = _solve(TWO_SOURCES, TWO_TARGETS, named)
+    assert chosen["p"][2] is None and chosen["p"][1] > 0.9
+
+
 # --- candidates and features ---------------------------------------------------------------------------------
 
 
@@ -236,7 +255,9 @@ def test_every_feature_scores_every_candidate_in_the_unit_interval() -> None:
         assert np.all((values >= 0) & (values <= 1)), name
     assert set(score_candidates(ctx, {"order": 0.0})) == set(FEATURES) - {"order"}
     total, strong = candidate_costs(scores, {})
-    assert np.all(strong <= total + 1e-12)
+    assert strong.shape == (len(total), 2)
+    assert np.all(strong[:, 0] <= total + 1e-12)
+    assert np.all(strong[:, 1] <= strong[:, 0] + 1e-12)  # the layout's part is a part of the strong cost
     gamma = t_side.table.names.index("bn.gamma")
     by_source = {
         _name(s_side, int(s)): total[i]

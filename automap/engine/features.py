@@ -201,7 +201,10 @@ def numbers_feature(ctx: FeatureContext) -> Array:
         # One differing index means another tensor (`layer2.1.conv1` is not `layer2.0.conv1`), so partial
         # agreement counts for little.
         raw = np.where(raw_shared > 0, _all_or_little(raw_agree, raw_shared), 0.5)
-        out[index] = np.where(informative > 0, _all_or_little(agree, informative), raw)
+        learned = _all_or_little(agree, informative)
+        # Learned rules cover the slots confident pairs showed; a number they do not cover (`w1` against `w3`
+        # inside experts whose index a rule maps) still tells tensors apart, so it can only lower the score.
+        out[index] = np.where(informative > 0, np.where(raw_shared > 0, np.minimum(learned, raw), learned), raw)
     return out
 
 
@@ -331,7 +334,12 @@ def module_feature(ctx: FeatureContext) -> Array:
 
 @feature("group", weight=0.5, weak=True)
 def group_feature(ctx: FeatureContext) -> Array:
-    """Same rank among same-shaped siblings (third of three `[d, d]` weights under one module)?"""
+    """Same rank among same-shaped siblings (third of three `[d, d]` weights under one module)?
+
+    Neutral when either file's order says nothing inside a block (names sorted as text).
+    """
+    if not (ctx.source.ordered and ctx.target.ordered):
+        return np.full(len(ctx.candidates.target), 0.5)
     t_rank = np.array(_group_ranks(ctx.target), dtype=float)[[n.base for n in ctx.target.nodes]]
     s_rank = np.array(_group_ranks(ctx.source), dtype=float)[[n.base for n in ctx.source.nodes]]
     (rt, nt), (rs, ns) = t_rank[ctx.candidates.target].T, s_rank[ctx.candidates.source].T
@@ -364,7 +372,7 @@ def local_order_feature(ctx: FeatureContext) -> Array:
     confident pairs showed) contains the source.
     """
     affinity = ctx.module_affinity
-    if not affinity:
+    if not affinity or not (ctx.source.ordered and ctx.target.ordered):
         return np.full(len(ctx.candidates.target), 0.5)
     best: dict[str, tuple[float, str]] = {}
     for (t_module, s_module), value in affinity.items():

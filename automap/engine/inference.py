@@ -11,13 +11,14 @@ source, layout transform, confidence, evidence and alternatives (`result`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
 from automap.records import Endpoint, Match, NameMapping, ParamTable
+from automap.transforms import Transpose
 
 from .decompose import solve_in_blocks
 from .features import FeatureContext, score_candidates, total_weight
@@ -27,16 +28,18 @@ from .passes import (
     confident_pairs,
     contradicted_number_keys,
     follow_local_order,
+    layout_conventions,
     learn_number_slots,
     learn_tokens,
     module_affinity,
     predicted_positions,
+    settle_layout_doubts,
     transposed_share,
 )
 from .pins import pinned_pairs
 from .result import build_matches
 from .seeds import renumbered_keys, signature_seeds
-from .sides import build_sides, candidate_pairs
+from .sides import Side, build_sides, candidate_pairs
 from .solver import Solution, candidate_costs, solve
 
 __all__ = ["infer_mapping"]
@@ -98,9 +101,14 @@ def infer_mapping(
     notes: list[str] = []
     if len(free_target) and len(free_source):
         orders = (source_order, target_order)
+        # what reviewed pairs show about how each layer family is stored settles pairs only the layout decides
+        reviewed = layout_conventions(
+            (m.target, m.target_shape, any(isinstance(step, Transpose) for step in m.transform))
+            for m in pinned.values()
+        )
 
         def dense(sub_source: ParamTable, sub_target: ParamTable) -> tuple[dict[str, Match], list[str]]:
-            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders)
+            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders, reviewed)
 
         inferred, notes = solve_in_blocks(free_source, free_target, dense)
     pairs = []
@@ -148,6 +156,7 @@ def _infer(
     learn: bool,
     lexicon: bool,
     orders: tuple[Sequence[str] | None, Sequence[str] | None] = (None, None),
+    layouts: Mapping[str, bool] | None = None,
 ) -> tuple[dict[str, Match], list[str]]:
     s_side, t_side = build_sides(source, target, lexicon=lexicon, source_order=orders[0], target_order=orders[1])
     candidates = candidate_pairs(s_side, t_side)
@@ -182,6 +191,7 @@ def _infer(
         if ctx.learned:
             shown = ", ".join(f"{t}~{c.most_common(1)[0][0]}" for t, c in sorted(ctx.learned.items())[:8])
             notes.append(f"learned name correspondences: {shown}")
+    settle_layout_doubts(solution, ctx, layouts or {})
     follow_local_order(solution, scores, ctx)
     order_parts(solution, ctx)
     matches = build_matches(solution, scores, ctx, notes)
@@ -193,5 +203,36 @@ def _solve_pass(
 ) -> tuple[Solution, dict[str, Array]]:
     scores = score_candidates(ctx, weights)
     costs, strong = candidate_costs(scores, weights)
-    templates = [index_template(ctx.source.table.params[n.base].name) for n in ctx.source.nodes]
-    return solve(ctx.source, ctx.target, ctx.candidates, costs, strong, unmatched, templates=templates), scores
+    repeated = repeated_blocks(ctx.source)
+    return solve(ctx.source, ctx.target, ctx.candidates, costs, strong, unmatched, repeated=repeated), scores
+
+
+def repeated_blocks(side: Side) -> Callable[[int, int], bool]:
+    """Whether two nodes are the same tensor of two *repeated* blocks (`layers.3.q` and `layers.4.q`).
+
+    Their names differ only in container indices, and the numbered modules where they differ are built alike
+    (most of their parameters have the same relative names). Every port enumerates repeated blocks in order,
+    so their order is evidence. Numbered children built differently (T5's `layer.0` self-attention, `layer.1`
+    cross-attention, `layer.2` MLP) are siblings with different roles, whose declaration order a port may change.
+    """
+    names = [side.table.params[n.base].name for n in side.nodes]
+    templates = [index_template(name) for name in names]
+    members: dict[str, set[str]] = {}
+    for name in side.table.names:
+        parts = name.split(".")
+        for position, component in enumerate(parts[:-1]):
+            if component.isdigit():
+                members.setdefault(".".join(parts[: position + 1]), set()).add(".".join(parts[position + 1 :]))
+
+    def repeated(a: int, b: int) -> bool:
+        if templates[a] != templates[b]:
+            return False
+        first, second = names[a].split("."), names[b].split(".")
+        for position, (x, y) in enumerate(zip(first, second, strict=True)):
+            if x != y:
+                left = members.get(".".join(first[: position + 1]), set())
+                right = members.get(".".join(second[: position + 1]), set())
+                return 2 * len(left & right) >= len(left | right)
+        return True
+
+    return repeated

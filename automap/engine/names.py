@@ -33,6 +33,9 @@ __all__ = [
 
 _PIECE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _MAX_PHRASE = 3
+# Words that say where a module sits relative to the words after them: `post_attention_layernorm` is the norm
+# *after* attention (the one before the MLP), not an attention norm.
+_QUALIFIERS = frozenset({"pre", "post", "before", "after", "inner", "outer"})
 
 
 @cache
@@ -87,6 +90,22 @@ def _expand(words: Sequence[str], whole: str = "", lexicon: bool = True) -> list
     return [*words, *found]
 
 
+def qualify(words: Sequence[str]) -> list[str]:
+    """Words after a qualifier, up to the component's last word, marked as qualified: they no longer match.
+
+    `post_attention_layernorm` -> `[post, post:attention, layernorm]`: the component names a norm that sits after
+    attention, so it must not look like `attention_norm`. The last word (what the module *is*) stays as it is.
+    """
+    out = list(words)
+    for start, word in enumerate(words[:-1]):
+        if word in _QUALIFIERS:
+            for i in range(start + 1, len(words) - 1):
+                if out[i] not in _QUALIFIERS:
+                    out[i] = f"{word}:{words[i]}"
+            break
+    return out
+
+
 def tokenize(name: str, vocabulary: Vocabulary | None = None, *, lexicon: bool = True) -> NameTokens:
     """Tokens of `name`; with the *other* side's vocabulary, compounds split into words that side uses."""
     components = name.split(".")
@@ -101,7 +120,7 @@ def tokenize(name: str, vocabulary: Vocabulary | None = None, *, lexicon: bool =
                 words.extend(vocabulary.segment(piece))
             else:
                 words.append(piece)
-        per_component.append(tuple(words))
+        per_component.append(tuple(qualify(words)))
     # A whole component can be a phrase of the lexicon (`moving_mean`, `embedding_table`).
     leaf = _expand(list(per_component[-1]), components[-1].lower(), lexicon)
     path: list[str] = []

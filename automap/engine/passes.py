@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from automap._decisions import DecidedBy
 from automap._types import Array
 
 from .features import FEATURES, FeatureContext, SlotRule, numbered_slots
-from .names import number_contexts
+from .graph import owner
+from .names import index_template, number_contexts
 from .sides import Side
 from .solver import Solution
 
@@ -28,10 +29,13 @@ __all__ = [
     "confident_pairs",
     "contradicted_number_keys",
     "follow_local_order",
+    "layout_conventions",
+    "layout_family",
     "learn_number_slots",
     "learn_tokens",
     "module_affinity",
     "predicted_positions",
+    "settle_layout_doubts",
     "transposed_share",
 ]
 
@@ -224,3 +228,50 @@ def follow_local_order(solution: Solution, scores: Mapping[str, Array], ctx: Fea
             holder[a.source], holder[b.source] = a, b
             for moved in (a, b):
                 moved.doubt = DecidedBy.FOLLOWED_BLOCK_ORDER
+
+
+def layout_family(name: str) -> str:
+    """The layer family of a parameter: its module with container indices blanked (`blocks.#.output.mapping`)."""
+    return index_template(owner(name))
+
+
+def layout_conventions(observations: Iterable[tuple[str, tuple[int, ...], bool]]) -> dict[str, bool]:
+    """For each layer family, whether its 2-D weights are stored transposed, where every observation agrees.
+
+    An observation is (target name, target shape, transposed?) of a pair whose layout was not what decided it
+    (names did, or a person did). Square weights say nothing and are left out.
+    """
+    seen: dict[str, set[bool]] = defaultdict(set)
+    for name, shape, transposed in observations:
+        if len(shape) == 2 and shape[0] != shape[1]:
+            seen[layout_family(name)].add(transposed)
+    return {family: next(iter(kinds)) for family, kinds in seen.items() if len(kinds) == 1}
+
+
+def settle_layout_doubts(solution: Solution, ctx: FeatureContext, known: Mapping[str, bool]) -> None:
+    """Lift the doubt of pairs only the layout decided, where their layer family's convention is established.
+
+    Ports store some layer families `(in, out)` and others `(out, in)`, so an exact shape against a transposed
+    one is no evidence by itself. But when other weights of the same family were paired by their names (or
+    reviewed by a person) and all needed the same layout, the family's convention is known, and a pair that
+    follows it is as sure as its margin says.
+    """
+    names, shapes = ctx.target.table.names, [r.shape for r in ctx.target.table.params]
+    observations = [
+        (names[t.base], shapes[t.base], ctx.candidates.relation[a.candidate].kind == "transpose")
+        for a in solution.assignments.values()
+        if a.candidate is not None
+        and a.doubt is None
+        and a.confidence >= _CONFIDENT
+        and (t := ctx.target.nodes[a.target]).part is None
+        and a.source is not None
+        and ctx.source.nodes[a.source].part is None
+    ]
+    conventions = {**layout_conventions(observations), **known}
+    for a in solution.assignments.values():
+        if a.doubt is not DecidedBy.LAYOUT_ONLY or a.candidate is None:
+            continue
+        family = layout_family(names[ctx.target.nodes[a.target].base])
+        if family in conventions and conventions[family] == (ctx.candidates.relation[a.candidate].kind == "transpose"):
+            a.doubt = None
+            a.confidence = a.uncapped

@@ -51,6 +51,7 @@ class Side:
     position: Array = field(default_factory=lambda: np.zeros(0))  # relative position in [0, 1] per node
     lexicon: bool = True  # whether convention classes are in use (off only for ablations)
     rank: list[int] = field(default_factory=list)  # each parameter's rank in the order signal (file or execution)
+    ordered: bool = True  # False when the file order says nothing inside a block (names sorted as text)
 
 
 class Candidates(NamedTuple):
@@ -83,8 +84,13 @@ def build_sides(
         target, ModuleTree(target), [tokenize(n, source_vocab, lexicon=lexicon) for n in target.names], []
     )
     source_side.lexicon = target_side.lexicon = lexicon
-    source_side.rank = effective_rank(source, source_order or _natural_order_if_sorted(source))
-    target_side.rank = effective_rank(target, target_order or _natural_order_if_sorted(target))
+    for side, order in ((source_side, source_order), (target_side, target_order)):
+        if order:
+            side.rank = effective_rank(side.table, order)
+        elif _sorted_as_text(side.table):
+            side.rank, side.ordered = _block_ranks(side.table), False
+        else:
+            side.rank = list(range(len(side.table)))
     for side, other in ((source_side, target_side), (target_side, source_side)):
         side.nodes = [Node(r.index, None, r.shape) for r in side.table.params]
         side.nodes += _part_nodes(side.table, other.table)
@@ -96,16 +102,37 @@ def build_sides(
     return source_side, target_side
 
 
-def _natural_order_if_sorted(table: ParamTable) -> list[str] | None:
-    """For a file whose names are sorted as text (safetensors files usually are), a better guess at the order.
-
-    Sorted text puts `layers.10` before `layers.2`; sorting numbers as numbers restores the order the blocks
-    were declared in, which is what the order signals expect. Files in any other order are left alone.
-    """
+def _sorted_as_text(table: ParamTable) -> bool:
+    """Whether a file lists its names sorted as text (safetensors files do): then its order is not the model's."""
     names = list(table.names)
-    if len(names) < 4 or names != sorted(names):
-        return None
-    return sorted(names, key=lambda n: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", n)])
+    return len(names) >= 4 and names == sorted(names)
+
+
+def _block_ranks(table: ParamTable) -> list[int]:
+    """Ranks for a file sorted as text: numbered blocks in numeric order, everything inside a block tied.
+
+    Sorted text puts `layers.10` before `layers.2`, and inside a block `input_layernorm` before `self_attn`
+    only because `i` comes before `s`. Numbers sorted as numbers restore the order the blocks were declared in;
+    inside a block nothing can be restored, so every parameter of a block gets the block's rank and the order
+    signals cannot tell its members apart (they stay neutral rather than follow the alphabet).
+    """
+
+    def block(name: str) -> str:
+        components = name.split(".")
+        numbered = [i for i, c in enumerate(components[:-1]) if c.isdigit()]
+        return ".".join(components[: numbered[-1] + 1]) if numbered else name
+
+    def natural(text: str) -> list[tuple[int, int, str]]:
+        return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text)]
+
+    keys = [block(name) for name in table.names]
+    sizes = Counter(keys)
+    first: dict[str, int] = {}
+    rank = 0
+    for key in sorted(sizes, key=natural):
+        first[key] = rank
+        rank += sizes[key]
+    return [first[key] for key in keys]
 
 
 def effective_rank(table: ParamTable, order: Sequence[str] | None) -> list[int]:

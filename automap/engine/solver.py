@@ -15,7 +15,7 @@ however large its margin: among interchangeable candidates, order alone is not p
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +48,7 @@ class Assignment:
     confidence: float = 1.0
     order_only: bool = False
     doubt: DecidedBy | None = None  # why the confidence was capped, if it was
+    uncapped: float = 1.0  # the confidence before a doubt capped it
     rivals: tuple[tuple[int | None, float], ...] = ()  # (source node, confidence), best first
 
 
@@ -60,15 +61,21 @@ class Solution:
 
 
 def candidate_costs(scores: Mapping[str, Array], weights: Mapping[str, float]) -> tuple[Array, Array]:
-    """Total and strong-only costs per candidate."""
+    """Total costs per candidate, and per candidate the strong-only cost and the part of it the layout makes.
+
+    The second array has two columns: the cost of the strong features, and of the `shape` feature alone, so
+    that a decision only the layout carries (an exact shape against a transposed one) can be told apart.
+    """
     total = np.zeros_like(next(iter(scores.values())))
-    strong = np.zeros_like(total)
+    strong = np.zeros((len(total), 2))
     for name, values in scores.items():
         weight = weights.get(name, FEATURES[name].weight)
         part = weight * (1.0 - np.clip(values, 0.0, 1.0))
         total = total + part
         if not FEATURES[name].weak:
-            strong = strong + part
+            strong[:, 0] += part
+        if name == "shape":
+            strong[:, 1] += part
     return total, strong
 
 
@@ -80,7 +87,7 @@ def solve(
     strong_costs: Array,
     unmatched: float,
     forbidden: set[int] | None = None,
-    templates: Sequence[str] | None = None,
+    repeated: Callable[[int, int], bool] | None = None,
 ) -> Solution:
     """The minimum-cost consistent assignment, with confidence for every chosen pair."""
     n_t, n_s = len(target.nodes), len(source.nodes)
@@ -110,7 +117,7 @@ def solve(
             assignments[t] = Assignment(t, None, None, float(dummy[t]))
         else:
             assignments[t] = Assignment(t, c, lookup[(t, c)], float(matrix[t, c]))
-    _confidence(assignments, matrix, dummy, n_s, strong_costs, lookup, templates)
+    _confidence(assignments, matrix, dummy, n_s, strong_costs, lookup, repeated)
     return Solution(assignments, costs)
 
 
@@ -174,7 +181,7 @@ def _confidence(
     n_s: int,
     strong_costs: Array,
     lookup: _Lookup,
-    templates: Sequence[str] | None,
+    repeated: Callable[[int, int], bool] | None,
 ) -> None:
     holder = {a.source: a.target for a in assignments.values() if a.source is not None}
     for a in assignments.values():
@@ -186,7 +193,7 @@ def _confidence(
             continue
         row = matrix[a.target, :n_s]
         order = np.argsort(row)[:12]
-        options: list[tuple[int | None, float, float]] = []  # (source, delta, strong delta)
+        options: list[tuple[int | None, float, float, float]] = []  # (source, delta, strong delta, layout delta)
         for c in order:
             c = int(c)
             if c == a.source or row[c] >= INF:
@@ -206,31 +213,38 @@ def _confidence(
                     - _strong(lookup, strong_costs, a.target, a.source)
                     - _strong(lookup, strong_costs, other, c)
                 )
-            options.append((c, max(float(delta), 0.0), float(strong)))
-        options.append((None, max(float(dummy[a.target] - a.cost), 0.0), float(dummy[a.target] - a.cost)))
+            options.append((c, max(float(delta), 0.0), float(strong[0]), float(strong[1])))
+        unmatched = float(dummy[a.target] - a.cost)
+        options.append((None, max(unmatched, 0.0), unmatched, 0.0))
         options.sort(key=lambda o: o[1])
-        odds = [np.exp(-(d - _MARGIN) / _TAU) for _, d, _ in options]
+        odds = [np.exp(-(o[1] - _MARGIN) / _TAU) for o in options]
         total = 1.0 + float(np.sum(odds))
         a.confidence = 1.0 / total
-        a.rivals = tuple((c, float(o / total)) for (c, _, _), o in zip(options[:4], odds[:4], strict=False))
+        a.rivals = tuple((o[0], float(odd / total)) for o, odd in zip(options[:4], odds[:4], strict=False))
         closest = options[0]
         # Repeated blocks (`blocks.3` vs `blocks.4`) are enumerated in order by every port; siblings with
         # different roles (`q` vs `k`, `norm1` vs `norm2`) are not. Only the latter is order-only doubt.
-        block_order = templates is not None and closest[0] is not None and templates[closest[0]] == templates[a.source]
+        block_order = repeated is not None and closest[0] is not None and repeated(closest[0], a.source)
         if closest[0] is None:
             continue
-        strong, weak = closest[2], closest[1] - closest[2]
+        margin, layout = closest[2], closest[3]
+        weak = closest[1] - margin
         if closest[1] <= 1e-6:
             a.doubt = DecidedBy.TIE
-        elif strong < _STRONG_EPS and not block_order:
+        elif margin < _STRONG_EPS and not block_order:
             a.order_only = True
             a.doubt = DecidedBy.ORDER_ONLY
+        elif layout > 1e-6 and margin - layout < _STRONG_EPS and not block_order:
+            # names and structure say nothing between the two: only an exact shape against a transposed (or a
+            # whole tensor against a piece) decided, and ports store layers either way round
+            a.doubt = DecidedBy.LAYOUT_ONLY
         elif (
             not block_order
-            and abs(strong) < _DECISIVE
-            and ((strong > _STRONG_EPS and weak < -_STRONG_EPS) or (strong < -_STRONG_EPS and weak > _STRONG_EPS))
+            and abs(margin) < _DECISIVE
+            and ((margin > _STRONG_EPS and weak < -_STRONG_EPS) or (margin < -_STRONG_EPS and weak > _STRONG_EPS))
         ):
             a.doubt = DecidedBy.NAMES_AND_ORDER_DISAGREE
+        a.uncapped = a.confidence
         if a.doubt is not None:
             a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
             # the rival that could not be told apart is about as likely as the choice
@@ -238,6 +252,7 @@ def _confidence(
             a.rivals = ((node, max(share, min(_ORDER_ONLY_CAP, 1.0 - a.confidence))), *a.rivals[1:])
 
 
-def _strong(lookup: _Lookup, strong_costs: Array, t: int, s: int) -> float:
+def _strong(lookup: _Lookup, strong_costs: Array, t: int, s: int) -> Array:
+    """(strong cost, layout cost) of a candidate; zeros for a pair that is no candidate."""
     index = lookup.get((t, s))
-    return float(strong_costs[index]) if index is not None else 0.0
+    return strong_costs[index] if index is not None else np.zeros(2)
