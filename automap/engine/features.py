@@ -20,6 +20,7 @@ from scipy import sparse
 
 from automap._types import Array
 
+from .conventions import ConventionIndex
 from .graph import owner
 from .names import TokenWeights, leaf_concept, number_contexts
 from .sides import Candidates, Side
@@ -44,6 +45,7 @@ class FeatureContext:
     number_slots: Mapping[str, SlotRule] = field(default_factory=dict)  # target slot -> learned rule
     untrusted_numbers: frozenset[tuple[str, ...]] = frozenset()  # number keys whose values differ across sides
     transposed_share: float | None = None  # share of confident non-square 2-D pairs that needed a transpose
+    conventions: ConventionIndex | None = None  # published rename tables matched against both sides' names
 
 
 class Feature(NamedTuple):
@@ -159,6 +161,32 @@ def _translate(token: str, learned: Mapping[str, Counter[str]]) -> str:
     """A target token replaced by the source token learned to correspond to it."""
     options = learned.get(token)
     return options.most_common(1)[0][0] if options else token
+
+
+@feature("convention", weight=2.5)
+def convention_feature(ctx: FeatureContext) -> Array:
+    """Does a library's published rename table pair these names (`self_attn.q_proj` ~ `attention.wq`)?
+
+    0 when a table pairs one of them with a name the other side has instead, or pairs them but with the other
+    layout (a weight the script transposes, paired untransposed); 0.5 when no table speaks of either.
+    """
+    index = ctx.conventions
+    out = np.full(len(ctx.candidates.target), 0.5)
+    if index is None or not index.active:
+        return out
+    t_base = [n.base for n in ctx.target.nodes]
+    s_base = [n.base for n in ctx.source.nodes]
+    for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
+        tb, sb = t_base[t], s_base[s]
+        if not (index.target[tb] or index.source[sb]):
+            continue
+        score = index.score(tb, sb)
+        layout = index.layout(tb, sb) if score == 1.0 else None
+        transposed = ctx.candidates.relation[i].kind == "transpose"
+        if (layout == "transposed" and not transposed) or (layout == "same" and transposed):
+            score = 0.0
+        out[i] = score
+    return out
 
 
 @feature("numbers", weight=1.5)

@@ -20,6 +20,7 @@ from automap.mapping import fingerprint
 from automap.records import Endpoint, Match, NameMapping, ParamTable
 from automap.transforms import Transpose
 
+from .conventions import ConventionIndex
 from .decompose import solve_in_blocks
 from .features import FeatureContext, score_candidates, total_weight
 from .fused import order_parts
@@ -69,9 +70,11 @@ def infer_mapping(
         threshold: confidence below which a pair is reported as needing review.
         pins: a (partial, possibly hand-edited) mapping whose pairs are kept as they are; everything else is
             solved around them.
-        weights: feature weights overriding the defaults (0 switches a feature off), for ablations.
+        weights: feature weights overriding the defaults (0 switches a feature off), for ablations; e.g.
+            `{"convention": 0}` infers without the libraries' published rename tables.
         learn: feed correspondences learned from confident pairs into a second pass.
-        lexicon: use the lexicon of naming conventions (switch off only to measure what it contributes).
+        lexicon: use the lexicon of naming conventions and the published rename tables (switch off only to
+            measure what they contribute).
         source_order: source parameter names in the order a forward pass first uses them (execution order);
             replaces file order as the order signal. Parameters not listed keep their file position.
         target_order: the same for the target.
@@ -164,6 +167,8 @@ def _infer(
         return {}, ["no source tensor has a shape compatible with any target"]
     token_weights = TokenWeights(s_side.tokens, t_side.tokens)
     ctx = FeatureContext(s_side, t_side, candidates, token_weights)
+    if lexicon and weights.get("convention", 1.0) > 0:
+        ctx.conventions = ConventionIndex(source.names, target.names, source.framework, target.framework)
     unmatched = _UNMATCHED_SHARE * total_weight()
     seeds = signature_seeds(s_side, t_side)
     ctx.module_affinity = seeds
