@@ -242,6 +242,9 @@ class NameMapping:
         excluded_source: source entries set aside as training state.
         excluded_target: target entries set aside as training state.
         notes: model-level observations (e.g. a transpose convention applied to a layer family).
+        digest: for a mapping read from a versioned file, the digest of the decisions automap wrote into it
+            (see `automap.mapping.pairs_digest`), carried when it is saved again so that an edit by hand stays
+            recognisable; empty for a mapping automap has just inferred.
     """
 
     source: Endpoint
@@ -252,6 +255,7 @@ class NameMapping:
     excluded_source: tuple[str, ...] = ()
     excluded_target: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    digest: str = ""
 
     @property
     def doubtful(self) -> tuple[Match, ...]:

@@ -158,6 +158,8 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
             msg = f"pinned pair for {match.target!r} names source {missing[0]!r}, which {source.source} lacks"
             raise MappingFileError(msg)
         shapes = [source[n].shape for n in match.source_names]
+        # a pair carried from a reviewed pattern stays marked as such: no person looked at it
+        spread = match.decided_by is DecidedBy.SAME_PATTERN
         out[match.target] = replace(
             match,
             confidence=1.0,
@@ -165,7 +167,7 @@ def _pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTab
             source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
             evidence={},
             alternatives=(),
-            labels={"pinned": "fixed by a person"},
+            labels=dict(match.labels) if spread else {"pinned": "fixed by a person"},
         )
     explicit = list(out.values())
     used = {n for m in explicit for n in m.source_names}
@@ -223,7 +225,10 @@ def _same_pattern(pin: Match, source: ParamTable, target: ParamTable) -> list[Ma
                 {},
                 (),
                 True,
-                {"pinned": f"same pattern as the reviewed pair {pin.target!r}"},
+                {
+                    DECIDED_BY: DecidedBy.SAME_PATTERN.value,
+                    "pinned": f"same pattern as the reviewed pair {pin.target!r}",
+                },
             )
         )
     return out
