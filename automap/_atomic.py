@@ -26,17 +26,40 @@ from ._types import StrPath
 
 
 def check_writable(path: StrPath, *, overwrite: bool) -> Path:
-    """Refuse an existing output (unless `overwrite`) or a missing folder before any work is done."""
+    """Refuse, before any work is done, an output that could not be written.
+
+    That is an existing output (unless `overwrite`), a directory, a folder that does not exist or is a file, and
+    a folder that takes no new file (read-only, `/proc`, no permission): the last is found by creating a file
+    there the way `atomic_output` will, unnamed where the platform allows, and removing it.
+    """
     out = Path(path)
-    if out.is_dir():
-        msg = f"output {str(out)!r} is a directory; give a file name"
-        raise ConversionError(msg)
-    if out.exists() and not overwrite:
-        msg = f"output {str(out)!r} already exists; pass {option('overwrite')} to overwrite it"
-        raise ConversionError(msg)
-    if not out.parent.is_dir():
-        msg = f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist"
-        raise ConversionError(msg)
+    try:
+        if out.is_dir():
+            msg = f"output {str(out)!r} is a directory; give a file name"
+            raise ConversionError(msg)
+        if out.exists() and not overwrite:
+            msg = f"output {str(out)!r} already exists; pass {option('overwrite')} to overwrite it"
+            raise ConversionError(msg)
+        folder = out.parent
+        if not folder.is_dir():
+            above = next((p for p in folder.parents if p.exists()), None) if not folder.exists() else folder
+            if above is not None and not above.is_dir():
+                msg = f"cannot write {str(out)!r}: {str(above)!r} is not a folder"
+                raise ConversionError(msg)
+            msg = f"cannot write {str(out)!r}: folder {str(folder)!r} does not exist"
+            raise ConversionError(msg)
+    except OSError as error:  # a name too long, a permission denied on the way
+        msg = f"cannot write {str(out)!r}: {error.strerror or error}"
+        raise ConversionError(msg) from None
+    try:
+        fd, tmp = _open_unnamed(folder)
+    except OSError as error:  # read-only, no permission, or a pseudo-filesystem such as /proc
+        msg = f"cannot write {str(out)!r}: the folder {str(folder)!r} takes no new file ({error.strerror or error})"
+        raise ConversionError(msg) from None
+    os.close(fd)
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return out
 
 
@@ -49,7 +72,11 @@ def atomic_output(path: StrPath, *, overwrite: bool = False) -> Iterator[BinaryI
     KeyboardInterrupt, nothing is left and `path` is untouched.
     """
     out = check_writable(path, overwrite=overwrite)
-    fd, tmp = _open_unnamed(out.parent)
+    try:
+        fd, tmp = _open_unnamed(out.parent)
+    except OSError as error:  # the folder stopped taking files since it was checked
+        msg = f"cannot write {str(out)!r}: {error.strerror or error}; nothing was written"
+        raise ConversionError(msg) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

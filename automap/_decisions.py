@@ -16,7 +16,12 @@ DECIDED_BY = "decided_by"
 
 
 class DecidedBy(Enum):
-    """What settled a pair, and so how far to trust it; every member but the first two caps the confidence."""
+    """What settled a pair, and so how far to trust it.
+
+    The engine's own decisions come first: every one after the first two caps the confidence. The last two say
+    where a pair came from when no inference chose it: a flat file (no confidence, no review recorded), or a
+    reviewed pair of a repeated block carried to the other blocks of its pattern (pinned, but by no person).
+    """
 
     NAMES_AND_STRUCTURE = "names and structure"
     CONFIRMED_NUMERICALLY = "confirmed numerically"
@@ -26,6 +31,8 @@ class DecidedBy(Enum):
     FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"
     RESHAPE_ONLY = "shapes agree only after a reshape"
     LAYOUT_ONLY = "only the layout tells the candidates apart (the shapes fit either way round)"
+    FLAT_MAPPING = "given by a flat {target: source} mapping (no confidence recorded)"
+    SAME_PATTERN = "same pattern as a reviewed pair"
 
     @classmethod
     def of(cls, text: str) -> DecidedBy | None:

@@ -2,8 +2,11 @@
 
 The versioned file (`"format": "automap.mapping", "version": 1`) keeps one pair per target parameter in
 target order, with confidence, transform, shapes, evidence and alternatives; keys are written in a fixed
-order and small values on one line, so the file reads well, diffs well and can be edited by hand. The flat
-form `{target_name: source_name}` is what hand-made workflows use; every reader accepts either.
+order and small values on one line, so the file reads well, diffs well and can be edited by hand. Its
+`digest` remembers the decisions automap wrote (each pair's target, source and transform), so that an edit by
+hand can be told apart later. The flat form `{target_name: source_name}` is what hand-made
+workflows use; every reader accepts either. A flat file carries no transform and no confidence: it is written
+only for pairs that need neither, and the pairs read from one are given, neither confident nor reviewed.
 
 Mapping files are untrusted input: size, nesting, types and transforms are checked, a key may not repeat
 within an object, no text may hold control characters (they could disguise a name during review), and any
@@ -15,17 +18,30 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._decisions import DECIDED_BY, DecidedBy
 from ._errors import MappingFileError
 from ._json import loads
 from ._text import MAX_NAME, brief, first_line, printable, shown, unsafe_character
 from ._types import StrPath
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
-from .transforms import parse_steps
+from .transforms import Concat, describe, parse_steps
 
-__all__ = ["MAPPING_FORMAT", "fingerprint", "load_mapping", "mapping_from_json", "mapping_to_json", "save_mapping"]
+__all__ = [
+    "MAPPING_FORMAT",
+    "describe_flat_problems",
+    "fingerprint",
+    "flat_problems",
+    "hand_edited",
+    "load_mapping",
+    "mapping_from_json",
+    "mapping_to_json",
+    "pairs_digest",
+    "save_mapping",
+]
 
 MAPPING_FORMAT = "automap.mapping"
 VERSION = 1
@@ -86,7 +102,81 @@ def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
         "unmatched_source": list(mapping.unmatched_source),
         "excluded_source": list(mapping.excluded_source),
         "excluded_target": list(mapping.excluded_target),
+        "digest": mapping.digest or pairs_digest(mapping),
     }
+
+
+def pairs_digest(mapping: NameMapping) -> str:
+    """A short hash of the decisions in a mapping: each pair's target, source and transform.
+
+    Confidence, evidence and alternatives are left out: they explain a decision, they are not one. So is the
+    pinned flag: marking a pair reviewed (`automap audit --accept`) changes no decision, and a file a person
+    edited by hand stays recognisably edited after it.
+    """
+    digest = hashlib.sha256()
+    for pair in mapping.pairs:
+        source = list(pair.source) if isinstance(pair.source, tuple) else pair.source
+        entry = [pair.target, source, [s.to_json() for s in pair.transform]]
+        digest.update(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def hand_edited(mapping: NameMapping) -> bool | None:
+    """Whether the decisions in a mapping read from a file differ from those automap wrote into it.
+
+    Args:
+        mapping: a mapping read with `load_mapping`.
+
+    Returns:
+        True when a person changed a pair's source or transform since automap wrote the file, False when not,
+        None when the file does not record what automap wrote (a flat file, or one from an older automap).
+
+    Example:
+        >>> hand_edited(load_mapping("model.ckpt.mapping.json"))  # doctest: +SKIP
+        False
+    """
+    if not mapping.digest:
+        return None
+    return mapping.digest != pairs_digest(mapping)
+
+
+def flat_problems(mapping: NameMapping) -> tuple[Match, ...]:
+    """The pairs a flat `{target: source}` file would misrepresent: those that need a transform or a review.
+
+    A flat file has room for neither a layout step (a list of sources means "concatenate along axis 0", and no
+    more) nor a confidence, so writing such a pair there would drop what it needs without a word. Targets
+    without a source are not among them: a flat file leaves them out, as a missing target.
+    """
+    return tuple(
+        p
+        for p in mapping.pairs
+        if p.source is not None and (not _plain(p) or (p.confidence < mapping.threshold and not p.pinned))
+    )
+
+
+def describe_flat_problems(mapping: NameMapping, problems: Sequence[Match], limit: int = 8) -> str:
+    """Why a flat file cannot hold `problems` (from `flat_problems`), naming each pair and what it needs."""
+
+    def need(pair: Match) -> str:
+        parts = [] if _plain(pair) else [describe(pair.transform) or "its sources joined another way"]
+        if pair.confidence < mapping.threshold and not pair.pinned:
+            parts.append(f"confidence {pair.confidence:.2f}")
+        return f"{pair.target!r} ({'; '.join(parts)})"
+
+    shown_pairs = ", ".join(need(p) for p in problems[:limit])
+    more = f", ... ({len(problems)} in all)" if len(problems) > limit else ""
+    count = len(problems)
+    return (
+        f"a flat {{target: source}} file cannot carry transforms or confidence, and {count} pair"
+        f"{'s need' if count > 1 else ' needs'} them: {shown_pairs}{more}"
+    )
+
+
+def _plain(pair: Match) -> bool:
+    """True for a pair a flat file states fully: one source as it is, or several joined along axis 0."""
+    if isinstance(pair.source, tuple):
+        return pair.transform == (Concat(0),)
+    return not pair.transform
 
 
 def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, overwrite: bool = True) -> None:
@@ -100,12 +190,18 @@ def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, ove
 
     Raises:
         ConversionError: the file exists (without `overwrite`) or cannot be written.
+        MappingFileError: a flat file was asked for, and some pair needs a transform or a review, which the flat
+            form cannot carry (`flat_problems`); nothing is written.
 
     Example:
         >>> save_mapping(infer_mapping("model.pth", "template.ckpt"), "mapping.json")  # doctest: +SKIP
     """
     from ._atomic import atomic_output
 
+    if flat and (problems := flat_problems(mapping)):
+        why = describe_flat_problems(mapping, problems)
+        msg = f"{str(path)!r}: {why}; write the versioned mapping instead, which carries both"
+        raise MappingFileError(msg)
     document: Any = mapping.flat() if flat else mapping_to_json(mapping)
     text = _dump(document, 0) + "\n"
     with atomic_output(path, overwrite=overwrite) as handle:
@@ -120,7 +216,8 @@ def load_mapping(path: StrPath) -> NameMapping:
             `{target_name: source_name}` JSON object.
 
     Returns:
-        The mapping. Pairs of a flat file count as reviewed: confidence 1 and pinned.
+        The mapping. Pairs of a flat file are given, not reviewed: not pinned, confidence 1 (so that a conversion
+        takes them as they are), and `decided_by` is `DecidedBy.FLAT_MAPPING`.
 
     Raises:
         MappingFileError: the file is missing, not JSON, of an unknown version, or inconsistent; the message
@@ -190,7 +287,8 @@ def mapping_from_json(document: Any, *, where: str = "mapping") -> NameMapping:
 def _flat(document: dict[str, Any], where: str) -> NameMapping:
     pairs = []
     for target, source in document.items():
-        pairs.append(Match(target, _source(source, f"{where!r}: target {shown(target)}"), 1.0, pinned=True))
+        given = {DECIDED_BY: DecidedBy.FLAT_MAPPING.value}
+        pairs.append(Match(target, _source(source, f"{where!r}: target {shown(target)}"), 1.0, labels=given))
     unknown = Endpoint("", "pytorch", 0)
     return NameMapping(unknown, unknown, tuple(pairs), notes=("read from a flat {target: source} mapping",))
 
@@ -224,7 +322,15 @@ def _versioned(document: dict[str, Any], where: str) -> NameMapping:
         excluded_source=_names(document.get("excluded_source", []), f"{where!r}: 'excluded_source'"),
         excluded_target=_names(document.get("excluded_target", []), f"{where!r}: 'excluded_target'"),
         notes=_names(document.get("notes", []), f"{where!r}: 'notes'"),
+        digest=_digest(document.get("digest", ""), f"{where!r}: 'digest'"),
     )
+
+
+def _digest(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or len(raw) > 64:
+        msg = f"{where} must be the short text automap writes there; delete the entry if unsure"
+        raise MappingFileError(msg)
+    return raw
 
 
 def _check_text(document: Any, where: str) -> None:

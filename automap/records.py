@@ -247,6 +247,9 @@ class NameMapping:
         excluded_source: source entries set aside as training state.
         excluded_target: target entries set aside as training state.
         notes: model-level observations (e.g. a transpose convention applied to a layer family).
+        digest: for a mapping read from a versioned file, the digest of the decisions automap wrote into it
+            (see `automap.mapping.pairs_digest`), carried when it is saved again so that an edit by hand stays
+            recognisable; empty for a mapping automap has just inferred.
     """
 
     source: Endpoint
@@ -257,6 +260,7 @@ class NameMapping:
     excluded_source: tuple[str, ...] = ()
     excluded_target: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    digest: str = ""
 
     def __repr__(self) -> str:
         unmatched = sum(1 for p in self.pairs if p.source is None)

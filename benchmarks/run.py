@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from automap import load_checkpoint
-from automap.cli.bench import add_bench_options
+from automap.cli.bench import add_bench_options, default_cache
 from automap.engine.inference import infer_mapping
 from automap.records import NameMapping
 from automap.transforms import Concat, Split, inverse_steps
 from benchmarks.scoring import (
+    WIDTH,
     PairResult,
     baseline_exact_name,
     baseline_order,
+    headline,
+    render_legend,
     render_results,
     score_mapping,
     timed,
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         known = ", ".join(p.name for p in all_pairs())
         print(f"automap: error: unknown pair in {sorted(wanted)}; known: {known}", file=sys.stderr)
         return 2
-    cache = Path(args.cache)
+    cache = Path(args.cache) if args.cache else default_cache()
     forward: list[PairResult] = []
     backward: list[PairResult] = []
     for pair in pairs:
@@ -80,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         regular = [r for r in results if r.name not in adversarial]
         misleading = [r for r in results if r.name in adversarial]
-        print(f"{title}\n{render_results(regular)}")
-        for result in regular:
-            for line in result.wrong_pairs[:10]:
-                print(f"  {result.name}: {line}")
+        print(f"{title}\n{headline(regular)}\n{render_results(regular, legend=False)}")
+        wrong = [(r.name, line) for r in regular for line in r.wrong_pairs[:10]]
+        if wrong:
+            print("\nWrong or unmatched pairs (the first 10 of each model pair):")
+            for name, line in wrong:
+                print(textwrap.fill(f"{name}: {line}", WIDTH, initial_indent="  ", subsequent_indent="      "))
         if misleading:
             print(f"\n{title}: pairs whose names and order mislead (for the network-aware mode)")
-            print(render_results(misleading))
+            print(f"{headline(misleading)}\n{render_results(misleading, legend=False)}")
         print()
+    print(render_legend(network_aware=any("checkpoint_only" in r.ablations for r in forward)))
     if args.json:
         document: dict[str, Any] = {"size": args.size, "forward": [r.as_json() for r in forward]}
         if backward:
@@ -110,7 +117,8 @@ def _network_aware(pair: Any, size: str, source: Any, target: Any, truth: Any) -
     with _quiet_mindspore():
         import mindspore
 
-        mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")
+        mindspore.set_device("CPU")  # `set_context(device_target=...)` is deprecated and says so on every call
+        mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
         network, seconds = timed(
             infer_with_networks,
             source,

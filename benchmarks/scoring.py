@@ -25,6 +25,8 @@ __all__ = [
     "Truth",
     "baseline_exact_name",
     "baseline_order",
+    "headline",
+    "render_legend",
     "render_results",
     "score_mapping",
 ]
@@ -57,6 +59,11 @@ class PairResult:
         """Share of target parameters mapped exactly right."""
         return self.correct / self.total if self.total else 1.0
 
+    @property
+    def wrong_confident(self) -> int:
+        """Wrong pairs at or above the confidence threshold: confident and wrong, the worst outcome."""
+        return self.wrong - self.wrong_flagged
+
     def as_json(self) -> dict[str, Any]:
         """Plain data for the results file."""
         return {
@@ -69,6 +76,7 @@ class PairResult:
             "unmatched": self.unmatched,
             "accuracy": round(self.accuracy, 4),
             "wrong_flagged": self.wrong_flagged,
+            "wrong_above_threshold": self.wrong_confident,
             "right_above_threshold": self.right_above,
             "seconds": round(self.seconds, 3),
             "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
@@ -160,68 +168,111 @@ def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def render_results(results: Sequence[PairResult]) -> str:
-    """The benchmark table, one row per pair, then totals."""
-    header = [
-        "pair",
-        "params s/t",
-        "right",
-        "wrong",
-        "unmatched",
-        "accuracy",
-        "wrong flagged",
-        "right >= thr",
-        "exact-name",
-        "order-only",
-        "no lexicon",
-        "seconds",
-        "inferred mapping runs",
-    ]
-    aware = any("checkpoint_only" in r.ablations for r in results)
-    if aware:  # network-aware runs: checkpoint-only inference's accuracy instead of the lexicon ablation
-        header[header.index("no lexicon")] = "checkpoint only"
-    rows = []
-    for r in results:
-        rows.append(
-            [
-                r.name,
-                f"{r.source_params}/{r.target_params}",
-                str(r.correct),
-                str(r.wrong),
-                str(r.unmatched),
-                f"{r.accuracy:.1%}",
-                f"{r.wrong_flagged}/{r.wrong}",
-                f"{r.right_above}/{r.correct}",
-                f"{r.baselines.get('exact_name', 0):.1%}",
-                f"{r.baselines.get('order', 0):.1%}",
-                f"{r.ablations.get('checkpoint_only' if aware else 'no_lexicon', float('nan')):.1%}",
-                f"{r.seconds:.2f}",
-                r.numeric,
-            ]
-        )
+WIDTH = 100
+"""Columns a terminal is assumed to have: the tables fit in it."""
+
+_LEGEND = {
+    "params s/t": "parameters in the source / in the target checkpoint",
+    "right": "target parameters mapped to the right source(s), with the right transform",
+    "wrong": "target parameters mapped to a wrong source or with a wrong transform",
+    "wrong>=thr": "wrong pairs at or above the confidence threshold: confident and wrong (the worst)",
+    "unmatched": "target parameters left without a source",
+    "accuracy": "right / all target parameters of the ground truth",
+    "right>=thr": "right pairs at or above the threshold (the others ask for a needless review)",
+    "seconds": "time to infer the mapping",
+    "exact-name": "baseline: pair equal names whose shapes fit (share right)",
+    "order-only": "baseline: pair the i-th source with the i-th target in file order, if shapes fit",
+    "no lexicon": "the engine with its lexicon of naming conventions switched off (share right)",
+    "checkpoint only": "inference from the checkpoints alone, without the models (share right)",
+    "mapping runs": "both nets agree when run with the inferred mapping (largest relative difference)",
+}
+
+
+def headline(results: Sequence[PairResult]) -> str:
+    """One line of totals, confident wrong pairs first among the failures: they are what must never happen."""
     total = sum(r.total for r in results)
     correct = sum(r.correct for r in results)
-    wrong = sum(r.wrong for r in results)
-    flagged = sum(r.wrong_flagged for r in results)
-    above = sum(r.right_above for r in results)
+    share = f"{correct / total:.1%}" if total else "-"
+    return (
+        f"{correct}/{total} right ({share}); {sum(r.wrong_confident for r in results)} wrong at or above the "
+        f"threshold; {sum(r.wrong_flagged for r in results)} wrong flagged below it; "
+        f"{sum(r.unmatched for r in results)} unmatched"
+    )
+
+
+def render_results(results: Sequence[PairResult], *, legend: bool = True) -> str:
+    """The benchmark tables, one row per pair and totals, fitting `WIDTH` columns; then a legend of the columns.
+
+    The first table is the accuracy, the second the baselines, the ablation and whether the mapping runs.
+    """
+    header = ["pair", "params s/t", "right", "wrong", "wrong>=thr", "unmatched", "accuracy", "right>=thr", "seconds"]
+    rows = [
+        [
+            r.name,
+            f"{r.source_params}/{r.target_params}",
+            str(r.correct),
+            str(r.wrong),
+            str(r.wrong_confident),
+            str(r.unmatched),
+            f"{r.accuracy:.1%}",
+            f"{r.right_above}/{r.correct}",
+            f"{r.seconds:.2f}",
+        ]
+        for r in results
+    ]
+    total = sum(r.total for r in results)
+    correct = sum(r.correct for r in results)
     rows.append(
         [
             "TOTAL",
             "",
             str(correct),
-            str(wrong),
+            str(sum(r.wrong for r in results)),
+            str(sum(r.wrong_confident for r in results)),
             str(sum(r.unmatched for r in results)),
             f"{correct / total:.1%}" if total else "-",
-            f"{flagged}/{wrong}",
-            f"{above}/{correct}",
+            f"{sum(r.right_above for r in results)}/{correct}",
+            f"{sum(r.seconds for r in results):.2f}",
+        ]
+    )
+    accuracy = render_table(header, rows, right=tuple(range(1, len(header))))
+    aware = any("checkpoint_only" in r.ablations for r in results)
+    ablation = "checkpoint only" if aware else "no lexicon"  # network-aware runs compare with checkpoint-only inference
+    key = "checkpoint_only" if aware else "no_lexicon"
+    header = ["pair", "exact-name", "order-only", ablation, "mapping runs"]
+    rows = [
+        [
+            r.name,
+            f"{r.baselines.get('exact_name', 0):.1%}",
+            f"{r.baselines.get('order', 0):.1%}",
+            f"{r.ablations.get(key, float('nan')):.1%}",
+            r.numeric,
+        ]
+        for r in results
+    ]
+    rows.append(
+        [
+            "TOTAL (mean)",
             _mean(results, "baselines", "exact_name"),
             _mean(results, "baselines", "order"),
-            _mean(results, "ablations", "checkpoint_only" if aware else "no_lexicon"),
-            f"{sum(r.seconds for r in results):.2f}",
+            _mean(results, "ablations", key),
             _numeric_total(results),
         ]
     )
-    return render_table(header, rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10, 11))
+    room = WIDTH - sum(max(len(row[i]) for row in [header, *rows]) + 2 for i in range(4))
+    for row in rows:
+        row[-1] = row[-1] if len(row[-1]) <= room else row[-1][: room - 3] + "..."
+    parts = [accuracy, "", render_table(header, rows, right=(1, 2, 3))]
+    if legend:
+        parts += ["", render_legend(network_aware=aware)]
+    return "\n".join(parts)
+
+
+def render_legend(*, network_aware: bool = False) -> str:
+    """What each column of `render_results` counts, one line per column."""
+    names = [h for h in _LEGEND if h != ("no lexicon" if network_aware else "checkpoint only")]
+    width = max(len(n) for n in names)
+    return "\n".join(["Columns:", *(f"  {n.ljust(width)}  {_LEGEND[n]}" for n in names)])
 
 
 def _numeric_total(results: Sequence[PairResult]) -> str:

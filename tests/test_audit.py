@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from automap import cli
+from automap._decisions import DecidedBy
+from automap._errors import MappingFileError
 from automap.mapping import load_mapping, mapping_from_json
 from automap.report.audit import accept, audit
 
@@ -145,10 +147,144 @@ def test_audit_against_the_checkpoints_lists_problems(tmp_path, capsys) -> None:
     assert "(source #1)" in out  # positions come from the checkpoint
 
 
-def test_a_flat_mapping_has_nothing_to_review(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_flat_mapping_is_given_not_reviewed(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A flat file records neither confidence nor review: its pairs are counted apart, and nothing can be marked."""
     path = tmp_path / "flat.json"
-    path.write_text(json.dumps({"head.weight": "fc.weight"}))
-    assert cli.main(["audit", str(path), "--strict", "--accept", "head.weight"]) == 0
+    path.write_text(json.dumps({"head.weight": "fc.weight", "head.bias": "fc.bias"}))
+    report = audit(load_mapping(path))
+    assert (report.confident, report.pinned, report.given, len(report.doubtful)) == (0, 0, 2, 0)
+    assert cli.main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "already marked as reviewed; the file is unchanged" in out
-    assert json.loads(path.read_text()) == {"head.weight": "fc.weight"}
+    assert "2 pairs: 0 confident, 0 reviewed (pinned), 2 given by a flat mapping (no confidence recorded)" in out
+    before = path.read_bytes()
+    for option in (["--accept", "head.weight"], ["--choose", "head.weight=fc.weight"]):
+        assert cli.main(["audit", str(path), *option]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a flat {target: source} mapping" in err, err
+        assert path.read_bytes() == before
+
+
+# --- repeated blocks: grouped in the report, chosen once for the whole pattern ---------------------------------
+
+LAYER = "model.layers.{}.{}.weight"
+
+
+@pytest.fixture
+def llama_file(tmp_path: Path) -> Path:
+    """A LLaMA-style port, 4 layers: both norms of every layer are doubtful (same shape, names that do not tell).
+
+    Inferred without the published rename tables (which settle these norms); every other pair is marked
+    reviewed, so that the norms are exactly what is left to review.
+    """
+    import dataclasses
+
+    from automap.engine.inference import infer_mapping
+    from automap.mapping import save_mapping
+    from benchmarks.scale import CONFIGS, listings
+
+    source, target, truth = listings(dataclasses.replace(CONFIGS["llama-7b"], layers=4, vocab=1000))
+    inferred = infer_mapping(source, target, weights={"convention": 0.0})
+    norms = {LAYER.format(i, norm) for i in range(4) for norm in ("attention_norm", "ffn_norm")}
+    assert norms <= {p.target for p in inferred.doubtful}
+    mapping = dataclasses.replace(
+        inferred,
+        pairs=tuple(
+            p if p.target in norms else dataclasses.replace(p, source=truth[p.target], transform=(), pinned=True)
+            for p in inferred.pairs
+        ),
+    )
+    assert sorted(p.target for p in mapping.doubtful) == sorted(
+        LAYER.format(i, norm) for i in range(4) for norm in ("attention_norm", "ffn_norm")
+    )
+    path = tmp_path / "llama.json"
+    save_mapping(mapping, path)
+    return path
+
+
+def test_audit_groups_a_repeated_pattern_once(llama_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["audit", str(llama_file)]) == 0
+    out = capsys.readouterr().out
+    assert "Doubtful pairs (8, in 2 patterns), most doubtful first:" in out
+    assert out.count("      <- ") == 2  # one full entry per pattern
+    assert "the same pattern model.layers.#.attention_norm.weight in 3 more pairs" in out
+    assert "the same pattern model.layers.#.ffn_norm.weight in 3 more pairs" in out
+    assert "8 doubtful (below 0.50)" in out  # the counts still count every pair
+
+
+def _norms(i: int) -> dict[str, str]:
+    return {
+        "attention": LAYER.format(i, "attention_norm"),
+        "ffn": LAYER.format(i, "ffn_norm"),
+        "input": LAYER.format(i, "input_layernorm"),
+        "post": LAYER.format(i, "post_attention_layernorm"),
+    }
+
+
+def test_choose_sets_a_source_for_the_whole_pattern(llama_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A person chooses layer 0's norms (here the other way round); every layer of the pattern follows."""
+    first = _norms(0)
+    choices = ["--choose", f"{first['attention']}={first['post']}", "--choose", f"{first['ffn']}={first['input']}"]
+    reviewed_before = sum(p.pinned for p in load_mapping(llama_file).pairs)
+    assert cli.main(["audit", str(llama_file), *choices, "--strict"]) == 0  # nothing is left to review
+    out = capsys.readouterr().out
+    assert f"chose 2 pairs: {first['attention']} <- {first['post']}, {first['ffn']} <- {first['input']}" in out
+    assert "spread to 6 more pairs of the same patterns (marked 'same pattern as a reviewed pair')" in out
+    assert f"{reviewed_before + 8} reviewed (pinned; 6 of them spread from a reviewed pattern)" in out
+    mapping = load_mapping(llama_file)
+    for i in range(4):
+        names = _norms(i)
+        attention, ffn = mapping.pair_for(names["attention"]), mapping.pair_for(names["ffn"])
+        assert attention is not None and ffn is not None
+        assert (attention.source, ffn.source) == (names["post"], names["input"])
+        assert attention.pinned and ffn.pinned
+        spread = DecidedBy.SAME_PATTERN if i else None
+        assert attention.decided_by is spread and ffn.decided_by is spread
+
+
+def test_choose_refuses_a_source_left_feeding_another_target(llama_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    first = _norms(0)
+    before = llama_file.read_bytes()
+    assert cli.main(["audit", str(llama_file), "--choose", f"{first['attention']}={first['post']}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{first['post']!r} would also feed {first['ffn']!r}" in err
+    assert f"--choose {first['ffn']}={first['input']}" in err  # the source it frees, as a hint
+    assert llama_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("model.layers.0.attention_norm.weight=model.layers.0.input_layernorm.weihgt", "no source named"),
+        ("model.layers.0.attention_norm.weight=model.layers.0.self_attn.q_proj.weight", "gives [4096, 4096]"),
+        ("model.layers.0.atention_norm.weight=model.layers.0.input_layernorm.weight", "did you mean"),
+    ],
+)
+def test_choose_refuses_what_cannot_be(llama_file, capsys, choice, message) -> None:  # type: ignore[no-untyped-def]
+    before = llama_file.read_bytes()
+    assert cli.main(["audit", str(llama_file), "--choose", choice]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert llama_file.read_bytes() == before
+
+
+def test_choose_needs_target_equals_source(llama_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["audit", str(llama_file), "--choose", "model.layers.0.attention_norm.weight"]) == 2
+    assert "TARGET=SOURCE" in capsys.readouterr().err
+
+
+def test_choose_joins_several_sources_with_a_plus() -> None:
+    from automap.records import ParamRecord, ParamTable
+    from automap.report.audit import choose
+    from automap.transforms import Concat
+
+    source = ParamTable("mindspore", "s", tuple(ParamRecord(n, (4,), "float32", i) for i, n in enumerate("qkvx")))
+    document = _document()
+    document["pairs"] = [_pair("qkv", ["x", "q", "k"], 0.4, target_shape=[12], source_shape=[[4], [4], [4]])]
+    mapping, chosen, spread = choose(mapping_from_json(document), [("qkv", "q+k+v")], source=source)
+    pair = mapping.pair_for("qkv")
+    assert pair is not None and (pair.source, pair.transform, pair.pinned) == (("q", "k", "v"), (Concat(0),), True)
+    assert (chosen, spread) == (("qkv",), ())
+    assert mapping.unmatched_source[-1] == "x"  # freed
+    with pytest.raises(MappingFileError, match=r"source 'q \+ k' \[4\] \+ \[4\] gives \[8\], the target needs \[12\]"):
+        choose(mapping_from_json(document), [("qkv", "q+k")], source=source)

@@ -17,6 +17,7 @@ from benchmarks.scoring import (
     Truth,
     baseline_exact_name,
     baseline_order,
+    headline,
     render_results,
     same_pair,
     score_mapping,
@@ -132,11 +133,29 @@ def test_order_baseline() -> None:
 def test_render_results_has_a_row_per_pair_and_totals() -> None:
     first = PairResult("alpha", 10, 9, total=9, correct=9, right_above=9, baselines={"exact_name": 0.5, "order": 0.25})
     second = PairResult("beta", 4, 4, total=4, correct=2, wrong=2, wrong_flagged=1, ablations={"no_lexicon": 0.5})
-    table = render_results([first, second])
+    table = render_results([first, second]).split("\n\n")[0]
+    assert table.splitlines()[0].split() == [
+        "pair", "params", "s/t", "right", "wrong", "wrong>=thr", "unmatched", "accuracy", "right>=thr", "seconds"
+    ]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
-    assert rows["alpha"][:6] == ["alpha", "10/9", "9", "0", "0", "100.0%"]
-    assert rows["beta"][:7] == ["beta", "4/4", "2", "2", "0", "50.0%", "1/2"]
-    assert rows["TOTAL"][:6] == ["TOTAL", "11", "2", "0", "84.6%", "1/2"]
+    assert rows["alpha"][:7] == ["alpha", "10/9", "9", "0", "0", "0", "100.0%"]
+    assert rows["beta"][:8] == ["beta", "4/4", "2", "2", "1", "0", "50.0%", "0/2"]
+    assert rows["TOTAL"][:6] == ["TOTAL", "11", "2", "1", "0", "84.6%"]
+
+
+def test_results_fit_a_terminal_with_a_legend_and_confident_wrong_pairs_up_front() -> None:
+    long = PairResult(
+        "square_transposed", 224, 187, total=187, correct=180, wrong=7, wrong_flagged=4, right_above=150,
+        baselines={"exact_name": 0.011, "order": 0.604}, ablations={"checkpoint_only": 0.406},
+        numeric="NOT proven; model.encoder.layers.11.self_attention.output_projection diverges",
+    )  # fmt: skip
+    text = render_results([long])
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert "checkpoint only" in text and "Columns:" in text
+    assert headline([long]) == (
+        "180/187 right (96.3%); 3 wrong at or above the threshold; 4 wrong flagged below it; 0 unmatched"
+    )
+    assert long.as_json()["wrong_above_threshold"] == 3
 
 
 @pytest.mark.slow
@@ -155,7 +174,7 @@ def test_benchmark_runner_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert out.startswith("PyTorch -> MindSpore, size ci")
     rows = {}
-    for line in out.splitlines():
+    for line in out.split("\n\n")[0].splitlines():  # the first table: accuracy
         found = re.match(r"^(resnet50|lstm_seq|TOTAL)\s.*?(\d+\.\d)%", line)
         if found:
             rows[found.group(1)] = float(found.group(2))

@@ -7,6 +7,7 @@ while pairs need review.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,176 @@ def test_like_refuses_to_replace_another_conversions_mapping(files, tmp_path, ca
     (tmp_path / "model.ckpt.mapping.json").write_text(json.dumps({"a": "b"}))
     args = [str(files["net.pth"]), "--like", str(files["net.ckpt"]), "-o", str(out)]
     _fails(capsys, tmp_path, args, "exists and belongs to another conversion; pass --force")
+
+
+# --- a flat mapping knows nothing of the target: the output says so --------------------------------------------
+
+
+def test_a_flat_mapping_without_a_target_is_not_reported_as_verified(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The flat form drops Conv1d's unsqueeze; without the target nothing can tell, and the output must say so."""
+    mapping = _mapping_file(tmp_path, nets.flat_mapping(nets.NET_TO_MINDSPORE))
+    out = tmp_path / "out.ckpt"
+    assert cli.main(["convert", str(files["net.pth"]), "--mapping", mapping, "-o", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert tuple(ms.load_checkpoint(str(out))["mixer.weight"].shape) == (6, 4, 3)  # not what the port needs
+    assert "verified 12 tensors" not in text
+    assert "read back 12 tensors bit-exact" in text
+    assert "WARNING: NOT verified against the target model" in text and "--target TEMPLATE" in text
+    # with the target, the same file is checked and converted right
+    args = ["--target", str(files["net.ckpt"]), "--force", "--quiet"]
+    assert cli.main(["convert", str(files["net.pth"]), "--mapping", mapping, "-o", str(out), *args]) == 0
+    text = capsys.readouterr().out
+    assert "verified 12 tensors bit-exact" in text and "NOT verified" not in text
+    assert tuple(ms.load_checkpoint(str(out))["mixer.weight"].shape) == (6, 4, 1, 3)
+
+
+# --- swapped arguments ------------------------------------------------------------------------------------------
+
+
+def test_swapped_source_and_template_are_caught_before_anything_is_written(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    args = [str(files["net.ckpt"]), "--like", str(files["net.pth"]), "-o", str(tmp_path / "model.ckpt")]
+    swap = f"did you swap them? automap convert {files['net.pth']} --like {files['net.ckpt']}"
+    _fails(capsys, tmp_path, args, swap)
+    # the advice other refusals give does not get past it
+    _fails(capsys, tmp_path, [*args, "--allow-missing", "--accept-low-confidence"], swap)
+    # nor does a given mapping with the target named
+    mapping = _mapping_file(tmp_path, {"a": "b"})
+    out = str(tmp_path / "model.ckpt")
+    args = [str(files["net.ckpt"]), "--mapping", mapping, "--target", str(files["net.pth"]), "-o", out]
+    _fails(capsys, tmp_path, args, f"the output {out!r} is a MindSpore checkpoint, but the target")
+
+
+def test_a_listing_as_the_source_is_caught_before_inference(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    listing = tmp_path / "template.json"
+    assert cli.main(["inspect", str(files["net.ckpt"]), "--json"]) == 0
+    listing.write_text(capsys.readouterr().out, encoding="utf-8")
+    args = [str(listing), "--like", str(files["net.pth"]), "-o", str(tmp_path / "model.pth")]
+    _fails(capsys, tmp_path, args, "is a listing of names and shapes, with no tensor data to convert")
+
+
+# --- --accept-low-confidence is as loud as --allow-missing ------------------------------------------------------
+
+
+def test_accepting_low_confidence_says_what_was_accepted_and_where_the_list_is(  # type: ignore[no-untyped-def]
+    files, tmp_path, capsys, good_mapping
+) -> None:
+    _pair(good_mapping, "norm.gamma")["confidence"] = 0.3
+    _pair(good_mapping, "norm.beta")["confidence"] = 0.2
+    mapping = _mapping_file(tmp_path, good_mapping)
+    out = tmp_path / "out.ckpt"
+    args = [str(files["net.pth"]), "--mapping", mapping, "-o", str(out), "--accept-low-confidence", "--quiet"]
+    assert cli.main(["convert", *args]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "WARNING: 2 pairs below the confidence threshold 0.5 were converted UNREVIEWED (--accept-low-confidence): "
+        "norm.gamma <- ln.weight (0.30), norm.beta <- ln.bias (0.20)"
+    ) in text
+    assert f"automap audit {mapping}" in text
+
+
+# --- a hand-edited mapping survives a re-run of convert --like ---------------------------------------------------
+
+
+def test_like_keeps_pairs_edited_by_hand(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "model.ckpt"
+    mapping_path = tmp_path / "model.ckpt.mapping.json"
+    args = ["convert", str(files["net.pth"]), "--like", str(files["net.ckpt"]), "-o", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    assert cli.main([*args, "--force"]) == 0  # an unedited re-run keeps nothing as reviewed
+    assert "edited by hand" not in capsys.readouterr().out
+    assert not any(p.pinned for p in load_mapping(mapping_path).pairs)
+    # a person swaps the LayerNorm's two tensors by hand, without marking anything
+    document = json.loads(mapping_path.read_text(encoding="utf-8"))
+    _pair(document, "norm.gamma")["source"] = "ln.bias"
+    _pair(document, "norm.beta")["source"] = "ln.weight"
+    mapping_path.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    # then marks another pair reviewed: automap rewrites the file, and the edits must still count as edits
+    assert cli.main(["audit", str(mapping_path), "--accept", "head.bias"]) == 0
+    assert cli.main([*args, "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "keeping 1 reviewed pairs" in text
+    assert f"keeping 2 pairs edited by hand in {mapping_path} (now marked reviewed):" in text
+    assert "norm.gamma <- ln.bias" in text
+    kept = load_mapping(mapping_path)
+    for target, source in (("norm.gamma", "ln.bias"), ("norm.beta", "ln.weight")):
+        pair = kept.pair_for(target)
+        assert pair is not None and (pair.source, pair.pinned) == (source, True)
+    written = ms.load_checkpoint(str(out))
+    state = torch.load(files["net.pth"], weights_only=True)
+    np.testing.assert_array_equal(written["norm.gamma"].asnumpy(), state["ln.bias"].numpy())
+
+
+def test_like_refuses_a_differing_mapping_that_does_not_say_what_automap_wrote(  # type: ignore[no-untyped-def]
+    files, tmp_path, capsys, good_mapping
+) -> None:
+    """A file without the digest (an older automap's, or written by hand): edits cannot be told from drift."""
+    _pair(good_mapping, "norm.gamma")["source"] = "ln.bias"
+    _pair(good_mapping, "norm.beta")["source"] = "ln.weight"
+    mapping_path = tmp_path / "model.ckpt.mapping.json"
+    mapping_path.write_text(json.dumps(good_mapping), encoding="utf-8")
+    before = mapping_path.read_bytes()
+    args = [str(files["net.pth"]), "--like", str(files["net.ckpt"]), "-o", str(tmp_path / "model.ckpt")]
+    _fails(capsys, tmp_path, args, "differs from what automap infers in 2 pairs (norm.gamma <- ln.bias")
+    assert mapping_path.read_bytes() == before
+    assert cli.main(["convert", *args, "--force", "--quiet"]) == 0  # --force replaces it
+    assert load_mapping(mapping_path).pair_for("norm.gamma").source == "ln.weight"  # type: ignore[union-attr]
+
+
+# --- outputs are checked before inference, and fail in one line ---------------------------------------------------
+
+
+def test_an_output_that_cannot_be_written_fails_before_inference(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    like = [str(files["net.pth"]), "--like", str(files["net.ckpt"])]
+    mapping = ["--save-mapping", str(tmp_path / "m.json")]
+    _fails(capsys, tmp_path, [*like, "-o", "/proc/automap-out.ckpt", *mapping], "cannot write '/proc/automap-out.ckpt'")
+    elsewhere = ["--save-mapping", "/proc/m.json"]
+    _fails(capsys, tmp_path, [*like, "-o", str(tmp_path / "out.ckpt"), *elsewhere], "cannot write '/proc/m.json'")
+    _fails(capsys, tmp_path, [*like, "-o", str(tmp_path / "out.json")], "name the output .ckpt (MindSpore)")
+    (tmp_path / "file.txt").write_text("a file", encoding="utf-8")
+    _fails(capsys, tmp_path, [*like, "-o", str(tmp_path / "file.txt" / "out.ckpt")], "is not a folder")
+    (tmp_path / "out.ckpt.mapping.json").mkdir()
+    _fails(capsys, tmp_path, [*like, "-o", str(tmp_path / "out.ckpt")], "is a directory")
+
+
+def test_the_mapping_may_not_replace_the_source(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "net.pth"
+    source.write_bytes(files["net.pth"].read_bytes())
+    args = [str(source), "--like", str(files["net.ckpt"]), "-o", str(tmp_path / "out.ckpt"), "--force"]
+    _fails(capsys, tmp_path, [*args, "--save-mapping", str(source)], "is the source checkpoint")
+    assert source.read_bytes() == files["net.pth"].read_bytes()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_fails_in_one_line(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        args = [str(files["net.pth"]), "--like", str(files["net.ckpt"]), "-o", str(folder / "out.ckpt")]
+        _fails(capsys, tmp_path, args, "cannot write")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+# --- a template of another dtype -----------------------------------------------------------------------------------
+
+
+def test_a_float16_template_says_the_output_dtype_and_how_to_follow_it(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    table = load_checkpoint(files["net.ckpt"])
+    listing = [{"name": r.name, "shape": list(r.shape), "dtype": "float16"} for r in table.params]
+    template = tmp_path / "half.json"
+    document = {"format": "automap.listing", "version": 1, "framework": "mindspore", "params": listing}
+    template.write_text(json.dumps(document), encoding="utf-8")
+    out = tmp_path / "out.ckpt"
+    args = ["convert", str(files["net.pth"]), "--like", str(template), "-o", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert (
+        "note: the output keeps the source's dtypes: 12 tensors are float32 where the template has float16; "
+        "pass --dtype float16 to follow the template"
+    ) in text
+    assert ms.load_checkpoint(str(out))["norm.gamma"].dtype == ms.float32
+    assert cli.main([*args, "--force", "--dtype", "float16"]) == 0
+    assert "pass --dtype" not in capsys.readouterr().out
+    assert ms.load_checkpoint(str(out))["norm.gamma"].dtype == ms.float16

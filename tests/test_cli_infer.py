@@ -151,7 +151,7 @@ def _pairs(path: Path) -> dict[str, tuple[object, list[dict[str, Any]]]]:
 
 def test_infer_to_mindspore_writes_the_right_mapping(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "m.json"
-    summary = _infer(capsys, str(files["pth"]), str(files["ckpt"]), "-o", str(out), "--flat")
+    summary = _infer(capsys, str(files["pth"]), str(files["ckpt"]), "-o", str(out))
     assert f"source: {files['pth']} (pytorch, 15 parameters)" in summary
     assert f"target: {files['ckpt']} (mindspore, 14 parameters)" in summary
     assert _count(summary, "pairs") == 14
@@ -169,12 +169,9 @@ def test_infer_to_mindspore_writes_the_right_mapping(files, tmp_path, capsys) ->
     assert inferred == TO_MINDSPORE
     # tensors of a shape nothing else has are never in doubt, so the check above is never vacuous
     assert not {"features.0.weight", "mixer.weight", "dense.weight", "classifier.weight"} & set(doubtful)
-    review = summary.split("needs review (lowest confidence first):")[-1]
+    review = summary.split("needs review: ")[-1]
     assert all(target in review for target in doubtful)
-    flat = json.loads((tmp_path / "m.flat.json").read_text(encoding="utf-8"))
-    assert flat == {t: s for t, (s, _) in inferred.items()}
-    assert list(flat) == list(TO_MINDSPORE)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.flat.json", "m.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
 
 
 def test_review_then_convert_computes_the_same(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
@@ -201,18 +198,17 @@ def test_review_then_convert_computes_the_same(files, tmp_path, capsys, mindspor
 
 
 def test_infer_to_pytorch_and_strict_flags_the_counter_without_a_source(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    out, flat = tmp_path / "r.json", tmp_path / "plain.json"
-    args = [str(files["ckpt"]), str(files["pth"]), "-o", str(out), "--flat", str(flat)]
+    out = tmp_path / "r.json"
+    args = [str(files["ckpt"]), str(files["pth"]), "-o", str(out)]
     summary = _infer(capsys, *args)
     assert _count(summary, "pairs") == 14
     assert _count(summary, "unmatched target parameters") == 1
     assert _count(summary, "unmatched source parameters") == 0
-    assert "features.1.num_batches_tracked" in summary.split("needs review")[1]
+    assert "features.1.num_batches_tracked" in summary.split("needs review: ")[1]
     assert _pairs(out) == {t: (s, steps) for t, (s, steps) in TO_TORCH.items()}
-    assert json.loads(flat.read_text(encoding="utf-8")) == {t: s for t, (s, _) in TO_TORCH.items() if s is not None}
-    # the same run with --strict: something needs review, so exit 3 (and the files are still written)
+    # the same run with --strict: something needs review, so exit 3 (and the file is still written)
     _infer(capsys, *args, "--force", "--strict", expect=3)
-    assert out.exists() and flat.exists()
+    assert out.exists()
 
 
 def test_converting_back_with_the_inferred_mapping_computes_the_same(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
@@ -284,3 +280,92 @@ def test_pinned_edits_survive_a_rerun(files, tmp_path, capsys) -> None:  # type:
     rest = {t: v for t, v in TO_MINDSPORE.items() if t not in edits and t not in doubtful}
     assert {t: v for t, v in _pairs(second).items() if t in rest} == rest
     assert {"features.0.weight", "mixer.weight", "dense.weight", "classifier.weight", "classifier.bias"} <= set(rest)
+
+
+# --- the flat form: written only when it loses nothing ---------------------------------------------------------
+
+
+def test_flat_is_refused_when_a_pair_needs_a_transform(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Conv1d's weight needs an unsqueeze, which a flat {target: source} file cannot carry: nothing is written."""
+    code = cli.main(["infer", str(files["pth"]), str(files["ckpt"]), "-o", str(tmp_path / "m.json"), "--flat"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert "a flat {target: source} file cannot carry" in err
+    assert "'mixer.weight' (unsqueeze(axis 2))" in err
+    assert "the versioned mapping" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flat_is_written_when_every_pair_is_plain_and_confident(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    flat = tmp_path / "m.flat.json"
+    _infer(capsys, str(files["pth"]), str(files["pth"]), "-o", str(tmp_path / "m.json"), "--flat")
+    names = list(torch.load(files["pth"], weights_only=True))
+    assert json.loads(flat.read_text(encoding="utf-8")) == {n: n for n in names}
+
+
+# --- the summary: where the mapping goes, counts that agree, labelled columns, what to do next -----------------
+
+
+def test_without_output_it_says_where_the_mapping_would_go_and_what_next(files, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    summary = _infer(capsys, str(files["ckpt"]), str(files["pth"]))
+    assert list(tmp_path.iterdir()) == []
+    assert (
+        f"the mapping was not written (no -o): automap infer {files['ckpt']} {files['pth']} -o mapping.json"
+    ) in summary
+    assert summary.strip().splitlines()[-1].startswith("Next: ")
+    # the counts agree with the list below them
+    review = summary.split("needs review: ")[1]
+    header = review.splitlines()[1]
+    rows = review.splitlines()[2:]
+    rows = rows[: next((i for i, r in enumerate(rows) if not r.strip()), len(rows))]
+    assert _count(summary, "needs review, listed below") == len(rows) == 1
+    assert review.startswith("1 target (0 pairs below the threshold, 1 target without a source)")
+    # every column has a label
+    assert re.split(r"\s{2,}", header.strip()) == ["target", "source", "confidence", "times", "best alternative", "why"]
+
+
+def test_with_output_the_next_step_names_the_files(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m.json"
+    summary = _infer(capsys, str(files["pth"]), str(files["ckpt"]), "-o", str(out))
+    last = summary.strip().splitlines()[-1]
+    assert last == (f"Next: automap convert {files['pth']} --mapping {out} --target {files['ckpt']} -o OUTPUT.ckpt"), (
+        last
+    )
+
+
+def test_outputs_are_checked_before_inference(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    def refused(args: list[str], message: str) -> None:
+        code = cli.main(["infer", *args])
+        captured = capsys.readouterr()
+        assert code == 1, captured
+        assert captured.out == ""  # nothing inferred
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], captured.err
+
+    both = [str(files["pth"]), str(files["ckpt"])]
+    folder = tmp_path / "m.json"
+    folder.mkdir()
+    refused([*both, "-o", str(folder), "--force"], "is a directory")
+    refused([*both, "-o", str(folder)], "is a directory")
+    refused([*both, "-o", "/proc/automap-m.json"], "cannot write '/proc/automap-m.json'")
+    refused([*both, "-o", str(tmp_path / "n.json"), "--html", "/proc/automap-r.html"], "/proc/automap-r.html")
+    source = tmp_path / "net.pth"
+    source.write_bytes(files["pth"].read_bytes())
+    refused([str(source), str(files["ckpt"]), "-o", str(source), "--force"], "is the source checkpoint")
+    assert source.read_bytes() == files["pth"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "net.pth"]
+
+
+def test_a_flat_file_given_to_pin_is_pinned_as_given(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A flat file records no review, but naming it with --pin is a person's statement: its pairs are kept."""
+    flat, out = tmp_path / "edits.json", tmp_path / "m.json"
+    edits = {"dense.bias": "norm.bias", "norm.beta": "linear.bias"}
+    flat.write_text(json.dumps(edits), encoding="utf-8")
+    summary = _infer(capsys, str(files["pth"]), str(files["ckpt"]), "-o", str(out), "--pin", str(flat))
+    assert f"--pin {flat}: a flat mapping records no review; pinning all 2 of its pairs as given" in summary
+    again = load_mapping(out)
+    for target, source in edits.items():
+        pair = again.pair_for(target)
+        assert pair is not None and (pair.source, pair.pinned) == (source, True)

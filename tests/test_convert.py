@@ -144,6 +144,25 @@ def test_flat_mapping_without_a_template_keeps_its_key_order(files, tmp_path, ca
     assert tuple(loaded["mixer.weight"].shape) == (6, 4, 3)  # nothing says the target wants [6, 4, 1, 3]
 
 
+def test_the_report_says_whether_the_output_was_checked_against_the_target(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_MINDSPORE))
+    unchecked = convert(files["net.pth"], mapping, tmp_path / "a.ckpt")
+    assert (unchecked.verified, unchecked.target_checked) == (12, False)
+    assert any(line.startswith("WARNING: NOT verified against the target model") for line in unchecked.lines())
+    checked = convert(files["net.pth"], mapping, tmp_path / "b.ckpt", target=files["net.ckpt"])
+    assert (checked.verified, checked.target_checked) == (12, True)
+    source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
+    versioned = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))
+    assert convert(files["net.pth"], versioned, tmp_path / "c.ckpt").target_checked  # it records the target's shapes
+
+
+def test_swapped_source_and_target_are_refused_before_anything_is_written(files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    mapping = _write_json(tmp_path / "flat.json", nets.flat_mapping(nets.NET_TO_TORCH))
+    with pytest.raises(ConversionError, match="did you swap them"):
+        convert(files["net.ckpt"], mapping, tmp_path / "out.ckpt", target=files["net.pth"], allow_missing=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json"]
+
+
 def test_mindspore_flavoured_safetensors_loads_into_mindspore(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
     source, template = load_checkpoint(files["net.pth"]), load_checkpoint(files["net.ckpt"])
     mapping = _write_json(tmp_path / "m.json", nets.versioned_mapping(nets.NET_TO_MINDSPORE, source, template))

@@ -10,7 +10,15 @@ import pytest
 
 from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import ConversionError, MappingFileError
-from automap.mapping import fingerprint, load_mapping, mapping_from_json, mapping_to_json, save_mapping
+from automap.mapping import (
+    fingerprint,
+    flat_problems,
+    hand_edited,
+    load_mapping,
+    mapping_from_json,
+    mapping_to_json,
+    save_mapping,
+)
 from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from automap.transforms import Concat, Reorder, Reshape, Split, Squeeze, Transpose, Unsqueeze
 
@@ -94,11 +102,42 @@ def test_versioned_file_is_byte_exact(tmp_path: Path) -> None:
     assert out.read_bytes() == (DATA / "mapping_golden.json").read_bytes()
 
 
+# What a flat {target: source} file can carry: confident pairs that need no layout step (a list of sources is
+# joined along axis 0, so a bare concat along axis 0 is carried too); unmatched targets are left out.
+FLAT_SAFE = NameMapping(
+    MAPPING.source,
+    MAPPING.target,
+    (
+        MAPPING.pairs[0],
+        MAPPING.pairs[1],
+        Match("experts.w1", ("experts.0.w1", "experts.1.w1"), 0.9, (Concat(0),), (12, 4), ((6, 4), (6, 4))),
+        Match("norm.gamma", "ln.weight", 0.2, target_shape=(4,), source_shape=(4,), pinned=True),
+        MAPPING.pairs[-1],
+    ),
+)
+
+
 def test_flat_file_is_byte_exact_and_leaves_unmatched_targets_out(tmp_path: Path) -> None:
     out = tmp_path / "m.flat.json"
-    save_mapping(MAPPING, out, flat=True)
+    save_mapping(FLAT_SAFE, out, flat=True)
     assert out.read_bytes() == (DATA / "mapping_golden.flat.json").read_bytes()
     assert "head.extra" not in json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_a_flat_file_is_refused_for_pairs_it_cannot_carry(tmp_path: Path) -> None:
+    """A flat file has no room for a transform or a confidence: writing one would drop them silently."""
+    out = tmp_path / "m.flat.json"
+    with pytest.raises(MappingFileError) as refused:
+        save_mapping(MAPPING, out, flat=True)
+    message = str(refused.value)
+    assert "3 pairs" in message
+    assert "'attn.k.weight' (split(axis 0, 3 parts)[1]; confidence 0.45)" in message
+    assert "'experts.w1' (concat(axis 0) -> reshape(2, 6, 4))" in message
+    assert "'mixer.weight' (unsqueeze(axis 2))" in message
+    assert "stem.bn.gamma" not in message and "head.extra" not in message
+    assert list(tmp_path.iterdir()) == []
+    assert [p.target for p in flat_problems(MAPPING)] == ["attn.k.weight", "experts.w1", "mixer.weight"]
+    assert flat_problems(FLAT_SAFE) == ()
 
 
 def test_document_key_order() -> None:
@@ -114,6 +153,7 @@ def test_document_key_order() -> None:
         "unmatched_source",
         "excluded_source",
         "excluded_target",
+        "digest",
     ]
     assert list(document["pairs"][0]) == [
         "target",
@@ -168,20 +208,21 @@ def test_versioned_round_trip_keeps_everything(tmp_path: Path) -> None:
     assert [p.target for p in loaded.doubtful] == ["attn.k.weight", "head.extra"]
 
 
-def test_flat_round_trip_pairs_count_as_reviewed(tmp_path: Path) -> None:
+def test_flat_pairs_are_given_not_reviewed(tmp_path: Path) -> None:
+    """A flat file records no confidence and no review: its pairs are neither doubtful nor pinned."""
     out = tmp_path / "m.flat.json"
-    save_mapping(MAPPING, out, flat=True)
+    save_mapping(FLAT_SAFE, out, flat=True)
     loaded = load_mapping(out)
     assert [(p.target, p.source) for p in loaded.pairs] == [
         ("stem.conv.weight", "conv.weight"),
         ("stem.bn.gamma", "bn.weight"),
-        ("attn.k.weight", "attn.qkv.weight"),
         ("experts.w1", ("experts.0.w1", "experts.1.w1")),
-        ("mixer.weight", "conv1d.weight"),
+        ("norm.gamma", "ln.weight"),
     ]
-    assert all(p.pinned and p.confidence == 1.0 for p in loaded.pairs)
+    assert not any(p.pinned for p in loaded.pairs)
+    assert all(p.decided_by is DecidedBy.FLAT_MAPPING for p in loaded.pairs)
     assert loaded.doubtful == ()
-    assert loaded.flat() == MAPPING.flat()
+    assert loaded.flat() == FLAT_SAFE.flat()
 
 
 def test_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
@@ -191,6 +232,24 @@ def test_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
         save_mapping(MAPPING, out, overwrite=False)
     assert out.read_text(encoding="utf-8") == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # no temporary file left behind
+
+
+def test_the_digest_tells_a_hand_edited_file_from_the_one_automap_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    save_mapping(MAPPING, out)
+    assert hand_edited(load_mapping(out)) is False
+    document = json.loads(out.read_text(encoding="utf-8"))
+    document["pairs"][0]["confidence"] = 0.1  # evidence, confidence and review are not decisions: no edit
+    document["pairs"][0]["evidence"] = {}
+    document["pairs"][0]["pinned"] = True
+    out.write_text(json.dumps(document), encoding="utf-8")
+    assert hand_edited(load_mapping(out)) is False
+    document["pairs"][1]["source"] = "bn.bias"  # a person changed a decision
+    out.write_text(json.dumps(document), encoding="utf-8")
+    assert hand_edited(load_mapping(out)) is True
+    del document["digest"]  # a file that does not say what automap wrote
+    out.write_text(json.dumps(document), encoding="utf-8")
+    assert hand_edited(load_mapping(out)) is None
 
 
 def test_fingerprint_follows_names_shapes_and_dtypes() -> None:

@@ -253,7 +253,8 @@ def test_tables_add_dtypes_and_the_true_source_order() -> None:
 def test_a_flat_mapping_has_unknown_shapes_and_nothing_to_review() -> None:
     mapping = mapping_from_json({"head.weight": "fc.weight", "qkv": ["q", "k", "v"]})
     page = Page(render_html(mapping))
-    assert (page.values["pairs"], page.values["doubtful"], page.values["pinned"]) == ("2", "0", "2")
+    # a flat file records no review: its pairs are given, not reviewed
+    assert (page.values["pairs"], page.values["doubtful"], page.values["pinned"]) == ("2", "0", "0")
     data = page.data()
     assert [p[2] for p in data["target"]["params"]] == [-1, -1]
     assert [p[2] for p in data["source"]["params"]] == [-1, -1, -1, -1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,12 @@ def add_bench_options(parser: Any) -> None:
     parser.add_argument("--size", choices=["ci", "full"], default="ci", help="model depth (default: ci)")
     parser.add_argument("--pairs", help="comma-separated pair names (default: all)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--cache", default="bench-results/checkpoints", help="where zoo checkpoints are kept")
+    parser.add_argument(
+        "--cache",
+        metavar="FOLDER",
+        help="where the zoo's checkpoints are written once and kept (up to about 2 GB at full size; default: "
+        "$XDG_CACHE_HOME/automap/bench, or ~/.cache/automap/bench)",
+    )
     parser.add_argument("--no-numeric", action="store_true", help="skip running the nets with the inferred mapping")
     parser.add_argument("--reverse", action="store_true", help="also map MindSpore -> PyTorch")
     parser.add_argument(
@@ -37,6 +43,12 @@ def add_bench_options(parser: Any) -> None:
         help="infer with both models at hand (execution order, numeric resolution, proof) and compare with "
         "checkpoint-only inference",
     )
+
+
+def default_cache() -> Path:
+    """Where the benchmark keeps its checkpoints by default: the user's cache folder, never the current one."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "automap" / "bench"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sized
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print what was done, and return the exit status."""
-    from automap.conversion import check_output, convert
+    from automap.conversion import check_direction, convert
     from automap.io import load_checkpoint
     from automap.mapping import load_mapping
 
@@ -108,19 +110,22 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"automap: error: {problem}", file=sys.stderr)
         return 2
-    check_output(args.output, sharded=args.max_shard_size is not None, overwrite=args.force)
-    source = load(args.source, args)
-    target: ParamTable | None = None
+    # every output is checked before anything is inferred or written: a refused command leaves nothing behind
+    mapping_path = Path(args.save_mapping or f"{args.output}.mapping.json") if args.like else None
+    source = _checked_outputs(args, mapping_path)
+    target = load_checkpoint(args.like or args.target) if (args.like or args.target) else None
+    check_direction(source, target, args.output)
+    mapping: NameMapping | str
     if args.like:
-        target = load_checkpoint(args.like)
-        mapping = _inferred(args, models, source, target)
-        if mapping is None:
+        assert target is not None and mapping_path is not None
+        inferred = _inferred(args, models, source, target, mapping_path)
+        if inferred is None:
             return 1
+        mapping = str(mapping_path)  # as written: the report then names the file that lists every pair
     else:
-        mapping = load_mapping(args.mapping)
-        target = load_checkpoint(args.target) if args.target else None
+        mapping = args.mapping
         if models is not None and target is not None:
-            checked = _checked(args, models, mapping, source, target)
+            checked = _checked(args, models, load_mapping(args.mapping), source, target)
             if checked is None:
                 return 1
             mapping = checked
@@ -144,6 +149,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_outputs(args: argparse.Namespace, mapping_path: Path | None) -> ParamTable:
+    """Check the output and the mapping file beside it (name, folder, writable, none of the inputs); the source."""
+    from automap._atomic import check_writable
+    from automap.conversion import check_not_source, check_output
+    from automap.io.sharded import index_path
+
+    sharded = args.max_shard_size is not None
+    out = check_output(args.output, sharded=sharded, overwrite=args.force)
+    if mapping_path is not None:
+        check_writable(mapping_path, overwrite=True)  # an existing one is read first, and kept or replaced
+        for other, what in ((out, "the output"), (Path(args.like), "the template")):
+            if _same_file(mapping_path, other):
+                msg = f"the mapping file {str(mapping_path)!r} is {what}; give --save-mapping another file"
+                raise ConversionError(msg)
+    source = load(args.source, args)
+    outputs = [index_path(out) if sharded else out, *([mapping_path] if mapping_path is not None else [])]
+    check_not_source(source, outputs)
+    return source
+
+
 def _size(text: str) -> int:
     """An argparse type: a size such as 2GB (10**9 bytes), 500MiB (2**20) or a plain number of bytes."""
     from automap.io.sharded import parse_size
@@ -155,27 +180,45 @@ def _size(text: str) -> int:
 
 
 def _inferred(
-    args: argparse.Namespace, models: ModelOptions | None, source: ParamTable, template: ParamTable
+    args: argparse.Namespace,
+    models: ModelOptions | None,
+    source: ParamTable,
+    template: ParamTable,
+    mapping_path: Path,
 ) -> NameMapping | None:
-    """Infer the mapping, save it beside the output; None (after explaining) when pairs need review."""
+    """Infer the mapping, save it beside the output; None (after explaining) when pairs need review.
+
+    A mapping already there for this same conversion is read first: its reviewed (pinned) pairs are kept, and so
+    are the pairs a person edited by hand since automap wrote it (now marked reviewed).
+    """
     from automap.conversion import infer_for_conversion, is_restored_by_loader
     from automap.mapping import save_mapping
 
-    mapping_path = Path(args.save_mapping or f"{args.output}.mapping.json")
-    pins = _reviewed_pairs(mapping_path, source, template, force=args.force)
+    existing = _existing_mapping(mapping_path, source, template, force=args.force)
+    pins = _pinned(existing)
     if pins is not None:
         print(f"keeping {len(pins.pairs)} reviewed pairs from {mapping_path}")
-    if models is not None:
-        network = models.infer(source, template, threshold=args.threshold, pins=pins)
-        save_mapping(network.mapping, mapping_path)
+
+    def infer(pins: NameMapping | None) -> tuple[NameMapping, NetworkInference | None]:
+        if models is not None:
+            network = models.infer(source, template, threshold=args.threshold, pins=pins)
+            return network.mapping, network
+        return infer_for_conversion(source, template, threshold=args.threshold, pins=pins), None
+
+    mapping, network = infer(pins)
+    edits = _edits(mapping_path, existing, mapping, args) if existing is not None else ()
+    if edits:
+        assert existing is not None
+        shown = ", ".join(f"{p.target} <- {_source_text(p.source)}" for p in edits)
+        print(f"keeping {len(edits)} pair{_s(edits)} edited by hand in {mapping_path} (now marked reviewed): {shown}")
+        kept = (*(pins.pairs if pins is not None else ()), *(replace(p, pinned=True) for p in edits))
+        mapping, network = infer(replace(existing, pairs=kept))
+    save_mapping(mapping, mapping_path)
+    if network is not None:
         print("\n".join(network.lines()))
         if not _network_ok(network, args):
             print(f"wrote the mapping to {mapping_path}", file=sys.stderr)
             return None
-        mapping = network.mapping
-    else:
-        mapping = infer_for_conversion(source, template, threshold=args.threshold, pins=pins)
-        save_mapping(mapping, mapping_path)
     review = [p for p in mapping.doubtful if not is_restored_by_loader(p.target, template.framework)]
     print(f"wrote the mapping to {mapping_path}: {len(mapping.pairs)} pairs, {len(review)} need review")
     if not review or args.accept_low_confidence:
@@ -194,7 +237,8 @@ def _inferred(
         "To proceed:\n"
         f"  review them:            automap audit {mapping_path}\n"
         f"  mark the right ones:    automap audit {mapping_path} --accept TARGET [--accept TARGET ...]\n"
-        f"                          then re-run `{command}` (reviewed pairs are kept)\n"
+        f"  or choose another:      automap audit {mapping_path} --choose TARGET=SOURCE\n"
+        f"                          then re-run `{command}` (reviewed pairs and edits are kept)\n"
         f"  or edit the mapping:    automap convert {args.source} --mapping {mapping_path} --target {args.like} "
         f"-o {args.output}\n"
         "  or convert anyway:      add --accept-low-confidence (and --allow-missing for targets without a source)",
@@ -225,8 +269,8 @@ def _network_ok(network: NetworkInference, args: argparse.Namespace) -> bool:
     return False
 
 
-def _reviewed_pairs(path: Path, source: ParamTable, template: ParamTable, *, force: bool) -> NameMapping | None:
-    """The pinned pairs of a mapping already beside the output for this same conversion, as pins."""
+def _existing_mapping(path: Path, source: ParamTable, template: ParamTable, *, force: bool) -> NameMapping | None:
+    """The mapping already beside the output when it was made for this same conversion, else None."""
     from automap.mapping import fingerprint, load_mapping
 
     if not path.exists():
@@ -246,18 +290,83 @@ def _reviewed_pairs(path: Path, source: ParamTable, template: ParamTable, *, for
             "or --save-mapping to write the new mapping elsewhere"
         )
         raise ConversionError(msg)
-    pinned = tuple(p for p in existing.pairs if p.pinned)
-    if not pinned:
+    return existing
+
+
+def _pinned(existing: NameMapping | None) -> NameMapping | None:
+    """The reviewed (pinned) pairs of an existing mapping, as pins; None when there are none."""
+    if existing is None:
         return None
-    return NameMapping(existing.source, existing.target, pinned, existing.threshold)
+    pinned = tuple(p for p in existing.pairs if p.pinned)
+    return replace(existing, pairs=pinned) if pinned else None
+
+
+def _edits(path: Path, existing: NameMapping, fresh: NameMapping, args: argparse.Namespace) -> tuple[Match, ...]:
+    """The unpinned pairs of the existing file a person changed by hand, to be kept as reviewed.
+
+    A pair differs when its source or transform is not what automap infers now. The file's digest tells whether
+    automap wrote those differences (an older automap's choices: re-inferred) or a person did (kept). A file that
+    does not say is refused unless --force, which replaces it.
+    """
+    from automap.mapping import hand_edited
+
+    now = {p.target: p for p in fresh.pairs}
+    differing = tuple(
+        p
+        for p in existing.pairs
+        if not p.pinned
+        and p.target in now
+        and (p.source, p.transform) != (now[p.target].source, now[p.target].transform)
+    )
+    if not differing:
+        return ()
+    edited = hand_edited(existing)
+    shown = ", ".join(f"{p.target} <- {_source_text(p.source)}" for p in differing[:6])
+    shown += ", ..." if len(differing) > 6 else ""
+    if edited is None:
+        if args.force:
+            print(f"replacing {path}, which differed from what automap infers in {len(differing)} pairs ({shown})")
+            return ()
+        msg = (
+            f"{str(path)!r} differs from what automap infers in {len(differing)} pair{_s(differing)} ({shown}) and "
+            "does not record what automap wrote, so edits by hand cannot be told from an older automap's choices: "
+            f"mark the pairs you edited as reviewed (automap audit {path} --accept TARGET) and re-run, or pass --force "
+            "to replace the file (reviewed pairs are kept)"
+        )
+        raise ConversionError(msg)
+    if not edited:
+        return ()  # automap wrote these itself (an older automap, another threshold): re-inferred
+    sourceless = [p.target for p in differing if p.source is None]
+    if sourceless:
+        msg = (
+            f"{str(path)!r}: {sourceless[0]!r} was edited to have no source, which a re-run cannot keep; convert "
+            f"with the file as it is: automap convert {args.source} --mapping {path} --target {args.like} "
+            f"-o {args.output} --allow-missing"
+        )
+        raise ConversionError(msg)
+    return differing
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (written or not yet); a path that cannot be followed names none."""
+    try:
+        return a.absolute() == b.absolute() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:  # a symlink loop, a permission denied on the way: the read that follows reports it
+        return False
+
+
+def _s(items: Sized) -> str:
+    return "" if len(items) == 1 else "s"
+
+
+def _source_text(source: str | tuple[str, ...] | None) -> str:
+    return "(no source)" if source is None else source if isinstance(source, str) else " + ".join(source)
 
 
 def _pair_text(pair: Match) -> str:
     from automap.transforms import describe
 
-    def source_text(source: str | tuple[str, ...] | None) -> str:
-        return "(no source)" if source is None else source if isinstance(source, str) else " + ".join(source)
-
+    source_text = _source_text
     if pair.source is None:
         return f"{pair.target}  <- (no source)"
     alternatives = ", ".join(

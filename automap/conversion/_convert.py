@@ -27,20 +27,21 @@ from pathlib import Path
 from automap._advice import option, option_name
 from automap._atomic import check_writable
 from automap._errors import ConversionError, MissingDependencyError
-from automap._text import human_bytes
+from automap._text import human_bytes, shape_text
 from automap._types import Framework, StrPath
+from automap.dtypes import get_dtype
 from automap.io import load_checkpoint
 from automap.io.formats import FORMATS, PYTORCH
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import load_mapping
-from automap.records import NameMapping, ParamRecord, ParamTable
+from automap.records import Match, NameMapping, ParamRecord, ParamTable
 
 from ._pages import MappedPages
 from .plan import ConversionPlan, installed, is_restored_by_loader, output_framework, plan_conversion
 from .readback import verify_output
 from .writer import output_records, write_output
 
-__all__ = ["ConversionReport", "check_output", "convert", "infer_for_conversion"]
+__all__ = ["ConversionReport", "check_direction", "check_not_source", "check_output", "convert", "infer_for_conversion"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class ConversionReport:
         plan: the plan that was run.
         notes: further facts worth telling a person.
         shards: the shard files of a sharded output, in order (empty for a single file).
+        mapping: the mapping file used (empty when the mapping was given as an object); the place where the
+            pairs accepted below the threshold are listed in full.
     """
 
     source: str
@@ -76,6 +79,12 @@ class ConversionReport:
     plan: ConversionPlan
     notes: tuple[str, ...] = field(default=())
     shards: tuple[str, ...] = field(default=())
+    mapping: str = ""
+
+    @property
+    def target_checked(self) -> bool:
+        """False when nothing told the target's names and shapes (a flat mapping without the target)."""
+        return self.plan.target_checked
 
     def __repr__(self) -> str:
         shards = f" in {len(self.shards)} shards" if self.shards else ""
@@ -105,6 +114,8 @@ class ConversionReport:
                 f"WARNING: {len(self.plan.left_out)} target parameters have no source and were LEFT OUT "
                 f"({option('allow_missing')}): {', '.join(self.plan.left_out)}"
             )
+        if self.plan.accepted_low:
+            out.append(self._accepted_low())
         if self.plan.restored_by_loader:
             out.append(
                 f"left out {len(self.plan.restored_by_loader)} BatchNorm num_batches_tracked counters, "
@@ -118,9 +129,28 @@ class ConversionReport:
             shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
             out.append(f"{len(unused)} source parameter{'' if len(unused) == 1 else 's'} not used: {shown}")
         out.extend(self.notes)
-        if self.verified:
+        if self.verified and self.target_checked:
             out.append(f"verified {self.verified} tensors bit-exact (dtype, shape, CRC-32) with {self.verified_with}")
+        elif self.verified:
+            out.append(f"read back {self.verified} tensors bit-exact (dtype, shape, CRC-32) with {self.verified_with}")
+        if not self.target_checked:
+            out.append(
+                "WARNING: NOT verified against the target model: a flat mapping records no target names or shapes, "
+                "so a missing transpose or reshape would go unnoticed; pass --target TEMPLATE to check them"
+            )
         return out
+
+    def _accepted_low(self) -> str:
+        """The warning for pairs converted below the confidence threshold, unreviewed."""
+        low = self.plan.accepted_low
+        shown = ", ".join(f"{p.target} <- {_source_name(p)} ({p.confidence:.2f})" for p in low[:_SHOWN_LOW])
+        more = f", ... ({len(low)} in all)" if len(low) > _SHOWN_LOW else ""
+        where = f"automap audit {self.mapping}" if self.mapping else "automap audit MAPPING"
+        count = f"{len(low)} pair{'s' if len(low) > 1 else ''}"
+        return (
+            f"WARNING: {count} below the confidence threshold {self.plan.low_threshold:g} were converted UNREVIEWED "
+            f"({option('accept_low_confidence')}): {shown}{more}; `{where}` lists them with their evidence"
+        )
 
 
 def convert(
@@ -171,7 +201,8 @@ def convert(
 
     Raises:
         ConversionError: the mapping does not fit the checkpoints (all problems listed), the output exists or
-            cannot be written, or verification found a difference (the output is then removed).
+            cannot be written, the source and target look swapped (`check_direction`), or verification found a
+            difference (the output is then removed).
         MappingFileError: the mapping file is malformed.
         CheckpointFormatError: a checkpoint cannot be read.
         MissingDependencyError: a cast to or from bfloat16 or float8 needs torch, which is not installed.
@@ -183,11 +214,11 @@ def convert(
     """
     shard_size = _shard_size(max_shard_size)
     out = check_output(output, sharded=shard_size is not None, overwrite=overwrite)
-    _check_output_kind(out)
     source_table = _table(source)
     source_files = _source_files(source_table)
     _refuse_writing_over(source_files, [index_path(out)] if shard_size is not None else [out])
     target_table = _table(target) if target is not None else None
+    check_direction(source_table, target_table, out)
     the_mapping = mapping if isinstance(mapping, NameMapping) else load_mapping(mapping)
     where = str(mapping) if not isinstance(mapping, NameMapping) else "the mapping"
     plan = plan_conversion(
@@ -202,6 +233,8 @@ def convert(
         where=where,
     )
     records = output_records(source_table, plan)
+    if target_table is not None:
+        _check_against_target(records, plan, target_table)
     files: list[tuple[Path, list[ParamRecord]]] = [(out, records)]
     index: Path | None = None
     if shard_size is not None:
@@ -223,9 +256,9 @@ def convert(
         )
         pages.release()
         verified, how = 0, ""
-        notes: tuple[str, ...] = (
-            () if verify else (f"not verified: the output was not re-read ({option('verify', False)})",)
-        )
+        notes = _dtype_notes(plan, target_table, dtype)
+        if not verify:
+            notes += (f"not verified: the output was not re-read ({option('verify', False)})",)
         if verify:
             verified, how = verify_output(files, index, plan, digests, pages, total=total, progress=progress)
             pages.release()
@@ -244,6 +277,7 @@ def convert(
         plan=plan,
         notes=notes,
         shards=tuple(str(path) for path, _ in files) if index is not None else (),
+        mapping="" if isinstance(mapping, NameMapping) else str(mapping),
     )
 
 
@@ -259,14 +293,15 @@ def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = Fa
         The output as one file would be named (`model.safetensors` also for `model.safetensors.index.json`).
 
     Raises:
-        ConversionError: the output (or, sharded, its index) exists without `overwrite`, is a directory, or its
-            folder does not exist.
+        ConversionError: the output's name says no checkpoint format automap writes, or the output (or, sharded,
+            its index) exists without `overwrite`, is a directory, or its folder does not exist or takes no file.
         MissingDependencyError: the output is a PyTorch file and torch is not installed.
 
     Example:
         >>> check_output("model.ckpt", sharded=True)  # doctest: +SKIP
         PosixPath('model.ckpt')
     """
+    _check_output_kind(base_path(output) if sharded else Path(output))
     # automap's .pth writer refers to torch's own tensor-rebuilding functions, so it needs torch
     if FORMATS.for_suffix(base_path(output) if sharded else Path(output)) is PYTORCH and not installed("torch"):
         msg = (
@@ -279,6 +314,51 @@ def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = Fa
         check_writable(index_path(base), overwrite=overwrite)
         return base
     return check_writable(output, overwrite=overwrite)
+
+
+def check_direction(source: ParamTable, target: ParamTable | None, output: StrPath) -> None:
+    """Refuse, before anything is written, a source and target that cannot be what they are given as.
+
+    A listing cannot be converted (it holds no tensor data), and an output whose format belongs to one framework
+    cannot take the names of a target that a checkpoint of the other framework defines: both come from swapped
+    arguments (`convert template.ckpt --like model.pth -o out.ckpt`).
+
+    Args:
+        source: the checkpoint to convert.
+        target: the target's checkpoint or listing, when known.
+        output: the output file.
+
+    Raises:
+        ConversionError: the source is a listing, or the output's format disagrees with the target's framework.
+
+    Example:
+        >>> source, template = load_checkpoint("model.pth"), load_checkpoint("template.ckpt")  # doctest: +SKIP
+        >>> check_direction(source, template, "out.ckpt")  # doctest: +SKIP
+    """
+    out = Path(output)
+    if not source.has_data:
+        msg = (
+            f"the source {source.source!r} is a listing of names and shapes, with no tensor data to convert; the "
+            "checkpoint to convert comes first, the target (which may be a listing) second"
+        )
+        raise ConversionError(msg)
+    fmt = FORMATS.for_suffix(out)
+    wanted = fmt.framework if fmt is not None else None
+    if target is None or wanted is None or target.format not in _FRAMEWORK_FORMATS or target.framework == wanted:
+        return
+    msg = (
+        f"the output {str(out)!r} is a {_NAMES[wanted]} checkpoint, but the target {target.source!r} is a "
+        f"{_NAMES[target.framework]} model, whose names and order the output would take"
+    )
+    if source.format in _FRAMEWORK_FORMATS and source.framework == wanted:
+        msg += (
+            f"; did you swap them? automap convert {target.source} --like {source.source} -o {out} (the source is "
+            "the checkpoint to convert; the target, a model of the output's framework)"
+        )
+    else:
+        suffix = ".pth" if target.framework == "pytorch" else ".ckpt"
+        msg += f"; name the output {suffix} (or .safetensors) to follow the target"
+    raise ConversionError(msg)
 
 
 def infer_for_conversion(
@@ -305,6 +385,57 @@ def infer_for_conversion(
     from automap.engine.inference import infer_mapping
 
     return infer_mapping(source, template, threshold=threshold, pins=pins)
+
+
+_NAMES = {"pytorch": "PyTorch", "mindspore": "MindSpore"}
+_FRAMEWORK_FORMATS = ("pytorch", "mindspore-ckpt")  # formats that settle the framework, unlike a guess from names
+_SHOWN_LOW = 12
+
+
+def _check_against_target(records: Sequence[ParamRecord], plan: ConversionPlan, target: ParamTable) -> None:
+    """The output must hold the target's names and shapes (less what is left out), or it is not written at all."""
+    expected = [r for r in target.params if r.name not in plan.left_out and r.name not in plan.restored_by_loader]
+    if [(r.name, r.shape) for r in records] != [(r.name, r.shape) for r in expected]:
+        wrong = next(
+            (
+                f"{a.name!r} {shape_text(a.shape)}"
+                for a, b in zip(records, expected, strict=False)  # the first difference
+                if (a.name, a.shape) != (b.name, b.shape)
+            ),
+            f"{len(records)} tensors where the target has {len(expected)}",
+        )
+        msg = f"the output would not match the target {target.source!r} ({wrong}); nothing was written"
+        raise ConversionError(msg)
+
+
+def _dtype_notes(plan: ConversionPlan, target: ParamTable | None, dtype: str | None) -> tuple[str, ...]:
+    """Say the output's floating-point dtypes where the target's template differs, and how to follow it."""
+    if target is None:
+        return ()
+    differing = []
+    for tensor in plan.tensors:
+        record = target.get(tensor.target)
+        if record is not None and record.dtype != tensor.dtype and get_dtype(record.dtype).is_float:
+            if get_dtype(tensor.dtype).is_float:
+                differing.append((tensor.dtype, record.dtype))
+    if not differing:
+        return ()
+    ours = "/".join(sorted({a for a, _ in differing}))
+    theirs = sorted({b for _, b in differing})
+    how = "keeps the source's dtypes" if dtype is None else f"is cast to {dtype} (--dtype)"
+    text = (
+        f"note: the output {how}: {len(differing)} tensor{'s are' if len(differing) > 1 else ' is'} {ours} where the "
+        f"template has {'/'.join(theirs)}"
+    )
+    if len(theirs) == 1:
+        text += f"; pass --dtype {theirs[0]} to follow the template"
+    else:
+        text += "; --dtype casts every floating-point tensor to one dtype"
+    return (text,)
+
+
+def _source_name(pair: Match) -> str:
+    return pair.source if isinstance(pair.source, str) else " + ".join(pair.source_names)
 
 
 def _check_output_kind(out: Path) -> None:
@@ -338,6 +469,19 @@ def _source_files(table: ParamTable) -> list[Path]:
         if source.is_file():
             return [source, *(f for f in files_of(source) if f != source)]
     return []
+
+
+def check_not_source(source: ParamTable, outputs: Sequence[StrPath]) -> None:
+    """Refuse an output that is one of the source checkpoint's files, before any work is done.
+
+    Args:
+        source: the source checkpoint's table.
+        outputs: every file the command will write.
+
+    Raises:
+        ConversionError: an output is one of the source's files (a shard of it included).
+    """
+    _refuse_writing_over(_source_files(source), [Path(o) for o in outputs])
 
 
 def _refuse_writing_over(sources: Sequence[Path], outputs: Sequence[Path]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from automap._advice import option
@@ -98,6 +98,11 @@ class ConversionPlan:
             (PyTorch BatchNorm's `num_batches_tracked`).
         unused_sources: source parameters no output tensor reads.
         problems: everything that prevents the conversion; empty for a plan that can run.
+        accepted_low: pairs below the confidence threshold that were converted because low confidence was
+            accepted, unreviewed.
+        low_threshold: the mapping's confidence threshold those pairs are below.
+        target_checked: False when nothing told the target's names and shapes (a flat mapping without the
+            target): the output follows the mapping as it is, and a missing layout step would go unnoticed.
     """
 
     tensors: tuple[PlannedTensor, ...]
@@ -106,6 +111,9 @@ class ConversionPlan:
     restored_by_loader: tuple[str, ...] = ()
     unused_sources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    accepted_low: tuple[Match, ...] = ()
+    low_threshold: float = 0.5
+    target_checked: bool = True
 
     def __repr__(self) -> str:
         return f"<ConversionPlan to {self.framework}: {len(self.tensors)} tensors, {len(self.problems)} problems>"
@@ -169,6 +177,8 @@ def plan_conversion(
         msg = f"{where} does not fit {source.source!r}: {count} problem{'s' if count > 1 else ''}: {shown}{more}"
         raise ConversionError(msg)
     low = low_confidence(mapping)
+    if low and accept_low_confidence:
+        plan = replace(plan, accepted_low=low, low_threshold=mapping.threshold)
     if low and not accept_low_confidence:
         shown = ", ".join(f"{p.target} <- {_source_text(p)} ({p.confidence:.2f})" for p in low[:_SHOWN_PAIRS])
         more = ", ..." if len(low) > _SHOWN_PAIRS else ""
@@ -254,6 +264,7 @@ def _plan(
             )
     else:
         order = [(p.target, p, _recorded_target_shape(p)) for p in mapping.pairs]
+    checked = target is not None or all(shape is not None for _, pair, shape in order if pair and pair.source)
     tensors: list[PlannedTensor] = []
     missing: list[str] = []
     restored: list[str] = []
@@ -289,6 +300,7 @@ def _plan(
         restored_by_loader=tuple(restored),
         unused_sources=unused,
         problems=tuple(problems),
+        target_checked=checked,
     )
 
 

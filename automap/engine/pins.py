@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import MappingFileError
 from automap.records import Match, NameMapping, ParamTable
 from automap.transforms import output_shape
@@ -38,6 +39,8 @@ def pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTabl
             )
             raise MappingFileError(msg)
         shapes = [source[n].shape for n in match.source_names]
+        # a pair carried from a reviewed pattern stays marked as such: no person looked at it
+        spread = match.decided_by is DecidedBy.SAME_PATTERN
         out[match.target] = replace(
             match,
             confidence=1.0,
@@ -45,7 +48,7 @@ def pinned_pairs(pins: NameMapping | None, source: ParamTable, target: ParamTabl
             source_shape=shapes[0] if len(shapes) == 1 else tuple(shapes),
             evidence={},
             alternatives=(),
-            labels={"pinned": "reviewed by a person"},
+            labels=dict(match.labels) if spread else {"pinned": "reviewed by a person"},
         )
     explicit = list(out.values())
     used = {n for m in explicit for n in m.source_names}
@@ -103,7 +106,10 @@ def _same_pattern(pin: Match, source: ParamTable, target: ParamTable) -> list[Ma
                 {},
                 (),
                 True,
-                {"pinned": f"same pattern as the reviewed pair {pin.target!r}"},
+                {
+                    DECIDED_BY: DecidedBy.SAME_PATTERN.value,
+                    "pinned": f"same pattern as the reviewed pair {pin.target!r}",
+                },
             )
         )
     return out

@@ -65,7 +65,8 @@ class ModelOptions:
         os.environ.setdefault("GLOG_v", "3")
         import mindspore
 
-        mindspore.set_context(mode=mindspore.PYNATIVE_MODE, device_target="CPU")
+        mindspore.set_device("CPU")  # `set_context(device_target=...)` is deprecated and logs a warning
+        mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
         torch_model = load_factory(self.torch_model)
         mindspore_model = load_factory(self.mindspore_model)
         if not hasattr(torch_model, "state_dict"):
