@@ -19,6 +19,8 @@ from importlib import resources
 
 from automap._types import Framework
 
+from .shapes import Part
+
 __all__ = ["Convention", "ConventionIndex", "conventions"]
 
 _LONGEST = 6  # components of the longest pattern worth looking up
@@ -26,12 +28,24 @@ _LONGEST = 6  # components of the longest pattern worth looking up
 
 @dataclass(frozen=True, slots=True)
 class Convention:
-    """One published correspondence."""
+    """One published correspondence.
+
+    Attributes:
+        pytorch, mindspore: the patterns of the two sides.
+        layout: "transposed" or "same" when the script says so.
+        piece: (index, parts, axis) when one side is a fused tensor and the other is one of its equal pieces.
+        piece_of: which framework's side is the fused one.
+        interleaved: the fused tensor interleaves its pieces head by head (no contiguous piece is right).
+        source: the script (package, version, path) that states it.
+    """
 
     pytorch: str
     mindspore: str
-    layout: str | None  # "transposed" or "same" when the script says so
-    source: str
+    layout: str | None = None
+    piece: tuple[int, int, int] | None = None
+    piece_of: Framework = "pytorch"
+    interleaved: bool = False
+    source: str = ""
 
     def side(self, framework: Framework) -> str:
         """The pattern of one framework's side."""
@@ -46,7 +60,15 @@ def conventions() -> tuple[Convention, ...]:
         return ()
     data = json.loads(folder.joinpath("conventions.json").read_text(encoding="utf-8"))
     return tuple(
-        Convention(entry["pytorch"], entry["mindspore"], entry.get("layout"), entry.get("source", ""))
+        Convention(
+            entry["pytorch"],
+            entry["mindspore"],
+            layout=entry.get("layout"),
+            piece=tuple(entry["piece"]) if "piece" in entry else None,
+            piece_of="mindspore" if entry.get("piece_of") == "mindspore" else "pytorch",
+            interleaved=bool(entry.get("interleaved_heads")),
+            source=entry.get("source", ""),
+        )
         for entry in data.get("entries", ())
     )
 
@@ -78,6 +100,7 @@ class ConventionIndex:
         entries: Sequence[Convention] | None = None,
     ) -> None:
         self.entries = tuple(conventions() if entries is None else entries)
+        self.frameworks = (source_framework, target_framework)
         self.active = source_framework != target_framework and bool(self.entries)
         self.source: list[frozenset[int]] = [frozenset()] * len(source_names)
         self.target: list[frozenset[int]] = [frozenset()] * len(target_names)
@@ -90,21 +113,47 @@ class ConventionIndex:
         self.realised_target = frozenset().union(*self.target) if self.target else frozenset()
 
     def _match(self, names: Sequence[str], framework: Framework) -> list[frozenset[int]]:
+        """Per name, the entries whose pattern on this side matches it; the longest matching pattern wins."""
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for number, entry in enumerate(self.entries):
             by_pattern[entry.side(framework)].append(number)
-        return [frozenset(i for suffix in _suffixes(name) for i in by_pattern.get(suffix, ())) for name in names]
+        out = []
+        for name in names:
+            found = [suffix for suffix in _suffixes(name) if suffix in by_pattern]
+            longest = max((f.count(".") for f in found), default=-1)
+            out.append(frozenset(i for f in found if f.count(".") == longest for i in by_pattern[f]))
+        return out
 
-    def score(self, target: int, source: int) -> float:
-        """1 when an entry pairs the two names; 0 when an entry the other table realises points elsewhere; else 0.5."""
+    def score(self, target: int, source: int, pieces: tuple[Part | None, Part | None], transposed: bool) -> float:
+        """How the published tables judge one candidate, in [0, 1].
+
+        1 when an entry pairs the two names (with the piece and the layout it states); 0 when entries pair
+        them but only as another piece, per head, or the other way round, or when an entry the other table
+        realises pairs one of them with something else; 0.5 when no table speaks of either.
+
+        Args:
+            target: the target parameter's index in its table.
+            source: the source parameter's index in its table.
+            pieces: the candidate's (target part, source part): which piece of a fused tensor it takes, if any.
+            transposed: whether the candidate's layout needs a transpose.
+        """
         t_ids, s_ids = self.target[target], self.source[source]
-        if t_ids & s_ids:
-            return 1.0
+        shared = t_ids & s_ids
+        if shared:
+            return 1.0 if any(self._fits(self.entries[i], pieces, transposed) for i in shared) else 0.0
         if (t_ids & self.realised_source) or (s_ids & self.realised_target):
             return 0.0
         return 0.5
 
-    def layout(self, target: int, source: int) -> str | None:
-        """What the entries pairing two names say about the layout ("transposed", "same"), if they agree."""
-        said = {self.entries[i].layout for i in self.target[target] & self.source[source]} - {None}
-        return said.pop() if len(said) == 1 else None
+    def _fits(self, entry: Convention, pieces: tuple[Part | None, Part | None], transposed: bool) -> bool:
+        """Whether a candidate pairs the two names the way the entry says: piece, per-head split, layout."""
+        if entry.interleaved:
+            return False  # a piece per head is no contiguous piece: no candidate can be it
+        if transposed != (entry.layout == "transposed"):  # scripts state a transpose; otherwise they copy as is
+            return False
+        fused_side = 0 if entry.piece_of == self.frameworks[1] else 1
+        part = pieces[fused_side]
+        if entry.piece is None:
+            return part is None
+        index, parts, _ = entry.piece
+        return part is not None and part.index == index and part.parts == parts

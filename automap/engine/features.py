@@ -174,18 +174,12 @@ def convention_feature(ctx: FeatureContext) -> Array:
     out = np.full(len(ctx.candidates.target), 0.5)
     if index is None or not index.active:
         return out
-    t_base = [n.base for n in ctx.target.nodes]
-    s_base = [n.base for n in ctx.source.nodes]
+    t_nodes, s_nodes = ctx.target.nodes, ctx.source.nodes
     for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
-        tb, sb = t_base[t], s_base[s]
-        if not (index.target[tb] or index.source[sb]):
-            continue
-        score = index.score(tb, sb)
-        layout = index.layout(tb, sb) if score == 1.0 else None
-        transposed = ctx.candidates.relation[i].kind == "transpose"
-        if (layout == "transposed" and not transposed) or (layout == "same" and transposed):
-            score = 0.0
-        out[i] = score
+        tb, sb = t_nodes[t].base, s_nodes[s].base
+        if index.target[tb] or index.source[sb]:
+            transposed = ctx.candidates.relation[i].kind == "transpose"
+            out[i] = index.score(tb, sb, (t_nodes[t].part, s_nodes[s].part), transposed)
     return out
 
 

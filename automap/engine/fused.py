@@ -60,7 +60,7 @@ def order_parts(solution: Solution, ctx: FeatureContext) -> None:
         else:
             ordered, how = partners, "file order"
         if how != "file order":
-            _set_confidence(members, fused_on_source)
+            _set_confidence(members)
             if how == "names":
                 continue  # the assignment already follows the piece names
         # snapshot before rewriting: the same assignment objects appear as pieces and as partners
@@ -85,9 +85,9 @@ def _pieces_named(ctx: FeatureContext, members: list[Assignment], fused_on_sourc
     return all(side.node_tokens[n] != side.tokens[side.nodes[n].base] for n in nodes if n is not None)
 
 
-def _set_confidence(members: list[Assignment], fused_on_source: bool) -> None:
+def _set_confidence(members: list[Assignment]) -> None:
     """Once the pieces are ordered by evidence, only rivals outside the group speak against a member."""
-    group = {(a.target if fused_on_source else a.source) for a in members}
+    group = {a.source for a in members}  # the pieces (or the whole sources) the members share among them
     for a in members:
         if a.confidence <= 0:
             continue

@@ -19,12 +19,16 @@ from automap.transforms import Reshape, Split, Step, Transpose
 
 from .features import FEATURES, FeatureContext
 from .fused import piece_index
+from .graph import owner
 from .names import index_template, tokenize
 from .shapes import Part, concat_steps
 from .sides import Side
 from .solver import Assignment, Solution
 
 __all__ = ["build_matches"]
+
+_TRUSTED = 0.8  # a non-square pair this sure shows how its layer is stored
+_CAP = 0.45  # the confidence of a square weight whose storage nothing shows
 
 
 def build_matches(
@@ -59,7 +63,7 @@ def build_matches(
                 alternatives=tuple(Alternative(_source_name(source, c), 0.0) for c, _ in rivals if c is not None),
                 labels={"note": "no source tensor fits well enough"},
             )
-    _apply_transpose_convention(out, notes)
+    _apply_transpose_convention(out, notes, ctx)
     return out
 
 
@@ -155,42 +159,84 @@ def _concatenated(
     )
 
 
-def _apply_transpose_convention(matches: dict[str, Match], notes: list[str]) -> None:
-    """Give square 2-D pairs the transpose convention of the nearest non-square 2-D pairs around them.
+def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx: FeatureContext) -> None:
+    """Decide whether each square 2-D weight is stored transposed, which its shape cannot tell.
 
-    Whether a port stores linear weights as `(in, out)` is a property of the model, not of one tensor; shape
-    can only tell for non-square weights. The vote is taken in the innermost enclosing module (by template,
-    so all layers count together) that has non-square 2-D pairs, then the whole model.
+    In order: what a published rename table says of the pair; else what the confident non-square weights of
+    the same layer (in other blocks) show; else the frameworks' default (`(out, in)` on both sides, nothing
+    transposed) when nothing in the port suggests otherwise. When the port does store some layers transposed
+    (or leaves that open), a square weight with no evidence of its own is flagged instead of guessed: ports
+    mix conventions (MindFormers' T5 transposes the attention output but not q, k, v).
     """
-    votes: dict[str, Counter[bool]] = defaultdict(Counter)
+    layers: dict[str, Counter[bool]] = defaultdict(Counter)
+    port: Counter[bool] = Counter()
+    port_transposes = False
     for match in matches.values():
-        shape = match.target_shape
         if not _is_layer_weight(match):
             continue
-        if len(shape) == 2 and shape[0] != shape[1] and isinstance(match.source, str) and match.source_shape:
-            transposed = any(isinstance(s, Transpose) for s in match.transform)
-            for scope in _scopes(match.target):
-                votes[scope][transposed] += 1
-    flipped = 0
+        transposed = any(isinstance(s, Transpose) for s in match.transform)
+        if match.decided_by is DecidedBy.LAYOUT_ONLY:
+            port_transposes = True  # a transposed layout was as likely as the one chosen
+        shape = match.target_shape
+        if len(shape) != 2 or shape[0] == shape[1] or match.confidence < _TRUSTED:
+            continue
+        layers[_layer(match.target)][transposed] += 1
+        port[transposed] += 1
+        port_transposes |= transposed
+    flipped = doubted = 0
     for name, match in matches.items():
         shape = match.target_shape
         if len(shape) != 2 or shape[0] != shape[1] or not isinstance(match.source, str) or not _is_layer_weight(match):
             continue
         if any(isinstance(s, Transpose | Reshape) for s in match.transform):
             continue
-        for scope in _scopes(name):
-            if votes[scope]:
-                transposed, count = votes[scope].most_common(1)[0]
-                if transposed and count > votes[scope][False]:
-                    labels = dict(match.labels)
-                    labels["note"] = (
-                        f"square weight transposed like the non-square 2-D weights in {scope or 'the model'!r}"
-                    )
-                    matches[name] = replace(match, transform=(*match.transform, Transpose()), labels=labels)
-                    flipped += 1
-                break
+        labels = dict(match.labels)
+        published = _published_layout(match, ctx)
+        votes = layers.get(_layer(name))
+        if published is not None:
+            transposed = published
+            labels["note"] = "square weight stored as the published rename table of its library says"
+        elif votes and len(votes) == 1:
+            transposed = next(iter(votes))
+            labels["note"] = "square weight stored like the same layer's non-square weights in other blocks"
+        elif not port_transposes:
+            continue  # the frameworks' default: both store (out, in)
+        else:  # a guess: like most of the port's layers, and flagged
+            transposed = port[True] > port[False]
+            labels[DECIDED_BY] = DecidedBy.LAYOUT_ONLY.value
+            labels["note"] = (
+                "square weight: the port stores some layers transposed, and nothing shows whether this one is"
+                + (" (transposed like most of them)" if transposed else "")
+            )
+            match = replace(match, confidence=min(match.confidence, _CAP))
+            doubted += 1
+        if transposed:
+            matches[name] = replace(match, transform=(*match.transform, Transpose()), labels=labels)
+            flipped += 1
+        elif labels != match.labels:
+            matches[name] = replace(match, labels=labels)
     if flipped:
-        notes.append(f"{flipped} square 2-D weights transposed to follow the model's (in, out) storage convention")
+        notes.append(f"{flipped} square 2-D weights transposed to follow the port's storage convention")
+    if doubted:
+        notes.append(f"{doubted} square 2-D weights flagged: nothing shows whether the port stores them transposed")
+
+
+def _layer(name: str) -> str:
+    """A weight's layer across blocks: its module with container indices blanked (`blocks.#.output.mapping`)."""
+    return index_template(owner(name))
+
+
+def _published_layout(match: Match, ctx: FeatureContext) -> bool | None:
+    """Whether a published rename table that pairs a square weight's two names transposes it, or None."""
+    index = ctx.conventions
+    if index is None or not index.active or not isinstance(match.source, str):
+        return None
+    target, source = ctx.target.table.get(match.target), ctx.source.table.get(match.source)
+    if target is None or source is None:
+        return None
+    entries = [index.entries[i] for i in index.target[target.index] & index.source[source.index]]
+    said = {entry.layout == "transposed" for entry in entries if entry.piece is None and not entry.interleaved}
+    return said.pop() if len(said) == 1 else None
 
 
 def _is_layer_weight(match: Match) -> bool:

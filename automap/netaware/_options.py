@@ -65,7 +65,8 @@ class ModelOptions:
         os.environ.setdefault("GLOG_v", "3")
         import mindspore
 
-        mindspore.set_device("CPU")  # `set_context(device_target=...)` is deprecated and logs a warning
+        if mindspore.get_context("device_target") != "CPU":  # set_device may run once, before anything runs
+            mindspore.set_device("CPU")  # `set_context(device_target=...)` is deprecated and logs a warning
         mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
         torch_model = load_factory(self.torch_model)
         mindspore_model = load_factory(self.mindspore_model)

@@ -210,8 +210,13 @@ def cpu_pynative(mindspore: Any) -> None:
     """MindSpore in PyNative mode on the CPU, without the deprecated `set_context(device_target=...)`.
 
     That form logs a deprecation warning on every call, several per zoo pair; `set_device` does the same quietly.
+    It may be called once per process only, before anything runs: a later call (the runtime already set up by an
+    earlier pair, or by the caller on the CPU) leaves the device as it is.
     """
-    mindspore.set_device("CPU")
+    from mindspore import get_context
+
+    if get_context("device_target") != "CPU":
+        mindspore.set_device("CPU")
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
 
 
