@@ -196,6 +196,7 @@ def numbers_feature(ctx: FeatureContext) -> Array:
     lexicon = ctx.target.lexicon
     source_names = [ctx.source.table.names[n.base] for n in ctx.source.nodes]
     s_raw = _value_columns([number_contexts(n, lexicon=lexicon) for n in source_names])
+    s_heads = _value_columns([number_contexts(n, lexicon=lexicon, heads=True) for n in source_names])
     s_slots = _value_columns([dict(numbered_slots(n)) for n in source_names])
     out = np.empty(len(ctx.candidates.target))
     for t, index, sources in _by_target(ctx):
@@ -211,15 +212,13 @@ def numbers_feature(ctx: FeatureContext) -> Array:
             present = column[sources] >= 0
             informative += present
             agree += present & (column[sources] == expected)
-        raw_agree = np.zeros(len(index))
-        raw_shared = np.zeros(len(index))
-        for key, value in number_contexts(name, lexicon=lexicon).items():
-            column = s_raw.get(key)
-            if column is None or key in ctx.untrusted_numbers:
-                continue
-            present = column[sources] >= 0
-            raw_shared += present
-            raw_agree += present & (column[sources] == value)
+        raw_agree, raw_shared = _compare(number_contexts(name, lexicon=lexicon), s_raw, sources, ctx.untrusted_numbers)
+        # names that share no full key may still number the same kind of thing (`resblocks.0` and `layers.0`)
+        head_agree, head_shared = _compare(
+            number_contexts(name, lexicon=lexicon, heads=True), s_heads, sources, ctx.untrusted_numbers
+        )
+        raw_agree = np.where(raw_shared > 0, raw_agree, head_agree)
+        raw_shared = np.where(raw_shared > 0, raw_shared, head_shared)
         # One differing index means another tensor (`layer2.1.conv1` is not `layer2.0.conv1`), so partial
         # agreement counts for little.
         raw = np.where(raw_shared > 0, _all_or_little(raw_agree, raw_shared), 0.5)
@@ -228,6 +227,24 @@ def numbers_feature(ctx: FeatureContext) -> Array:
         # inside experts whose index a rule maps) still tells tensors apart, so it can only lower the score.
         out[index] = np.where(informative > 0, np.where(raw_shared > 0, np.minimum(learned, raw), learned), raw)
     return out
+
+
+def _compare(
+    numbers: Mapping[tuple[str, ...], int],
+    columns: Mapping[tuple[str, ...], Array],
+    sources: Array,
+    untrusted: frozenset[tuple[str, ...]],
+) -> tuple[Array, Array]:
+    """Per source: how many of a target name's keyed numbers it shares, and how many of those agree."""
+    agree, shared = np.zeros(len(sources)), np.zeros(len(sources))
+    for key, value in numbers.items():
+        column = columns.get(key)
+        if column is None or key in untrusted:
+            continue
+        present = column[sources] >= 0
+        shared += present
+        agree += present & (column[sources] == value)
+    return agree, shared
 
 
 def _all_or_little(agree: Array, total: Array) -> Array:

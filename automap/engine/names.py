@@ -194,7 +194,7 @@ class TokenWeights:
         return self._weights.get(token, math.log(2.0))
 
 
-def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...], int]:
+def number_contexts(name: str, *, lexicon: bool = True, heads: bool = False) -> dict[tuple[str, ...], int]:
     """Each number of a name keyed by the words it qualifies, in canonical (lexicon class) spelling.
 
     `layer1.0.bn2.weight` -> `{("=layers",): 1, ("=layers", "[]"): 0, ("=norm",): 2}`: a number inside a word
@@ -202,6 +202,9 @@ def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...],
     qualifies that word; a component that is only a number is an index into the nearest named container before
     it. Two names' numbers are comparable only where these keys agree, so `conv1.convs.0` and
     `down1.maxpool_conv.1.double_conv.4` share no key and their numbers are not compared at all.
+
+    With `heads`, a context is its last word only (`resblocks.0` and `layers.0` both number `=layers`,
+    `ln_2` and `layer_norm2` both `=norm`): a looser key, for names that share no full one.
     """
     classes = _lexicon()[0] if lexicon else {}
     out: dict[tuple[str, ...], int] = {}
@@ -213,6 +216,8 @@ def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...],
         numbers = [int(p[:18]) for p in pieces if p.isdigit()]
         if words:
             context = tuple(classes.get(component.lower(), "") or w for w in words[:1]) + words[1:]
+            if heads:
+                context = (_head(context[-1], classes),)
             key = context
             fresh = not numbers  # `blocks.5` numbers `blocks` as `layer_5` numbers `layer`
         elif fresh:
@@ -224,6 +229,17 @@ def number_contexts(name: str, *, lexicon: bool = True) -> dict[tuple[str, ...],
         for occurrence, number in enumerate(numbers):
             out.setdefault(key if occurrence == 0 else (*key, f"@{occurrence}"), number)
     return out
+
+
+def _head(word: str, classes: dict[str, str]) -> str:
+    """A word's head, in canonical spelling: `resblocks` is a kind of `blocks` (`=layers`), as compounds go."""
+    if word.startswith("=") or word in classes:
+        return classes.get(word, word)
+    for start in range(1, len(word) - 3):
+        tail = word[start:]
+        if tail in classes and "_" not in tail:
+            return classes[tail]
+    return word
 
 
 def leaf_concept(name: str, lexicon: bool = True) -> str:

@@ -15,7 +15,7 @@ however large its margin: among interchangeable candidates, order alone is not p
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +231,7 @@ def _confidence(
         weak = closest[1] - margin
         if closest[1] <= 1e-6:
             a.doubt = DecidedBy.TIE
-        elif margin < _STRONG_EPS and not block_order:
+        elif (margin < _STRONG_EPS and not block_order) or _order_alone_rejects(a, options, repeated):
             a.order_only = True
             a.doubt = DecidedBy.ORDER_ONLY
         elif layout > 1e-6 and margin - layout < _STRONG_EPS and not block_order:
@@ -250,6 +250,26 @@ def _confidence(
             # the rival that could not be told apart is about as likely as the choice
             node, share = a.rivals[0]
             a.rivals = ((node, max(share, min(_ORDER_ONLY_CAP, 1.0 - a.confidence))), *a.rivals[1:])
+
+
+def _order_alone_rejects(
+    a: Assignment,
+    options: Sequence[tuple[int | None, float, float, float]],
+    repeated: Callable[[int, int], bool] | None,
+) -> bool:
+    """Whether some rival that is not the same tensor of a repeated block loses on order alone.
+
+    The closest rival may be a sibling block (`layers.0` against `layers.1`), whose order every port keeps; a
+    rival further away can still be the same layer in another tower (CLIP's text and vision encoders, built
+    alike) that nothing but position tells apart. Then the choice between the towers rests on order.
+    """
+    for source, delta, margin, _ in options[1:]:
+        if source is None or delta <= 1e-6:
+            continue
+        sibling = repeated is not None and a.source is not None and repeated(source, a.source)
+        if margin < _STRONG_EPS and not sibling:
+            return True
+    return False
 
 
 def _strong(lookup: _Lookup, strong_costs: Array, t: int, s: int) -> Array:
