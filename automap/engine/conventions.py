@@ -2,7 +2,8 @@
 
 `conventions.json` holds correspondences stated in the libraries' own weight-conversion scripts
 (`self_attn.q_proj` ~ `attention.wq`, `post_attention_layernorm` ~ `ffn_norm`, ...), each with the script it
-comes from. A pattern is a dotted run of name components; it matches a parameter name when it equals the
+comes from, and HuggingFace's renames of the original codebases' names that many ports keep (`layernorm_before`
+~ timm's `norm1`). A pattern is a dotted run of name components; it matches a parameter name when it equals the
 name's last components before the leaf (`self_attn.q_proj` matches `model.layers.3.self_attn.q_proj.weight`)
 or its last components including the leaf (`embed_tokens.weight`). Nothing here is a rule for one model:
 an entry is a fact about a library's naming, and it speaks only when both names match one of its sides.
@@ -59,6 +60,16 @@ def conventions() -> tuple[Convention, ...]:
     if not folder.joinpath("conventions.json").is_file():
         return ()
     data = json.loads(folder.joinpath("conventions.json").read_text(encoding="utf-8"))
+    # HuggingFace's renames of an original codebase's names (timm, OpenAI, fairseq...) pair HF's names with the
+    # names MindSpore ports keep from that codebase: the original side stands for the MindSpore side
+    aliases = [
+        {
+            **entry,
+            "mindspore": entry["original"],
+            "piece_of": "mindspore" if entry.get("piece_of") == "original" else None,
+        }
+        for entry in data.get("aliases", {}).get("entries", ())
+    ]
     return tuple(
         Convention(
             entry["pytorch"],
@@ -69,7 +80,7 @@ def conventions() -> tuple[Convention, ...]:
             interleaved=bool(entry.get("interleaved_heads")),
             source=entry.get("source", ""),
         )
-        for entry in data.get("entries", ())
+        for entry in [*data.get("entries", ()), *aliases]
     )
 
 

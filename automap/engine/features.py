@@ -22,7 +22,7 @@ from automap._types import Array
 
 from .conventions import ConventionIndex
 from .graph import owner
-from .names import TokenWeights, leaf_concept, number_contexts
+from .names import AMBIGUOUS, TokenWeights, leaf_concept, number_contexts
 from .sides import Candidates, Side
 
 __all__ = ["FEATURES", "FeatureContext", "SlotRule", "feature", "numbered_slots", "score_candidates", "total_weight"]
@@ -239,7 +239,7 @@ def _compare(
     agree, shared = np.zeros(len(sources)), np.zeros(len(sources))
     for key, value in numbers.items():
         column = columns.get(key)
-        if column is None or key in untrusted:
+        if column is None or key in untrusted or value == AMBIGUOUS:
             continue
         present = column[sources] >= 0
         shared += present

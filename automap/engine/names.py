@@ -227,8 +227,30 @@ def number_contexts(name: str, *, lexicon: bool = True, heads: bool = False) -> 
             context = (*context, "[]")
             key = context
         for occurrence, number in enumerate(numbers):
-            out.setdefault(key if occurrence == 0 else (*key, f"@{occurrence}"), number)
+            _add(out, key if occurrence == 0 else (*key, f"@{occurrence}"), number)
     return out
+
+
+AMBIGUOUS = -2
+"""The value of a key that numbers nested containers of one kind (`layers.0.blocks.1`): not to be compared."""
+
+
+def _add(out: dict[tuple[str, ...], int], key: tuple[str, ...], number: int) -> None:
+    """Record a number under its key; a key that comes again (nested containers of one kind) becomes ambiguous.
+
+    `layers.0.blocks.1` numbers a stage and then a block, both `=layers`: compared with a port's `blocks.1` (no
+    stage) or `0.blocks.1` (an unnamed stage), either value could be the one that corresponds, so neither is
+    compared; the nested values are kept under their own keys for names nested the same way.
+    """
+    nested = sum(1 for k in out if k[: len(key)] == key and len(k) == len(key) + 1 and k[-1].startswith("^"))
+    if key in out:
+        if out[key] != AMBIGUOUS:
+            out[(*key, "^0")] = out[key]
+            out[key] = AMBIGUOUS
+            nested = 1
+        out[(*key, f"^{nested}")] = number
+    else:
+        out[key] = number
 
 
 def _head(word: str, classes: dict[str, str]) -> str:

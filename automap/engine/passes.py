@@ -21,7 +21,7 @@ from automap._types import Array
 
 from .features import FEATURES, FeatureContext, SlotRule, numbered_slots
 from .graph import owner
-from .names import index_template, number_contexts
+from .names import AMBIGUOUS, index_template, number_contexts
 from .sides import Side
 from .solver import Solution
 
@@ -130,7 +130,7 @@ def contradicted_number_keys(
         t_numbers = number_contexts(target.table.names[t], lexicon=lexicon)
         s_numbers = number_contexts(source.table.names[s], lexicon=lexicon)
         for key, value in t_numbers.items():
-            if key in s_numbers:
+            if key in s_numbers and AMBIGUOUS not in (value, s_numbers[key]):
                 seen[key] += 1
                 agree[key] += value == s_numbers[key]
     return frozenset(k for k, n in seen.items() if n >= 2 and agree[k] < 0.8 * n)
