@@ -206,6 +206,26 @@ def test_versioned_mapping_to_pytorch_computes_the_same(files, tmp_path, capsys,
     np.testing.assert_allclose(_torch_output(module, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_doubtful_source_for_what_the_loader_restores_is_left_to_the_loader(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`num_batches_tracked` guessed from some other integer scalar (a detection head's `stride`) is not written."""
+    net = load_checkpoint(files["net.ckpt"])
+    counter = np.array(7, dtype=np.int64)
+    extra = ParamRecord("head.stride", (), "int64", len(net), lambda: counter)
+    source_path = tmp_path / "with-counter.ckpt"
+    save_checkpoint(ParamTable("mindspore", "net", (*net.params, extra)), source_path)
+    source, template = load_checkpoint(source_path), load_checkpoint(files["net.pth"])
+    entries = {**nets.NET_TO_TORCH, "bn.num_batches_tracked": "head.stride"}
+    document = nets.versioned_mapping(entries, source, template, confidence={"bn.num_batches_tracked": 0.3})
+    out = tmp_path / "out.pth"
+    text = _convert(
+        capsys, str(source_path), "--mapping", str(_write_json(tmp_path / "m.json", document)), "-o", str(out)
+    )
+    assert "num_batches_tracked" in text  # left to PyTorch's loader, and said so
+    state = torch.load(out, weights_only=True)
+    assert "bn.num_batches_tracked" not in state
+    assert list(state) == [n for n in template.names if not n.endswith("num_batches_tracked")]
+
+
 def test_separate_qkv_are_concatenated_for_pytorch(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
     source, template = load_checkpoint(files["attention.ckpt"]), load_checkpoint(files["attention.pth"])
     document = nets.versioned_mapping(nets.ATTENTION_TO_TORCH, source, template)
