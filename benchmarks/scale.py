@@ -133,22 +133,31 @@ def listings(config: Config) -> tuple[ParamTable, ParamTable, dict[str, str]]:
             framework, config.name, tuple(ParamRecord(n, s, "float32", i) for i, (n, s) in enumerate(ordered))
         )
 
-    torch_order = [n for n, _ in torch_params]
+    # the orders the real files have (the corpus's llama_gqa and mixtral pairs): a HuggingFace checkpoint is a
+    # safetensors file, sorted as text; MindFormers' .ckpt follows the port's declarations
+    torch_order = sorted(n for n, _ in torch_params)
     ms_order = _mindformers_order([n for n, _ in ms_params])
     return table("pytorch", torch_params, torch_order), table("mindspore", ms_params, ms_order), truth
 
 
 def _mindformers_order(names: list[str]) -> list[str]:
-    """The port lists each layer's norms before its attention and feed-forward weights, and the final norm first."""
+    """MindFormers' declaration order: the embedding, then per layer `ffn_norm`, `attention_norm`, attention, the
+    feed-forward block (experts before their router), and last `norm_out` and `lm_head`."""
 
     def key(item: tuple[int, str]) -> tuple[int, int, int]:
         index, name = item
         parts = name.split(".")
         layer = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else (-1 if "embedding" in name else 10**9)
-        if name.startswith("model.norm_out"):
-            layer = -1
-        norm_first = 0 if name.endswith(("attention_norm.weight", "ffn_norm.weight")) else 1
-        return (layer, norm_first, index)
+        kind = (
+            0
+            if name.endswith("ffn_norm.weight")
+            else 1
+            if name.endswith("attention_norm.weight")
+            else 3
+            if ".router." in name
+            else 2
+        )
+        return (layer, kind, index)
 
     return [name for _, name in sorted(enumerate(names), key=key)]
 

@@ -13,7 +13,7 @@ go to the dense solver unchanged.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from automap.records import Alternative, Match, ParamRecord, ParamTable
@@ -23,7 +23,8 @@ __all__ = ["DENSE_LIMIT", "solve_in_blocks"]
 DENSE_LIMIT = 400  # parameters per side above which a problem is split into blocks
 _MIN_BLOCKS = 4
 
-Solve = Callable[[ParamTable, ParamTable], tuple[dict[str, Match], list[str]]]
+Solve = Callable[[ParamTable, ParamTable, Mapping[str, str]], tuple[dict[str, Match], list[str]]]
+"""Solves one problem densely; the mapping holds the block modules paired so far (target module -> source's)."""
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,25 @@ class _Blocks:
 
 
 def solve_in_blocks(
-    source: ParamTable, target: ParamTable, solve: Solve, *, limit: int = DENSE_LIMIT
+    source: ParamTable,
+    target: ParamTable,
+    solve: Solve,
+    *,
+    limit: int = DENSE_LIMIT,
+    paired: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Match], list[str]]:
-    """Solve `source` -> `target`, splitting along repeated blocks while either side exceeds `limit`."""
+    """Solve `source` -> `target`, splitting along repeated blocks while either side exceeds `limit`.
+
+    The blocks paired on the way down are handed to the dense solver: a tensor of a target block belongs with the
+    source block it was paired with, not with a same-shaped tensor outside it (a routed expert's `w1` is not the
+    shared expert's `up_proj`).
+    """
+    paired = dict(paired or {})
     if len(source) <= limit and len(target) <= limit:
-        return solve(source, target)
+        return solve(source, target, paired)
     s_blocks, t_blocks = _split(source), _split(target)
     if s_blocks is None or t_blocks is None or len(s_blocks.indices) != len(t_blocks.indices):
-        return solve(source, target)
+        return solve(source, target, paired)
     pairing = dict(zip(t_blocks.indices, s_blocks.indices, strict=True))
     by_kind: dict[tuple[object, object], list[int]] = defaultdict(list)
     for t_index in t_blocks.indices:
@@ -78,7 +90,10 @@ def solve_in_blocks(
         s_members = [r for r in s_blocks.members[s_lead] if r.name not in used]
         sub_source = _table(source, (s_blocks.rest if first else []) + s_members)
         sub_target = _table(target, (t_blocks.rest if first else []) + t_members)
-        solved, sub_notes = solve_in_blocks(sub_source, sub_target, solve, limit=limit) if len(sub_target) else ({}, [])
+        here = {**paired, t_blocks.block_prefix(lead)[:-1]: s_blocks.block_prefix(s_lead)[:-1]}
+        solved, sub_notes = (
+            solve_in_blocks(sub_source, sub_target, solve, limit=limit, paired=here) if len(sub_target) else ({}, [])
+        )
         solved = {**solved, **known}
         first = False
         solved_leads.append((lead, {n: m for n, m in solved.items() if n.startswith(t_blocks.block_prefix(lead))}))
