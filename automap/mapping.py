@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ._collector import collector_paused
 from ._errors import MappingFileError
 from ._json import loads
 from ._mapping_text import write_flat, write_versioned
@@ -102,6 +103,7 @@ def _pair_json(match: Match) -> dict[str, Any]:
     }
 
 
+@collector_paused()  # see automap/_collector.py
 def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, overwrite: bool = True) -> None:
     """Write a mapping file atomically.
 
