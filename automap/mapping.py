@@ -36,10 +36,12 @@ _FRAMEWORKS = ("pytorch", "mindspore")
 
 def fingerprint(table: ParamTable) -> str:
     """A short hash of a table's names, shapes and dtypes, to tell later whether a file is the same model."""
-    digest = hashlib.sha256()
+    shapes: dict[tuple[int, ...], str] = {}  # the text of each distinct shape, made once
     for record in table.params:
-        digest.update(f"{record.name}\t{list(record.shape)}\t{record.dtype}\n".encode())
-    return digest.hexdigest()[:16]
+        if record.shape not in shapes:
+            shapes[record.shape] = str(list(record.shape))
+    lines = [f"{r.name}\t{shapes[r.shape]}\t{r.dtype}\n" for r in table.params]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
