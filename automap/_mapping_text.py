@@ -119,8 +119,8 @@ def write_versioned(
 class _PairFormatter:
     """A pair's text at level 2 (inside `"pairs": [`), its fields at level 3, from the `Match` itself.
 
-    Texts that repeat across a model's pairs are kept once made: shapes, confidences, labels, and the scores of
-    an evidence dict, which the pairs carried over from one solved block to the others share.
+    Texts that repeat across a model's pairs are kept once made: shapes, confidences, labels, and the evidence
+    made of a scores dict and a labels dict, which the pairs carried over from one solved block share.
     """
 
     _FIELD = WIDTH - 6  # widest compact text of a field's value that stays on its line (level 3)
@@ -133,6 +133,7 @@ class _PairFormatter:
         self.confidences: dict[float, str] = {}
         self.labels: dict[tuple[str, str], str] = {}
         self.scores: dict[int, tuple[Mapping[str, float], list[str]]] = {}
+        self.evidence: dict[tuple[int, int], tuple[Mapping[str, float], Mapping[str, str], str]] = {}
 
     def text(self, match: Match) -> str:
         """The pair's laid-out text (starting at `{`, closing at level 2)."""
@@ -182,14 +183,25 @@ class _PairFormatter:
         return found
 
     def _evidence(self, match: Match) -> str:
-        """The evidence object: the rounded scores, then the labels; one line, or one line per item."""
-        scores = match.evidence
+        """The evidence object's text, worked out once for each scores dict and labels dict it is made of.
+
+        The dicts are kept with the text, so their ids cannot be reused meanwhile.
+        """
+        scores, labels = match.evidence, match.labels
+        key = (id(scores), id(labels))
+        kept = self.evidence.get(key)
+        if kept is None or kept[0] is not scores or kept[1] is not labels:
+            kept = self.evidence[key] = (scores, labels, self._evidence_text(scores, labels))
+        return kept[2]
+
+    def _evidence_text(self, scores: Mapping[str, float], labels: Mapping[str, str]) -> str:
+        """The rounded scores, then the labels; on one line, or one line per item."""
         kept = self.scores.get(id(scores))
-        if kept is None or kept[0] is not scores:  # the dict itself is kept, so its id cannot be reused meanwhile
+        if kept is None or kept[0] is not scores:
             kept = self.scores[id(scores)] = (scores, [f"{_string(k)}: {_score(v)}" for k, v in scores.items()])
         items = kept[1]
-        if match.labels:
-            items = items + [self._label(item) for item in match.labels.items()]
+        if labels:
+            items = items + [self._label(item) for item in labels.items()]
         text = "{" + ", ".join(items) + "}"
         if len(text) > self._FIELD and items:
             return "{\n        " + ",\n        ".join(items) + "\n      }"
@@ -206,9 +218,14 @@ class _PairFormatter:
         if not match.alternatives:
             return "[]"
         texts = []
+        confidence = self._confidence
         for alternative in match.alternatives:
+            source = alternative.source
             text = (
-                f'{{"source": {_source(alternative.source)}, "confidence": {self._confidence(alternative.confidence)}'
+                '{"source": '
+                + (_string(source) if type(source) is str else _source(source))
+                + ', "confidence": '
+                + confidence(alternative.confidence)
             )
             if alternative.transform:
                 text += ', "transform": ' + compact([s.to_json() for s in alternative.transform])

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from automap.records import Alternative, Match, ParamRecord, ParamTable
+from automap.records import Alternative, Match, ParamRecord, ParamTable, Source
 
 __all__ = ["DENSE_LIMIT", "solve_in_blocks"]
 
@@ -128,10 +128,10 @@ def _split(table: ParamTable) -> _Blocks | None:
     head = prefix + "." if prefix else ""
     members: dict[int, list[ParamRecord]] = defaultdict(list)
     rest: list[ParamRecord] = []
+    cut = len(head)
     for record in table.params:
-        tail = record.name[len(head) :] if record.name.startswith(head) else ""
-        index = tail.split(".", 1)[0]
-        if tail and index.isdigit() and "." in tail:
+        index, dot, _ = record.name[cut:].partition(".") if record.name.startswith(head) else ("", "", "")
+        if dot and index.isdigit():
             members[int(index)].append(record)
         else:
             rest.append(record)
@@ -158,10 +158,23 @@ class _Carrier:
         t_from = t_blocks.block_prefix(t_lead)
         note = f"same as block {t_lead} (repeated structure)"
         self.pairs = [
-            (name[len(t_from) :], match, {**match.labels, "block": note})
+            (
+                name[len(t_from) :],
+                match,
+                self._movable(match.source),
+                [(self._movable(a.source), a) for a in match.alternatives],
+                {**match.labels, "block": note},
+            )
             for name, match in solved.items()
             if name.startswith(t_from)
         ]
+
+    def _movable(self, source: Source) -> tuple[bool, str] | None:
+        """A single source name as (inside the lead block, the rest of the name or the whole name); else None."""
+        if not isinstance(source, str):
+            return None
+        inside = source.startswith(self.s_from)
+        return inside, source[len(self.s_from) :] if inside else source
 
     def into(self, t_index: int, s_index: int) -> dict[str, Match]:
         """The lead block's pairs, renamed into block `t_index` (whose source block is `s_index`)."""
@@ -169,26 +182,25 @@ class _Carrier:
         s_from = self.s_from
         cut = len(s_from)
 
-        def move(name: str) -> str:
-            return s_to + name[cut:] if name.startswith(s_from) else name
-
-        def move_source(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-            if value is None or isinstance(value, str):
-                return None if value is None else move(value)
-            return tuple(move(v) for v in value)
+        def move(source: Source, movable: tuple[bool, str] | None) -> Source:
+            if movable is not None:
+                return s_to + movable[1] if movable[0] else movable[1]
+            if source is None or isinstance(source, str):
+                return source
+            return tuple(s_to + name[cut:] if name.startswith(s_from) else name for name in source)
 
         out: dict[str, Match] = {}
-        for tail, match, labels in self.pairs:
+        for tail, match, movable, alternatives, labels in self.pairs:
             target = t_to + tail
             out[target] = Match(
                 target,
-                move_source(match.source),
+                move(match.source, movable),
                 match.confidence,
                 match.transform,
                 match.target_shape,
                 match.source_shape,
                 match.evidence,
-                tuple(Alternative(move_source(a.source), a.confidence, a.transform) for a in match.alternatives),
+                tuple([Alternative(move(a.source, m), a.confidence, a.transform) for m, a in alternatives]),
                 match.pinned,
                 labels,
             )

@@ -109,7 +109,8 @@ class PageData:
         self._scores: dict[int, tuple[Mapping[str, float], list[Any]]] = {}
         self._labels: dict[tuple[tuple[str, str], ...], list[Any]] = {}
         self._dtype_ids: dict[str, int] = {}
-        self._rounded: dict[tuple[float, int], float | int] = {}
+        self._named: dict[int, tuple[Mapping[str, str], list[Any]]] = {}
+        self._rounded: dict[int, dict[float, float | int]] = {3: {}, 4: {}}
         self.dtypes_known = source_table is not None or target_table is not None
         self.source_order_known = source_table is not None
         self.target = _Side()
@@ -138,10 +139,10 @@ class PageData:
 
     def _number(self, value: float, digits: int) -> float | int:
         """`_number`, kept once worked out: confidences repeat across the pairs of repeated blocks."""
-        key = (value, digits)
-        found = self._rounded.get(key)
+        kept = self._rounded[digits]
+        found = kept.get(value)
         if found is None:
-            found = self._rounded[key] = _number(value, digits)
+            found = kept[value] = _number(value, digits)
         return found
 
     def _fill_target(self, table: ParamTable | None) -> None:
@@ -157,8 +158,9 @@ class PageData:
 
     def _fill_source(self, table: ParamTable | None) -> None:
         if table is not None:
+            add, shape, dtype = self.source.add, self._shape, self._dtype
             for record in table.params:
-                self.source.add(record.name, self._shape(record.shape), self._dtype(record.dtype))
+                add(record.name, shape(record.shape), dtype(record.dtype))
         # without the table, sources appear in the order the target uses them, then the unused ones
         pairs, known = self.mapping.pairs, self.source.position
         missing = [n for p in pairs for n in p.source_names if n not in known]
@@ -210,16 +212,19 @@ class PageData:
         """Scores and labels aligned with the key lists, which only grow, so a result made once stays right.
 
         Pairs carried over from one solved block share their scores dict, and labels repeat: each is worked out
-        once (the scores dict is kept with its result, so its id cannot be reused meanwhile).
+        once (each dict is kept with its result, so its id cannot be reused meanwhile).
         """
         kept = self._scores.get(id(evidence))
         if kept is None or kept[0] is not evidence:
             kept = self._scores[id(evidence)] = (evidence, self._aligned(evidence, {})[0])
-        key = tuple(labels.items())
-        texts = self._labels.get(key)
-        if texts is None:
-            texts = self._labels[key] = self._aligned({}, labels)[1]
-        return kept[1], texts
+        named = self._named.get(id(labels))
+        if named is None or named[0] is not labels:
+            key = tuple(labels.items())
+            texts = self._labels.get(key)
+            if texts is None:
+                texts = self._labels[key] = self._aligned({}, labels)[1]
+            named = self._named[id(labels)] = (labels, texts)
+        return kept[1], named[1]
 
     def _aligned(self, evidence: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
         numbers: list[Any] = [None] * len(self.numeric_keys)
