@@ -172,18 +172,43 @@ PHASES = ("read inputs", "infer", "summary", "write mapping", "write HTML")
 TARGET_SECONDS, TARGET_MB = 5.0, 500  # for the largest size, end to end
 
 
-def write_inputs(name: str, folder: Path) -> tuple[Path, Path, dict[str, str]]:
-    """The size's two listing files (as `automap inspect --json` writes them) and its ground truth."""
+def write_inputs(name: str, folder: Path, source_format: str = "listing") -> tuple[Path, Path, dict[str, str]]:
+    """The size's two input files and its ground truth.
+
+    Listings are written as `automap inspect --json` writes them. A safetensors source has a real header and
+    no data: the file is sparse (its data, terabytes at full size, is a hole that takes no disk space), which
+    is all `automap infer` reads of it.
+    """
     from automap.io.listing import write_to
 
     source, target, truth = listings(CONFIGS[name])
     paths = []
     for side, table in (("source", source), ("target", target)):
-        path = folder / f"{name}.{side}.json"
-        with path.open("wb") as handle:
-            write_to(handle, table.params, framework=table.framework, path=path.name)
+        if side == "source" and source_format == "safetensors":
+            path = folder / f"{name}.{side}.safetensors"
+            _write_sparse_safetensors(table, path)
+        else:
+            path = folder / f"{name}.{side}.json"
+            with path.open("wb") as handle:
+                write_to(handle, table.params, framework=table.framework, path=path.name)
         paths.append(path)
     return paths[0], paths[1], truth
+
+
+def _write_sparse_safetensors(table: ParamTable, path: Path) -> None:
+    """A safetensors file of `table`'s names and shapes (float32) whose data is a hole."""
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for record in table.params:
+        size = math.prod(record.shape) * 4
+        header[record.name] = {"dtype": "F32", "shape": list(record.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with path.open("wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        handle.truncate(8 + len(encoded) + offset)
 
 
 # Runs the command and reports its wall time and rusage. A process's peak-memory figure starts from that of the
@@ -195,23 +220,24 @@ start = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(child.pid, 0)
 seconds = time.perf_counter() - start
-print(json.dumps([seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)]))
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps([seconds, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)]))
 """
 
 
-def run_child(command: Sequence[str]) -> tuple[float, float]:
-    """Run a command in a fresh process: (wall seconds, its peak resident memory in MB)."""
+def run_child(command: Sequence[str]) -> tuple[float, float, float]:
+    """Run a command in a fresh process: (wall seconds, its CPU seconds, its peak resident memory in MB)."""
     done = subprocess.run(
         [sys.executable, "-S", "-c", _LAUNCHER, *command], capture_output=True, text=True, check=False
     )
     if done.returncode or not done.stdout.strip():
         msg = f"{' '.join(command)}: the launcher failed:\n{done.stderr}"
         raise RuntimeError(msg)
-    seconds, peak_mb, status = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds, cpu, peak_mb, status = json.loads(done.stdout.strip().splitlines()[-1])
     if status:
         msg = f"{' '.join(command)} failed ({status}):\n{done.stderr}"
         raise RuntimeError(msg)
-    return float(seconds), float(peak_mb)
+    return float(seconds), float(cpu), float(peak_mb)
 
 
 def timed_phases(out: str, argv: list[str]) -> int:
@@ -249,11 +275,15 @@ def timed_phases(out: str, argv: list[str]) -> int:
 
 
 def baseline(out: str, source: str, target: str, mapping: str) -> int:
-    """Plain json on the same files: load both listings; load the written mapping and dump it again."""
+    """Plain json on the same files: load both inputs (a safetensors file's header); load the written mapping and
+    dump it again."""
     start = time.perf_counter()
     for path in (source, target):
-        with Path(path).open(encoding="utf-8") as handle:
-            json.load(handle)
+        with Path(path).open("rb") as handle:
+            if path.endswith(".safetensors"):
+                json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+            else:
+                json.load(handle)
     loaded = time.perf_counter()
     with Path(mapping).open(encoding="utf-8") as handle:
         document = json.load(handle)
@@ -293,9 +323,9 @@ def measure_round(name: str, source: Path, target: Path, folder: Path) -> dict[s
     infer = ["infer", str(source), str(target), "-o", str(mapping), "--force"]
     with_html = [*infer, "--html", str(report)]
     row: dict[str, Any] = {"load": os.getloadavg()[0]}
-    row["seconds"], row["peak_mb"] = run_child([python, "-m", "automap", *infer])
-    row["html_seconds"], row["html_peak_mb"] = run_child([python, "-m", "automap", *with_html])
-    wall, _ = run_child([python, "-m", "benchmarks.scale", "--timed-phases", str(times), "--", *with_html])
+    row["seconds"], row["cpu"], row["peak_mb"] = run_child([python, "-m", "automap", *infer])
+    row["html_seconds"], row["html_cpu"], row["html_peak_mb"] = run_child([python, "-m", "automap", *with_html])
+    wall, _, _ = run_child([python, "-m", "benchmarks.scale", "--timed-phases", str(times), "--", *with_html])
     phases = json.loads(times.read_text(encoding="utf-8"))
     phases["other"] = wall - sum(phases[p] for p in PHASES)
     row["phases"] = phases
@@ -322,6 +352,8 @@ def summarise(name: str, tensors: int, rounds: list[dict[str, Any]], scores: dic
         summary[key] = round(median(lambda r, k=key: r[k]), 3)
         summary[f"{key}_range"] = spread(lambda r, k=key: r[k])
         summary[f"{key}_vs_json"] = round(median(lambda r, k=key: r[k] / plain_json(r)), 2)
+    summary["cpu"] = round(median(lambda r: r["cpu"]), 3)
+    summary["html_cpu"] = round(median(lambda r: r["html_cpu"]), 3)
     summary["peak_mb"] = round(max(r["peak_mb"] for r in rounds))
     summary["html_peak_mb"] = round(max(r["html_peak_mb"] for r in rounds))
     summary["phases"] = {p: round(median(lambda r, p=p: r["phases"][p]), 3) for p in (*PHASES, "other")}
@@ -340,18 +372,19 @@ def summarise(name: str, tensors: int, rounds: list[dict[str, Any]], scores: dic
 def report(rows: list[dict[str, Any]]) -> str:
     """The tables: end to end, the phases, the growth from size to size, and the targets."""
     lines = [
-        "End to end (median over rounds, min-max; peak = the worst round; x json = time / (json.load of both "
-        "listings + json.dumps of the mapping), same round):",
-        f"{'model':15s} {'tensors':>8s} {'-o s':>6s} {'range':>11s} {'peak MB':>8s} {'x json':>7s} "
-        f"{'+html s':>8s} {'range':>11s} {'peak MB':>8s} {'x json':>7s} {'accuracy':>9s} {'flagged':>8s} "
-        f"{'wrong>=thr':>10s}",
+        "End to end: `infer -o M.json`, then with `--html R.html` (wall seconds: median over rounds, min-max; cpu: "
+        "median user+sys seconds;",
+        "peak: the worst round; x json: wall / (json.load of both inputs + json.dumps of the mapping), same round):",
+        f"{'model':15s} {'tensors':>8s} {'-o s':>6s} {'range':>11s} {'cpu':>5s} {'peak MB':>8s} {'x json':>7s} "
+        f"{'+html s':>8s} {'range':>11s} {'cpu':>5s} {'peak MB':>8s} {'x json':>7s} {'accuracy':>9s} "
+        f"{'flagged':>8s} {'wrong>=thr':>10s}",
     ]
     for r in rows:
         lines.append(
             f"{r['model']:15s} {r['tensors']:8d} {r['seconds']:6.2f} {_range(r['seconds_range']):>11s} "
-            f"{r['peak_mb']:8d} {r['seconds_vs_json']:7.2f} {r['html_seconds']:8.2f} "
-            f"{_range(r['html_seconds_range']):>11s} {r['html_peak_mb']:8d} {r['html_seconds_vs_json']:7.2f} "
-            f"{r['accuracy']:9.2%} {r['flagged']:8d} {r['wrong_confident']:10d}"
+            f"{r['cpu']:5.2f} {r['peak_mb']:8d} {r['seconds_vs_json']:7.2f} {r['html_seconds']:8.2f} "
+            f"{_range(r['html_seconds_range']):>11s} {r['html_cpu']:5.2f} {r['html_peak_mb']:8d} "
+            f"{r['html_seconds_vs_json']:7.2f} {r['accuracy']:9.2%} {r['flagged']:8d} {r['wrong_confident']:10d}"
         )
     lines += [
         "",
@@ -408,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all sizes (default 3)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--keep", metavar="DIR", help="write the listings and outputs here (default: a temp dir)")
+    parser.add_argument(
+        "--source-format",
+        choices=["listing", "safetensors"],
+        default="listing",
+        help="the source as a listing, or as a safetensors file (real header, no data: a sparse file)",
+    )
     parser.add_argument("--timed-phases", nargs=1, help=argparse.SUPPRESS)  # internal: one timed command
     parser.add_argument("--baseline", nargs=4, help=argparse.SUPPRESS)  # internal: the plain json baseline
     args, rest = parser.parse_known_args(argv)
@@ -424,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="automap-scale-") as scratch:
         folder = Path(args.keep or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        inputs = {name: write_inputs(name, folder) for name in names}
+        inputs = {name: write_inputs(name, folder, args.source_format) for name in names}
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for number in range(args.rounds):
             for name in names:
