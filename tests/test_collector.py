@@ -76,3 +76,26 @@ def test_cycles_made_while_paused_are_collected_afterwards() -> None:
         assert alive() is not None  # a cycle: reference counting alone cannot free it
     gc.collect()
     assert alive() is None
+
+
+def test_what_the_block_built_goes_to_the_oldest_generation() -> None:
+    gc.enable()
+    with collector_paused():
+        built = [[i] for i in range(100)]
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(item) in oldest for item in built)
+
+
+def test_objects_the_program_froze_stay_frozen() -> None:
+    gc.enable()
+    kept = [[1], [2]]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            built = [[3]]
+        assert gc.get_freeze_count() == frozen
+        assert id(built[0]) not in {id(o) for o in gc.get_objects(generation=2)}
+    finally:
+        gc.unfreeze()
+    assert kept
