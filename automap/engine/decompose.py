@@ -37,10 +37,8 @@ class _Blocks:
 
     def signature(self, index: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """What a block holds: its relative names and shapes."""
-        return tuple(sorted((self.relative(r.name, index), r.shape) for r in self.members[index]))
-
-    def relative(self, name: str, index: int) -> str:
-        return name[len(self.block_prefix(index)) :]
+        cut = len(self.block_prefix(index))  # a relative name is what follows the block's prefix
+        return tuple(sorted([(r.name[cut:], r.shape) for r in self.members[index]]))
 
     def block_prefix(self, index: int) -> str:
         return f"{self.prefix}.{index}." if self.prefix else f"{index}."
