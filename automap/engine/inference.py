@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from automap._collector import collector_paused
 from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
@@ -49,6 +50,7 @@ _UNMATCHED_SHARE = 0.62  # a target stays unmatched rather than take a candidate
 _REFINEMENTS = 3  # passes that feed what confident pairs showed back into the scores
 
 
+@collector_paused()  # the mapping of a large model is millions of objects that live on: see automap/_collector.py
 def infer_mapping(
     source: ParamTable | StrPath,
     target: ParamTable | StrPath,
