@@ -12,6 +12,11 @@ and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are t
 - the naive route: `torch.load` of the whole file, a `mindspore.Tensor` per tensor, `mindspore.save_checkpoint`
   of the whole list.
 
+The automap routes run through `benchmarks._phased`, which runs the same command and records where its time went
+(`automap._phases`); a second table gives the median seconds of each phase: start (the interpreter and imports),
+open (the source, the mapping and the plan), read, transform, write, fsync and verify on the main thread, which
+add up to the wall time, and the CRC-32 work of the helper threads, which overlaps them.
+
 The source file's pages are evicted from the page cache before each route (`posix_fadvise DONTNEED`, no
 privileges needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
 route and everything is removed at the end (`--keep` keeps the generated checkpoints, `--reuse FOLDER` runs
@@ -37,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MB = 1e6
@@ -62,6 +67,7 @@ class Result:
     nbytes: int
     peak_rss: int  # bytes
     returncode: int
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (automap routes)
 
     @property
     def mb_per_s(self) -> float:
@@ -124,9 +130,11 @@ mindspore.save_checkpoint(params, out)
 """
 
 
-def run(route: str, argv: list[str], nbytes: int, log: Path) -> Result:
-    """Run one route in a subprocess; wall time and the child's peak RSS."""
+def run(route: str, argv: list[str], nbytes: int, log: Path, phases: Path | None = None) -> Result:
+    """Run one route in a subprocess; wall time, the child's peak RSS and the phases it wrote to `phases`."""
     env = {**os.environ, "GLOG_v": "3"}
+    if phases is not None:
+        remove(phases)
     with log.open("ab") as sink:
         sink.write(f"\n== {route}: {' '.join(argv)}\n".encode())
         sink.flush()
@@ -135,7 +143,12 @@ def run(route: str, argv: list[str], nbytes: int, log: Path) -> Result:
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
-    return Result(route, seconds, nbytes, usage.ru_maxrss * 1024, child.returncode)
+    times: dict[str, float] = {}
+    if phases is not None and phases.exists():
+        times = json.loads(phases.read_text())
+        command = times.pop("command", seconds)
+        times = {"start": seconds - command, **times, "open": command - sum(times.get(p, 0.0) for p in MAIN_PHASES)}
+    return Result(route, seconds, nbytes, usage.ru_maxrss * 1024, child.returncode, times)
 
 
 def evict(*paths: Path) -> None:
@@ -153,6 +166,22 @@ def remove(*paths: Path) -> None:
 
 
 NAIVE = "naive: torch.load + mindspore.save_checkpoint"
+MAIN_PHASES = (
+    "read",
+    "transform",
+    "write",
+    "waiting for the crc thread",
+    "waiting for the write check",
+    "fsync",
+    "verify",
+)
+"""Phases of the conversion's main thread (`automap._phases`): with start and open they add up to the wall time."""
+THREAD_PHASES = (
+    "crc of the written tensors (thread)",
+    "comparing with the source (threads)",
+    "crc of the read-back tensors (threads)",
+)
+"""Seconds of the helper threads, overlapping the main thread's phases."""
 
 
 def _median(values: list[float]) -> float:
@@ -193,6 +222,38 @@ def table(runs: dict[str, list[Result]], largest: int) -> str:
     return "\n".join(rows)
 
 
+def breakdown(runs: dict[str, list[Result]]) -> str:
+    """Markdown: median seconds of each phase of the automap routes (the main thread's add up to the wall time)."""
+    columns = [
+        ("start", "start"),
+        ("open", "open + plan"),
+        ("read", "read"),
+        ("transform", "transform"),
+        ("write", "write"),
+        ("waiting for the crc thread", "wait for crc"),
+        ("waiting for the write check", "wait for write check"),
+        ("fsync", "fsync"),
+        ("verify", "verify"),
+        (THREAD_PHASES[0], "threads: crc of written"),
+        (THREAD_PHASES[1], "threads: compare with source"),
+        (THREAD_PHASES[2], "threads: crc of read back"),
+    ]
+    rows = [
+        "| route | seconds | " + " | ".join(title for _, title in columns) + " |",
+        "|---|" + "---:|" * (len(columns) + 1),
+    ]
+    for route, results in runs.items():
+        if not any(r.phases for r in results):
+            continue
+        cells = [_median([r.phases.get(phase, 0.0) for r in results]) for phase, _ in columns]
+        rows.append(
+            f"| {route} | {_median([r.seconds for r in results]):.2f} | "
+            + " | ".join(f"{c:.2f}" if c >= 0.005 else "-" for c in cells)
+            + " |"
+        )
+    return "\n".join(rows)
+
+
 def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
     """PASS/FAIL lines for the issue's targets, on the worst peak RSS and the median throughput ratio."""
     lines = []
@@ -223,8 +284,8 @@ def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = Shape()
-    for field in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
+    for option in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab"):
+        parser.add_argument(f"--{option.replace('_', '-')}", type=int, default=getattr(defaults, option))
     parser.add_argument("--dir", type=Path, help="where to write (default: a new temporary folder)")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the naive route (needs ~2.5x RAM)")
     parser.add_argument("--warm", action="store_true", help="keep the source in the page cache between routes")
@@ -264,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             "st": folder / "out.safetensors",
             "naive": folder / "naive.ckpt",
         }
-        automap = [python, "-m", "automap", "convert"]
+        phases = folder / "phases.json"
+        automap = [python, "-m", "benchmarks._phased", str(phases), "convert"]
         routes: list[tuple[str, list[str], Path]] = [
             ("cp", ["cp", str(pth), str(outputs["copy"])], outputs["copy"]),
             (
@@ -306,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             for route, command, output in routes:
                 if not args.warm:
                     evict(pth, st)
-                result = run(route, command, total, log)
+                result = run(route, command, total, log, phases if route.startswith("automap") else None)
                 runs.setdefault(route, []).append(result)
                 status = "" if result.returncode == 0 else f"  FAILED (exit {result.returncode}):"
                 print(f"  {route}: {result.seconds:.1f} s, peak RSS {result.peak_rss / MB:.0f} MB{status}")
@@ -321,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(runs, largest))
         print()
+        print("Where the time goes: median seconds per phase (main thread: start to verify add up to the wall time; ")
+        print("the CRC-32 threads overlap them)")
+        print(breakdown(runs))
+        print()
         print("\n".join(targets(runs, largest)))
         if args.json:
             document = {
@@ -332,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             args.json.write_text(json.dumps(document, indent=1) + "\n")
     finally:
-        remove(*(folder / n for n in ("copy.pth", "out.ckpt", "out.safetensors", "naive.ckpt")))
+        remove(*(folder / n for n in ("copy.pth", "out.ckpt", "out.safetensors", "naive.ckpt", "phases.json")))
         if keep:
             print(f"kept {pth} and {st}")
         else:
