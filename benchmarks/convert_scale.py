@@ -14,8 +14,9 @@ and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are t
 
 The automap routes run through `benchmarks._phased`, which runs the same command and records where its time went
 (`automap._phases`); a second table gives the median seconds of each phase: start (the interpreter and imports),
-open (the source, the mapping and the plan), read, transform, write, fsync and verify on the main thread, which
-add up to the wall time, and the CRC-32 work of the helper threads, which overlaps them.
+open (the source, the mapping and the plan), read, transform, write, the waits for the helper threads, fsync and
+verify on the main thread, which add up to the wall time, and the seconds the helper threads spend comparing the
+output with the source right after writing, or taking CRC-32s, which overlap them.
 
 The source file's pages are evicted from the page cache before each route (`posix_fadvise DONTNEED`, no
 privileges needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
@@ -47,7 +48,8 @@ from pathlib import Path
 
 MB = 1e6
 RSS_HEADROOM = 500 * MB  # target: peak RSS <= largest tensor + this
-THROUGHPUT_TARGET = 0.5  # target: at least this fraction of cp's throughput
+THROUGHPUT_TARGET = 0.9  # target: at least this fraction of cp + sync's throughput, verified (median of the rounds)
+NO_VERIFY_TARGET = 0.95  # the same with --no-verify
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,11 @@ THREAD_PHASES = (
 """Seconds of the helper threads, overlapping the main thread's phases."""
 
 
+def _load() -> float:
+    """The 1-minute load average (the machine is shared: the figures mean more beside it)."""
+    return os.getloadavg()[0]
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
@@ -268,9 +275,10 @@ def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
         ratios = _ratios(runs, route, "cp + sync")
         if ratios:
             ratio = _median(ratios)
+            target = NO_VERIFY_TARGET if route.endswith("--no-verify") else THROUGHPUT_TARGET
             lines.append(
-                f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'} {route}: throughput {ratio:.0%} of cp + sync "
-                f"(median of {len(ratios)} rounds; target >= {THROUGHPUT_TARGET:.0%})"
+                f"{'PASS' if ratio >= target else 'FAIL'} {route}: throughput {ratio:.0%} of cp + sync "
+                f"(median of {len(ratios)} rounds, worst round {min(ratios):.0%}; target >= {target:.0%})"
             )
         if NAIVE in runs:
             naive_rss = max(r.peak_rss for r in runs[NAIVE])
@@ -363,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
                     outputs["naive"],
                 )
             )
+        loads = [_load()]
         for round_ in range(1, args.rounds + 1):
-            print(f"round {round_}/{args.rounds}")
+            print(f"round {round_}/{args.rounds} (load average {_load():.2f})")
             for route, command, output in routes:
                 if not args.warm:
                     evict(pth, st)
@@ -375,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                 if result.returncode:
                     print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
                 remove(output)
+        loads.append(_load())
         print()
+        print(f"load average (1 min) {loads[0]:.2f} at the start, {loads[-1]:.2f} at the end, on {os.cpu_count()} CPUs")
         print(
             f"{total / 1e9:.2f} GB of float32 in {len(tensors)} tensors (largest {largest / MB:.0f} MB), "
             f"{'warm' if args.warm else 'cold'} page cache, {args.rounds} interleaved rounds: median seconds, "
@@ -383,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(runs, largest))
         print()
-        print("Where the time goes: median seconds per phase (main thread: start to verify add up to the wall time; ")
-        print("the CRC-32 threads overlap them)")
+        print("Where the time goes: median seconds per phase (the main thread's, start to verify, add up to the wall")
+        print("time; the helper threads' overlap them)")
         print(breakdown(runs))
         print()
         print("\n".join(targets(runs, largest)))
@@ -394,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 "total_bytes": total,
                 "largest_tensor_bytes": largest,
                 "cache": "warm" if args.warm else "cold",
+                "load_average": loads,
                 "runs": {route: [asdict(r) for r in results] for route, results in runs.items()},
             }
             args.json.write_text(json.dumps(document, indent=1) + "\n")
