@@ -560,6 +560,27 @@ def test_renamed_tensors_are_compared_with_the_source_right_after_being_written(
     np.testing.assert_array_equal(written, load_checkpoint(source)["a.big"].read().astype(dtype or "float32"))
 
 
+def test_tensors_of_every_shard_checked_when_written_are_not_read_again(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """torch.load maps each shard as it is opened, maybe where the last one was: each is found and trusted."""
+    rng = np.random.default_rng(9)
+    # 2.4 MB each, named so that each lies at another offset of its shard
+    arrays = {f"a.{'x' * 150 * i}": rng.standard_normal((1024, 600)).astype(np.float32) for i in range(3)}
+    source = tmp_path / "source.safetensors"
+    save_checkpoint(
+        [ParamRecord(n, a.shape, "float32", i, lambda a=a: a) for i, (n, a) in enumerate(arrays.items())], source
+    )
+    mapping = _write_json(tmp_path / "flat.json", {n.replace("a.", "b."): n for n in arrays})
+    compared_again: list[Any] = []
+    real = automap.conversion.readback._matches
+    monkeypatch.setattr(
+        automap.conversion.readback, "_matches", lambda *args: compared_again.append(args) or real(*args)
+    )
+    report = convert(source, mapping, tmp_path / "out.pth", max_shard_size="3MB")
+    assert len(report.shards) == 3 and report.verified == 3
+    assert report.verified_with.startswith("torch.load(weights_only=True) (3 shards)")
+    assert compared_again == []
+
+
 @pytest.mark.parametrize("suffix", [".ckpt", ".safetensors", ".pth"])
 def test_a_kernel_copy_that_writes_a_wrong_byte_is_found_and_nothing_is_left(  # type: ignore[no-untyped-def]
     tmp_path, monkeypatch, suffix

@@ -85,6 +85,19 @@ class MappedPages:
             self._files[file_id(info)] = Path(file)
             self._since_lookup = self._every
 
+    def rescan(self) -> None:
+        """Look the files' mappings up again now (after one was opened or closed, whose address may be reused).
+
+        `drop` and `where` trust the mappings last looked up: a caller that maps and unmaps files (a loader per
+        output file) rescans after each one is opened, so that no address is taken for a mapping that is gone.
+        """
+        if self._madvise is None or not self._files:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._regions = _regions(set(self._files))
+            self._clean = set()  # a private mapping at the same addresses may be a new one: checked again
+            self._since_lookup = 0
+
     def prefetch(self, array: Array) -> None:
         """Start reading an array's pages (and what follows in its file) if it is a view of one of the files."""
         madvise = self._madvise
@@ -128,8 +141,9 @@ class MappedPages:
     def drop(self, view: memoryview) -> None:
         """Hand back the resident pages under a view of one of the files at once (from any thread).
 
-        Only mappings already found (by `prefetch`, `locate` or `release`) whose pages are the file's are touched;
-        pages shared with neighbouring bytes are dropped too, and read back from the page cache when touched.
+        Only mappings already found (by `prefetch`, `locate`, `release` or `rescan`) whose pages are the file's are
+        touched, so the caller must not have unmapped any of them since (see `rescan`); pages shared with
+        neighbouring bytes are dropped too, and read back from the page cache when touched.
         """
         madvise = self._madvise
         if madvise is None or not len(view):

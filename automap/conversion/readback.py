@@ -177,6 +177,7 @@ def _verify_file(
 
     try:
         with _framework_reader(path, verifier) as (names, read), ChecksumPool(compare, release=pages.drop_both) as pool:
+            pages.rescan()  # the loader has just mapped the file, maybe where an earlier file's mapping was
             expected_names = [r.name for r in records]
             wanted, present = set(expected_names), set(names)
             if present != wanted:
