@@ -86,7 +86,7 @@ class MappedPages:
             self._since_lookup = self._every
 
     def rescan(self) -> None:
-        """Look the files' mappings up again now (after one was opened or closed, whose address may be reused).
+        """Look the files' mappings up now and on the next miss (a file was opened or closed; addresses are reused).
 
         `drop` and `where` trust the mappings last looked up: a caller that maps and unmaps files (a loader per
         output file) rescans after each one is opened, so that no address is taken for a mapping that is gone.
@@ -96,7 +96,7 @@ class MappedPages:
         with contextlib.suppress(OSError, ValueError):
             self._regions = _regions(set(self._files))
             self._clean = set()  # a private mapping at the same addresses may be a new one: checked again
-            self._since_lookup = 0
+        self._since_lookup = self._every  # a file mapped lazily, on its first read, is looked up on the first miss
 
     def prefetch(self, array: Array) -> None:
         """Start reading an array's pages (and what follows in its file) if it is a view of one of the files."""
