@@ -15,6 +15,10 @@ conversion reads a file by touching its pages. `MappedPages` deals with what fol
   `locate(array)` says which file and offset a view shows, so that a writer can have the kernel copy the
   bytes file to file (`os.copy_file_range`, what `cp` does); see `automap.io._copy`.
 
+A verification reads the output and the source once more, piece by piece: `drop(view)` hands a piece's pages back
+as soon as it is compared (from a helper thread), `holds(array)` and `where(array)` tell whether an array is a view
+of one of the files and where in it, and `rescan()` looks the mappings up again after a loader maps a file.
+
 Only mappings of the files given are touched, and pages are dropped only where that cannot lose data: shared
 mappings (their pages are the file's), and private mappings that own no page of their own (no copy-on-write
 copy, checked in `/proc/self/smaps`). Read-ahead is advice and never changes data. Where this cannot be

@@ -12,8 +12,9 @@ Invariants:
   lacks, go through torch (the plan has checked that it is installed).
 - What the read-back compares against (`_checksums.Expected`) is taken of each tensor as it is handed to the
   writer: a tensor handed over as a view of a memory-mapped source file (renamed, not transformed) is kept as that
-  view, since its bytes stay in the source file, and costs nothing here; any other tensor gets its piece CRC-32s
-  taken on a second thread while it is written, so the source is read once.
+  view, since its bytes stay in the source file, and its bytes in the output are compared with the source's right
+  after being written (`_writecheck`); any other tensor gets its piece CRC-32s taken on a second thread while it is
+  written, so the source is read once.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, dig
     """The same records, as the writer should consume them: contiguous, digested, counted, pages released.
 
     Each loader hands over a C-contiguous array (so the writer copies nothing more), has the source's pages read
-    ahead, has its CRC-32 taken for the verification, and advances the progress bar. Writers ask for tensors in
-    order and finish one before asking for the next, so when a loader runs the previous tensor is on its way to
-    disk and the pages it was read from may be handed back.
+    ahead, has what the verification needs of it kept (`_Digests`), and advances the progress bar. Writers ask for
+    tensors in order and finish one before asking for the next, so when a loader runs the previous tensor is on its
+    way to disk and the pages it was read from may be handed back.
     """
     handed_out = [0]  # bytes of the tensor handed out last
 
