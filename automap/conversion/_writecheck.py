@@ -6,7 +6,7 @@ page cache: on a machine whose memory is full of other files, the oldest pages w
 read-back reads them from the disk a second time. Read back at once, they cannot be: a page written and not yet on
 the disk cannot be dropped. So `WriteCheck` watches every write (`_copy.watching_writes`) and, for the bytes of a
 source view, maps the range of the output file just written and compares it with the source's bytes, piece by
-piece on helper threads (`ChecksumPool` with a reference), while the writer goes on with the next tensors.
+piece on a helper thread (`ChecksumPool` with a reference), while the writer goes on with the next tensors.
 
 Invariants:
 
@@ -60,7 +60,7 @@ _Tag = tuple[str, Place, mmap.mmap]  # tensor name, the range written, the mappi
 
 
 class WriteCheck:
-    """Compare the output's bytes of every source view written with the source's, on helper threads.
+    """Compare the output's bytes of every source view written with the source's, on a helper thread.
 
     Use as a context manager around the writing, with `written` installed as the watcher of `write_bytes`, and
     `handing_out(name)` called as each tensor is handed to the writer. Leaving the block without an exception waits
@@ -71,7 +71,8 @@ class WriteCheck:
         self.result = result
         self._pages = pages
         self._name = ""
-        self._pool = ChecksumPool[_Tag](self._compared, release=self._release)
+        # one thread: it outruns the disk, and a second one would only take CPU from the writer's kernel copy
+        self._pool = ChecksumPool[_Tag](self._compared, release=self._release, workers=1)
 
     def __enter__(self) -> WriteCheck:
         return self
