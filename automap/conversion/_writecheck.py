@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from automap._phases import timed
 from automap._types import Array
 
 from ._checksums import Checksum, ChecksumPool, Expected
@@ -101,7 +102,8 @@ class WriteCheck:
         except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
             return  # not a file that can be mapped: compared in full after the fsync
         view = np.frombuffer(mapped, np.uint8, count=data.nbytes, offset=offset - start)
-        self._pool.submit((self._name, place, mapped), view, reference=data)
+        with timed("waiting for the write check"):  # the pool holds the writer while it is a window behind
+            self._pool.submit((self._name, place, mapped), view, reference=data)
 
     def _compared(self, tag: _Tag, values: Checksum) -> None:
         name, place, mapped = tag
