@@ -546,13 +546,13 @@ def test_renamed_tensors_are_compared_with_the_source_right_after_being_written(
     """Views of the mapped source are compared with it as soon as written; cast tensors, from memory, are not."""
     source, mapping = _renaming(tmp_path)
     compared: list[str] = []
-    real = automap.conversion._writecheck.WriteCheck._compared
+    real = automap.conversion._writecheck.WriteCheck._compare
 
-    def spy(self: Any, tag: Any, values: Any) -> None:
-        compared.append(tag[0])
-        real(self, tag, values)
+    def spy(self: Any, task: Any, buffers: Any) -> bool:
+        compared.append(task.name)
+        return real(self, task, buffers)
 
-    monkeypatch.setattr(automap.conversion._writecheck.WriteCheck, "_compared", spy)
+    monkeypatch.setattr(automap.conversion._writecheck.WriteCheck, "_compare", spy)
     report = convert(source, mapping, tmp_path / f"out{suffix}", dtype=dtype)
     assert report.verified == 2
     assert compared == (["b.big", "b.small"] if dtype is None else [])  # cast: compared by CRC-32s after the fsync
@@ -582,17 +582,20 @@ def test_tensors_of_every_shard_checked_when_written_are_not_read_again(tmp_path
 
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".safetensors", ".pth"])
+@pytest.mark.parametrize("back", [1, 1_000_000, 2_457_600], ids=["last-byte", "deep", "first-byte"])
 def test_a_kernel_copy_that_writes_a_wrong_byte_is_found_and_nothing_is_left(  # type: ignore[no-untyped-def]
-    tmp_path, monkeypatch, suffix
+    tmp_path, monkeypatch, suffix, back
 ) -> None:
+    """The kernel copy of a 2.4 MB tensor (600 pieces of 4 KiB here) flips one byte `back` bytes before its end."""
+    monkeypatch.setattr(automap.conversion._checksums, "PIECE_BYTES", 4096)
     source, mapping = _renaming(tmp_path)
     real = os.copy_file_range
 
     def corrupting(source_fd: int, target_fd: int, count: int, *args: Any) -> int:
         moved = real(source_fd, target_fd, count, *args)
         end = os.lseek(target_fd, 0, os.SEEK_CUR)
-        byte = os.pread(target_fd, 1, end - 100)
-        os.pwrite(target_fd, bytes([byte[0] ^ 0x01]), end - 100)
+        byte = os.pread(target_fd, 1, end - back)
+        os.pwrite(target_fd, bytes([byte[0] ^ 0x01]), end - back)
         return moved
 
     monkeypatch.setattr(os, "copy_file_range", corrupting)

@@ -159,18 +159,6 @@ class MappedPages:
         low = start - start % _PAGE
         madvise(low, min(region[1], start + len(view)) - low, _MADV_DONTNEED)
 
-    def forget(self, view: memoryview) -> None:
-        """Hand back the resident pages under a view of a shared mapping of a file that the caller made itself.
-
-        No look-up: the caller vouches that the mapping is shared (its pages are the file's), so that dropping them
-        loses nothing.
-        """
-        madvise = self._madvise
-        if madvise is not None and len(view):
-            start = int(np.frombuffer(view, np.uint8).__array_interface__["data"][0])
-            low = start - start % _PAGE
-            madvise(low, start + len(view) - low, _MADV_DONTNEED)
-
     def drop_both(self, view: memoryview, other: memoryview | None) -> None:
         """`drop` a view and, when there is one, another (a piece and its reference, from a `ChecksumPool`)."""
         self.drop(view)
