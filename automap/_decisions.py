@@ -31,6 +31,7 @@ class DecidedBy(Enum):
     FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"
     RESHAPE_ONLY = "shapes agree only after a reshape"
     LAYOUT_ONLY = "only the layout tells the candidates apart (the shapes fit either way round)"
+    RENUMBERED = "numbers in a container the two sides number differently (the names cannot tell its members apart)"
     FLAT_MAPPING = "given by a flat {target: source} mapping (no confidence recorded)"
     SAME_PATTERN = "same pattern as a reviewed pair"
 

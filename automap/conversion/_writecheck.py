@@ -39,7 +39,7 @@ from . import _checksums
 from ._checksums import Expected, same_bytes
 from ._pages import FileId, MappedPages, file_id
 
-__all__ = ["BACKLOG_BYTES", "WriteCheck", "Written"]
+__all__ = ["BACKLOG_BYTES", "Place", "WriteCheck", "Written"]
 
 BACKLOG_BYTES = 512 * 1024 * 1024
 """Bytes written and not yet compared at most: the writer waits beyond this (well within what the kernel keeps)."""

@@ -71,6 +71,7 @@ def conventions() -> tuple[Convention, ...]:
             **entry,
             "mindspore": entry["original"],
             "piece_of": "mindspore" if entry.get("piece_of") == "original" else None,
+            "vetoes": False,
         }
         for entry in data.get("aliases", {}).get("entries", ())
     ]
@@ -124,10 +125,25 @@ class ConventionIndex:
             return
         self.source = self._match(source_names, source_framework)
         self.target = self._match(target_names, target_framework)
+        self._drop_kept_names(source_names if source_framework == "mindspore" else target_names)
         # entries whose other side some name of the other table matches: only those can speak against a pair
         vetoing = frozenset(i for i, entry in enumerate(self.entries) if entry.vetoes)
         self.realised_source = vetoing & frozenset().union(*self.source)
         self.realised_target = vetoing & frozenset().union(*self.target)
+
+    def _drop_kept_names(self, mindspore_names: Sequence[str]) -> None:
+        """Silence the aliases whose HuggingFace side the MindSpore table itself uses.
+
+        An alias says a port may keep the original codebase's name for what HuggingFace renamed. A port that
+        uses HuggingFace's name (mindone and mindnlp keep them all) shows that it did not: there, the original
+        name means something else (wav2vec2's `layer_norm` is fairseq's attention norm, and HuggingFace's own
+        name for the layer's *last* norm in other models), and the alias would pair two different norms.
+        """
+        present = {suffix for name in mindspore_names for suffix in _suffixes(name)}
+        kept = frozenset(i for i, entry in enumerate(self.entries) if not entry.vetoes and entry.pytorch in present)
+        if kept:
+            self.source = [ids - kept for ids in self.source]
+            self.target = [ids - kept for ids in self.target]
 
     def _match(self, names: Sequence[str], framework: Framework) -> list[frozenset[int]]:
         """Per name, the entries whose pattern on this side matches it; the longest matching pattern wins."""

@@ -14,13 +14,20 @@ import networkx as nx
 
 from automap.records import ParamTable
 
+from .names import spelled
+
 __all__ = ["ROOT", "ModuleTree", "owner"]
 
 ROOT = ""
 
 
 def owner(name: str) -> str:
-    """The module a parameter belongs to: its name without the last component."""
+    """The module a parameter belongs to: its name without the last component.
+
+    A parametrized tensor's stored values (`conv.parametrizations.weight.original0`) belong to the module the
+    tensor belongs to (`conv`).
+    """
+    name = spelled(name)
     return name.rsplit(".", 1)[0] if "." in name else ROOT
 
 

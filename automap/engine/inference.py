@@ -21,6 +21,7 @@ from automap.mapping import fingerprint
 from automap.records import Endpoint, Match, NameMapping, ParamTable
 from automap.transforms import Transpose
 
+from .containers import doubt_renumbered_containers
 from .conventions import ConventionIndex
 from .decompose import solve_in_blocks
 from .features import FeatureContext, score_candidates, total_weight
@@ -208,6 +209,7 @@ def _infer(
     settle_layout_doubts(solution, ctx, layouts or {})
     follow_local_order(solution, scores, ctx)
     order_parts(solution, ctx)
+    doubt_renumbered_containers(solution, s_side, t_side, candidates)
     matches = build_matches(solution, scores, ctx, notes)
     return matches, notes
 

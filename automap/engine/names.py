@@ -28,6 +28,7 @@ __all__ = [
     "index_template",
     "leaf_concept",
     "number_contexts",
+    "spelled",
     "split_component",
     "tokenize",
 ]
@@ -37,6 +38,30 @@ _MAX_PHRASE = 3
 # Words that say where a module sits relative to the words after them: `post_attention_layernorm` is the norm
 # *after* attention (the one before the MLP), not an attention norm.
 _QUALIFIERS = frozenset({"pre", "post", "before", "after", "inner", "outer"})
+
+
+# PyTorch's parametrizations keep a parametrized tensor's stored values as
+# `<module>.parametrizations.<tensor>.original`, and as `original0`, `original1` when the parametrization stores
+# several (weight norm: magnitude, direction), where older PyTorch code and other frameworks call them
+# `<tensor>_g` and `<tensor>_v`.
+_PARAMETRIZED = re.compile(r"(?:^|\.)parametrizations\.([^.]+)\.original([01]?)$")
+_ORIGINAL_SUFFIX = {"": "", "0": "_g", "1": "_v"}
+
+
+def spelled(name: str) -> str:
+    """A name in the spelling the engine compares: PyTorch's parametrization paths written as plain tensors.
+
+    `conv.parametrizations.weight.original1` -> `conv.weight_v` (what `torch.nn.utils.weight_norm` and ports call
+    the direction); every other name is returned as is. Mappings keep the names of the files.
+    """
+    if "parametrizations." not in name:
+        return name
+    found = _PARAMETRIZED.search(name)
+    if found is None:
+        return name
+    head = name[: found.start()]
+    tensor = found.group(1) + _ORIGINAL_SUFFIX[found.group(2)]
+    return f"{head}.{tensor}" if head else tensor
 
 
 @cache
@@ -96,8 +121,15 @@ def qualify(words: Sequence[str]) -> list[str]:
 
     `post_attention_layernorm` -> `[post, post:attention, layernorm]`: the component names a norm that sits after
     attention, so it must not look like `attention_norm`. The last word (what the module *is*) stays as it is.
+    A `to` between words marks what follows it, the last word included: `cross_attn_token_to_image` ->
+    `[cross, attn, token, to, to:image]`, which `cross_attn_image_to_token` does not resemble word for word.
     """
     out = list(words)
+    # `token_to_image` is not `image_to_token`: the words after a `to` between words name the destination
+    if "to" in words[1:-1]:
+        at = words.index("to", 1)
+        out[at + 1 :] = [f"to:{w}" for w in words[at + 1 :]]
+        return out
     for start, word in enumerate(words[:-1]):
         if word in _QUALIFIERS:
             for i in range(start + 1, len(words) - 1):
@@ -109,7 +141,7 @@ def qualify(words: Sequence[str]) -> list[str]:
 
 def tokenize(name: str, vocabulary: Vocabulary | None = None, *, lexicon: bool = True) -> NameTokens:
     """Tokens of `name`; with the *other* side's vocabulary, compounds split into words that side uses."""
-    components = name.split(".")
+    components = spelled(name).split(".")
     per_component: list[tuple[str, ...]] = []
     numbers: list[int] = []
     for component in components:
@@ -140,7 +172,7 @@ class Vocabulary:
         classes, _ = _lexicon()
         words: set[str] = set()
         for name in names:
-            for component in name.split("."):
+            for component in spelled(name).split("."):
                 words.update(p for p in split_component(component) if not p.isdigit())
         if lexicon:
             words.update(w for w in classes if "_" not in w)
@@ -211,7 +243,7 @@ def number_contexts(name: str, *, lexicon: bool = True, heads: bool = False) -> 
     out: dict[tuple[str, ...], int] = {}
     context: tuple[str, ...] = ()
     fresh = False
-    for component in name.split("."):
+    for component in spelled(name).split("."):
         pieces = split_component(component)
         words = tuple(classes.get(p, p) for p in pieces if not p.isdigit())
         numbers = [int(p[:18]) for p in pieces if p.isdigit()]
@@ -267,7 +299,7 @@ def _head(word: str, classes: dict[str, str]) -> str:
 
 def leaf_concept(name: str, lexicon: bool = True) -> str:
     """The last component of a name as a concept: its convention class (`gamma` -> `=weight`) or its spelling."""
-    leaf = name.rsplit(".", 1)[-1].lower()
+    leaf = spelled(name).rsplit(".", 1)[-1].lower()
     if lexicon:
         return _lexicon()[0].get(leaf, leaf)
     return leaf

@@ -27,12 +27,12 @@ from automap._types import Array
 from .features import FEATURES
 from .sides import Candidates, Side
 
-__all__ = ["Assignment", "Solution", "candidate_costs", "solve"]
+__all__ = ["ORDER_ONLY_CAP", "Assignment", "Solution", "candidate_costs", "solve"]
 
 INF = 1e9
 _TAU = 0.25  # cost units per e-fold of odds between two alternatives
 _MARGIN = 0.0  # a rival this much costlier is still an even bet: small margins are not evidence
-_ORDER_ONLY_CAP = 0.45
+ORDER_ONLY_CAP = 0.45
 _STRONG_EPS = 0.15
 _DECISIVE = 1.0  # a strong-feature margin this large (a leaf mismatch, a number mismatch) outweighs order
 
@@ -246,10 +246,10 @@ def _confidence(
             a.doubt = DecidedBy.NAMES_AND_ORDER_DISAGREE
         a.uncapped = a.confidence
         if a.doubt is not None:
-            a.confidence = min(a.confidence, _ORDER_ONLY_CAP)
+            a.confidence = min(a.confidence, ORDER_ONLY_CAP)
             # the rival that could not be told apart is about as likely as the choice
             node, share = a.rivals[0]
-            a.rivals = ((node, max(share, min(_ORDER_ONLY_CAP, 1.0 - a.confidence))), *a.rivals[1:])
+            a.rivals = ((node, max(share, min(ORDER_ONLY_CAP, 1.0 - a.confidence))), *a.rivals[1:])
 
 
 def _order_alone_rejects(

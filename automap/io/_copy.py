@@ -25,7 +25,7 @@ import numpy as np
 
 from automap._types import Array
 
-__all__ = ["copying_from", "write_bytes"]
+__all__ = ["copying_from", "watching_writes", "write_bytes"]
 
 Locator = Callable[[Array], "tuple[int, int] | None"]  # array -> (open source file, offset of its bytes)
 Watcher = Callable[[BinaryIO, int, Array], None]  # the file written, the offset of the bytes in it, the bytes (uint8)

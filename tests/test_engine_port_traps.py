@@ -1,0 +1,160 @@
+"""Traps found on real third-party ports (EnCodec, wav2vec2 and SAM between transformers and MindSpore ports).
+
+Names come from the real code where the test can build it (PyTorch's weight-norm parametrization); the rest are
+hand-written tables in the shape of those ports, with the truth written by hand. A pair may be flagged; a wrong
+pair may never be confident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from automap._decisions import DecidedBy
+from automap._types import Framework
+from automap.engine.inference import infer_mapping
+from automap.engine.names import spelled
+from automap.records import NameMapping, ParamRecord, ParamTable
+
+Spec = tuple[str, tuple[int, ...]]
+
+
+def _table(framework: Framework, specs: Sequence[Spec]) -> ParamTable:
+    records = tuple(ParamRecord(name, shape, "float32", i) for i, (name, shape) in enumerate(specs))
+    return ParamTable(framework, f"{framework}-model", records)
+
+
+def _check(mapping: NameMapping, truth: Mapping[str, str | None]) -> tuple[list[str], list[str]]:
+    """(targets paired wrongly at or above the threshold, targets paired rightly at or above it)."""
+    wrong, right = [], []
+    for pair in mapping.pairs:
+        sure = pair.confidence >= mapping.threshold
+        if pair.source == truth[pair.target]:
+            right += [pair.target] if sure else []
+        elif sure:
+            wrong.append(f"{pair.target} <- {pair.source} ({pair.confidence:.3f})")
+    return wrong, right
+
+
+def test_pytorch_parametrization_names_are_read_as_the_tensors_they_store() -> None:
+    assert spelled("dec.conv.parametrizations.weight.original0") == "dec.conv.weight_g"
+    assert spelled("dec.conv.parametrizations.weight.original1") == "dec.conv.weight_v"
+    assert spelled("parametrizations.weight.original") == "weight"
+    assert spelled("a.parametrizations.weight.original2") == "a.parametrizations.weight.original2"
+    assert spelled("encoder.layers.0.weight") == "encoder.layers.0.weight"
+
+
+def _weight_norm_convs() -> list[Spec]:
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.parametrizations import weight_norm
+
+    net = torch.nn.Sequential(
+        *(weight_norm(torch.nn.Conv1d(8, 8, 3)) for _ in range(3)), weight_norm(torch.nn.Conv1d(8, 4, 1))
+    )
+    return [(name, tuple(t.shape)) for name, t in net.state_dict().items()]
+
+
+def test_weight_norm_pieces_pair_with_the_ports_g_and_v_beside_a_recomputed_weight() -> None:
+    # PyTorch >= 2.1 writes `parametrizations.weight.original0/1`; a MindSpore port keeps `weight_g`/`weight_v`
+    # (and mindone's weight-norm cell also stores the weight it recomputes, which has no source)
+    torch_specs = _weight_norm_convs()
+    port: list[Spec] = []
+    truth: dict[str, str | None] = {}
+    for name, shape in torch_specs:
+        module, _, rest = name.partition(".parametrizations.weight.")
+        if not rest:
+            port.append((name, shape))
+            truth[name] = name
+            continue
+        leaf = {"original0": "weight_g", "original1": "weight_v"}[rest]
+        port_shape = (*shape[:2], 1, shape[2])  # MindSpore's Conv1d weight is 4-D
+        port.append((f"{module}.{leaf}", port_shape))
+        truth[f"{module}.{leaf}"] = name
+        if leaf == "weight_v":
+            port.append((f"{module}.weight_norm_cell.weight", port_shape))
+            truth[f"{module}.weight_norm_cell.weight"] = None
+    mapping = infer_mapping(_table("pytorch", torch_specs), _table("mindspore", port))
+    wrong, right = _check(mapping, truth)
+    assert wrong == []
+    assert {t for t in truth if t.endswith(("weight_g", "weight_v"))} <= set(right)
+
+
+def _wav2vec2_layer(prefix: str) -> list[Spec]:
+    return [
+        (prefix + "attention.k_proj.weight", (16, 16)),
+        (prefix + "attention.q_proj.weight", (16, 16)),
+        (prefix + "attention.v_proj.weight", (16, 16)),
+        (prefix + "attention.out_proj.weight", (16, 16)),
+        (prefix + "layer_norm.weight", (16,)),
+        (prefix + "layer_norm.bias", (16,)),
+        (prefix + "feed_forward.intermediate_dense.weight", (32, 16)),
+        (prefix + "feed_forward.output_dense.weight", (16, 32)),
+        (prefix + "final_layer_norm.weight", (16,)),
+        (prefix + "final_layer_norm.bias", (16,)),
+    ]
+
+
+@pytest.mark.parametrize("weights", [{}, {"convention": 0.0}], ids=["with tables", "without tables"])
+def test_a_port_that_keeps_huggingface_names_is_not_renamed_by_an_alias(weights: dict[str, float]) -> None:
+    # transformers renamed fairseq's `self_attn_layer_norm` to `layer_norm`, and calls other models' last norm
+    # `final_layer_norm` where their original says `layer_norm`: a port that kept transformers' names (mindone)
+    # must still pair each norm with itself
+    specs = [spec for i in range(2) for spec in _wav2vec2_layer(f"encoder.layers.{i}.")]
+    mapping = infer_mapping(_table("pytorch", specs), _table("mindspore", specs), weights=weights)
+    wrong, right = _check(mapping, {name: name for name, _ in specs})
+    assert wrong == []
+    assert {n for n, _ in specs if "layer_norm" in n} <= set(right)
+
+
+def _two_way_attention(prefix: str) -> list[Spec]:
+    return [
+        (prefix + f"{block}.{proj}.{leaf}", (8, 8) if leaf == "weight" else (8,))
+        for block in ("cross_attn_token_to_image", "cross_attn_image_to_token")
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj")
+        for leaf in ("weight", "bias")
+    ]
+
+
+def test_token_to_image_is_not_image_to_token() -> None:
+    # SAM's two-way transformer: the same words in the other order are the other attention
+    specs = [spec for i in range(2) for spec in _two_way_attention(f"mask_decoder.transformer.layers.{i}.")]
+    mapping = infer_mapping(_table("pytorch", sorted(specs)), _table("mindspore", specs))
+    wrong, right = _check(mapping, {name: name for name, _ in specs})
+    assert wrong == []
+    assert len(right) == len(specs)
+
+
+def test_agreeing_numbers_in_containers_of_unequal_size_are_flagged() -> None:
+    # the original SAM MLP numbers its three layers `layers.0-2`; transformers keeps `layers` for the hidden
+    # ones only (`proj_in`, `layers.0`, `proj_out`): its `layers.0` is the original's `layers.1`
+    hf: list[Spec] = []
+    port: list[Spec] = []
+    truth: dict[str, str | None] = {}
+    for i in range(2):
+        h = f"mask_decoder.output_hypernetworks_mlps.{i}."
+        for leaf, shape in (("weight", (16, 16)), ("bias", (16,))):
+            hf += [(h + f"proj_in.{leaf}", shape), (h + f"layers.0.{leaf}", shape)]
+            port += [(h + f"layers.0.{leaf}", shape), (h + f"layers.1.{leaf}", shape)]
+            truth[h + f"layers.0.{leaf}"] = h + f"proj_in.{leaf}"
+            truth[h + f"layers.1.{leaf}"] = h + f"layers.0.{leaf}"
+        out_shapes = (("weight", (4, 16)), ("bias", (4,)))
+        hf += [(h + f"proj_out.{leaf}", shape) for leaf, shape in out_shapes]
+        port += [(h + f"layers.2.{leaf}", shape) for leaf, shape in out_shapes]
+        truth.update({h + f"layers.2.{leaf}": h + f"proj_out.{leaf}" for leaf, _ in out_shapes})
+    mapping = infer_mapping(_table("pytorch", sorted(hf)), _table("mindspore", port))
+    wrong, right = _check(mapping, truth)
+    assert wrong == []
+    flagged = {p.target for p in mapping.pairs if p.decided_by is DecidedBy.RENUMBERED}
+    assert {t for t in truth if ".layers.0." in t or ".layers.1." in t} <= flagged
+    assert {t for t in truth if ".layers.2." in t} <= set(right)  # the last layer's shape settles it
+
+
+def test_containers_numbered_alike_are_not_flagged() -> None:
+    specs = [
+        (f"encoder.layers.{i}.{leaf}", (16, 16) if leaf == "weight" else (16,))
+        for i in range(3)
+        for leaf in ("weight", "bias")
+    ]
+    mapping = infer_mapping(_table("pytorch", specs), _table("mindspore", specs))
+    assert not [p for p in mapping.pairs if p.decided_by is DecidedBy.RENUMBERED]
