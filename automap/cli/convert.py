@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     # every output is checked before anything is inferred or written: a refused command leaves nothing behind
     mapping_path = Path(args.save_mapping or f"{args.output}.mapping.json") if args.like else None
     source = _checked_outputs(args, mapping_path)
-    target = load_checkpoint(args.like or args.target) if (args.like or args.target) else None
+    template = args.like or args.target
+    target = load_checkpoint(template, strategy=args.strategy) if template else None
     check_direction(source, target, args.output)
     mapping: NameMapping | str
     if args.like:

@@ -30,7 +30,7 @@ from automap._errors import ConversionError, MissingDependencyError
 from automap._text import human_bytes, shape_text
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
-from automap.io import load_checkpoint
+from automap.io import dcp, load_checkpoint, ms_distributed
 from automap.io.formats import FORMATS, PYTORCH
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import load_mapping
@@ -388,7 +388,12 @@ def infer_for_conversion(
 
 
 _NAMES = {"pytorch": "PyTorch", "mindspore": "MindSpore"}
-_FRAMEWORK_FORMATS = ("pytorch", "mindspore-ckpt")  # formats that settle the framework, unlike a guess from names
+_FRAMEWORK_FORMATS = (
+    "pytorch",
+    "mindspore-ckpt",
+    "pytorch-dcp",
+    "mindspore-distributed",
+)  # formats that settle the framework, unlike a guess from names
 _SHOWN_LOW = 12
 
 
@@ -463,11 +468,13 @@ def _shard_size(value: int | str | None) -> int | None:
 
 
 def _source_files(table: ParamTable) -> list[Path]:
-    """The files holding the source's data (the shards of an index), for page release and overwrite checks."""
+    """The files holding the source's data (an index's shards, a distributed folder's files): pages, overwrites."""
     with contextlib.suppress(OSError, ValueError):
         source = Path(table.source)
         if source.is_file():
             return [source, *(f for f in files_of(source) if f != source)]
+        if source.is_dir():
+            return dcp.data_files(source) if table.format == "pytorch-dcp" else ms_distributed.data_files(source)
     return []
 
 
