@@ -116,7 +116,8 @@ def _check_tiling(where: str, shape: tuple[int, ...], slices: tuple[Slice, ...])
             other = slices[int(taken[taken != 0].flat[0]) - 1]
             msg = (
                 f"{where}: the slices {region_text(other.offsets, other.shape)} ({other.where}) and "
-                f"{region_text(piece.offsets, piece.shape)} ({piece.where}) overlap; the checkpoint is corrupt"
+                f"{region_text(piece.offsets, piece.shape)} ({piece.where}) overlap; the checkpoint is corrupt: "
+                "copy it again from the machine that saved it"
             )
             raise CheckpointFormatError(msg)
         owner[cells] = number
@@ -127,7 +128,7 @@ def _check_tiling(where: str, shape: tuple[int, ...], slices: tuple[Slice, ...])
         sizes = [cuts[a][i + 1] - cuts[a][i] for a, i in enumerate(cell)]
         msg = (
             f"{where}: no slice holds its part {region_text(offsets, sizes)} (of {list(shape)}); a rank's "
-            "checkpoint is missing or the checkpoint is corrupt"
+            "checkpoint is missing or the checkpoint is corrupt: copy every rank's files again"
         )
         raise CheckpointFormatError(msg)
 

@@ -120,7 +120,8 @@ def read(
         msg = (
             f"{source!r}: parameter {shown(missing[0])} is described by the strategy but no rank's checkpoint holds "
             f"it{f' (nor {len(missing) - 1} more)' if len(missing) > 1 else ''}; the rank checkpoints are "
-            "incomplete or belong to another strategy"
+            f"incomplete (copy every rank's folder) or belong to another run: give its strategy file with "
+            f"{option('strategy', 'FILE')}"
         )
         raise CheckpointFormatError(msg)
     joined = _join(source, layouts, holders, state, notes)
