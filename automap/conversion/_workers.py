@@ -44,7 +44,7 @@ from .plan import ConversionPlan, installed
 from .readback import verify_output
 from .writer import write_output
 
-__all__ = ["WorkerReport", "can_fork", "write_in_workers"]
+__all__ = ["WorkerReport", "WorkersResult", "can_fork", "write_in_workers"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ ranks) are kept once, so each is read once. The check runs on the grid that the 
 into: for every real layout that grid has one cell per distinct slice, so it costs nothing next to the reading.
 
 `loader` returns a function that reads the slices only when called and copies them into one new array, so
-memory holds one full tensor at a time (a tensor kept whole in one slice is returned as read, without a copy).
+memory holds one full tensor at a time (a tensor kept whole in one slice is returned as read, without a copy);
+a slice read from a memory-mapped file hands its pages back as soon as it is copied.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ class Slice:
         shape: the block's shape.
         where: who holds it, for messages (`"rank 3"`, `"'__1_0.distcp'"`).
         load: reads the block as an array of `shape` in the dtype's storage type.
+        release: once the block is copied into its tensor, hands back the memory-mapped pages it was read from
+            (so a tensor's mapped pages and its copy are not both resident); None when there is nothing to do.
     """
 
     offsets: tuple[int, ...]
     shape: tuple[int, ...]
     where: str
     load: Callable[[], Array]
+    release: Callable[[], None] | None = None
 
     @property
     def key(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -161,6 +165,8 @@ def loader(source: str, name: str, shape: tuple[int, ...], dtype: str, slices: S
         for piece in pieces:
             block = tuple(slice(o, o + n) for o, n in zip(piece.offsets, piece.shape, strict=True))
             out[block] = read_piece(piece)
+            if piece.release is not None:
+                piece.release()
         return out
 
     return load
