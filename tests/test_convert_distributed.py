@@ -112,6 +112,11 @@ def test_dcp_converts_into_a_mindspore_network(
     merged = {name.removeprefix("model."): tensor for name, tensor in dcp_net.merged.items()}
     torch_net.load_state_dict(merged, strict=True)
     np.testing.assert_allclose(_mindspore_output(cell), _torch_output(torch_net), rtol=1e-5, atol=1e-5)
+    verified = cli.main([
+        "verify", "--torch-model", "_convert_nets:torch_net", "--mindspore-model", "_convert_nets:mindspore_net",
+        "--torch-weights", str(dcp_net.checkpoint), "--mindspore-weights", str(index), "--input", "2x3x5x5:float32",
+    ])  # fmt: skip
+    assert verified == 0, capsys.readouterr()
 
 
 def test_a_worker_that_meets_a_damaged_chunk_leaves_no_file(
