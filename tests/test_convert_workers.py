@@ -64,8 +64,9 @@ def test_a_failing_worker_leaves_no_file(source: Path, tmp_path: Path) -> None:
     out.parent.mkdir()
     with source.open("r+b") as handle:  # the source loses its last tensors after it was listed
         handle.truncate(source.stat().st_size - 40_000)
-    # numpy's ValueError from a view past the end, raised in the serial path too: a bug's traceback comes along
-    with pytest.raises(RuntimeError, match=r"(?s)a conversion worker failed:\n.*buffer is smaller than requested size"):
+    # numpy's ValueError from a view past the end (which one depends on the worker that fails first), raised in the
+    # serial path too: a bug's traceback comes along
+    with pytest.raises(RuntimeError, match=r"(?s)a conversion worker failed:\n.*\nValueError: "):
         convert(table, mapping, out, max_shard_size="20KB", workers=2)
     assert list(out.parent.iterdir()) == []
 
