@@ -14,7 +14,9 @@ a slice read from a memory-mapped file hands its pages back as soon as it is cop
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,15 +43,12 @@ class Slice:
         shape: the block's shape.
         where: who holds it, for messages (`"rank 3"`, `"'__1_0.distcp'"`).
         load: reads the block as an array of `shape` in the dtype's storage type.
-        release: once the block is copied into its tensor, hands back the memory-mapped pages it was read from
-            (so a tensor's mapped pages and its copy are not both resident); None when there is nothing to do.
     """
 
     offsets: tuple[int, ...]
     shape: tuple[int, ...]
     where: str
     load: Callable[[], Array]
-    release: Callable[[], None] | None = None
 
     @property
     def key(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -164,9 +163,33 @@ def loader(source: str, name: str, shape: tuple[int, ...], dtype: str, slices: S
         out = np.empty(shape, dtype=storage)
         for piece in pieces:
             block = tuple(slice(o, o + n) for o, n in zip(piece.offsets, piece.shape, strict=True))
-            out[block] = read_piece(piece)
-            if piece.release is not None:
-                piece.release()
+            array = read_piece(piece)
+            out[block] = array
+            _hand_back(array)
         return out
 
     return load
+
+
+def _hand_back(array: Array) -> None:
+    """Drop the resident pages of a view of a read-only memory map once it is copied (the page cache keeps them).
+
+    Without this a joined tensor and the mapped pages it was read from are resident together until the conversion
+    hands pages back (every 256 MB), twice the tensor. Dropping a read-only shared mapping's pages loses nothing:
+    a later read faults them in again from the page cache. Anything else (a copy, a writable map) is left alone.
+    """
+    base: object = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):  # what np.frombuffer keeps of the map
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or not hasattr(base, "madvise") or not array.flags.c_contiguous:
+        return
+    with contextlib.suppress(OSError, ValueError, TypeError):  # advice only: a refusal changes nothing
+        if not memoryview(base).readonly:
+            return
+        offset = array.ctypes.data - np.frombuffer(base, dtype=np.uint8, count=1).ctypes.data
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + array.nbytes, len(base))
+        if 0 <= start < end:
+            base.madvise(mmap.MADV_DONTNEED, start, end - start)

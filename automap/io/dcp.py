@@ -27,7 +27,6 @@ import math
 import mmap
 import zipfile
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +172,6 @@ class _Files:
             raise CheckpointFormatError(msg)
         return candidate
 
-    def release(self, item: Item) -> None:
-        """Hand back the resident pages of a chunk that has been copied (the page cache keeps the data)."""
-        mapped = self._maps.get(item.path)
-        if mapped is None or not hasattr(mapped, "madvise"):
-            return
-        start = item.offset - item.offset % mmap.PAGESIZE
-        with contextlib.suppress(OSError, ValueError):  # advice only: a refusal changes nothing
-            mapped.madvise(mmap.MADV_DONTNEED, start, min(item.offset + item.length, len(mapped)) - start)
-
     def map(self, name: str) -> mmap.mmap:
         if name not in self._maps:
             try:
@@ -287,8 +277,7 @@ def _tensor_loader(source: str, files: _Files, metadata: Metadata, entry: Entry,
     pieces = []
     for offsets, sizes in entry.chunks:
         item = metadata.items[(entry.fqn, offsets)]
-        load = _chunk_loader(files, entry, item, sizes)
-        pieces.append(Slice(offsets, sizes, shown(item.path), load, partial(files.release, item)))
+        pieces.append(Slice(offsets, sizes, shown(item.path), _chunk_loader(files, entry, item, sizes)))
     return loader(source, name, entry.size, entry.dtype, plan(source, name, entry.size, pieces))
 
 
