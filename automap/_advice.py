@@ -53,6 +53,8 @@ OPTIONS: Mapping[str, Option] = MappingProxyType(
             Option("unsafe_pickle", "--unsafe-pickle"),
             Option("verify_crc", "--verify"),
             Option("key", "--key", switch=None),
+            Option("strategy", "--strategy", switch=None),
+            Option("workers", "--workers", switch=None),
             Option("inputs", "--input", switch=None, repeated=True),
         )
     }

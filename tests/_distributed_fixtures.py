@@ -193,6 +193,44 @@ def mindspore_cluster(root: Path, *, pipeline: bool = False) -> MindSporeCluster
     return MindSporeCluster(checkpoint, tuple(files), joined, original, merged)
 
 
+# The conversion tests' MindSpore network (`_convert_nets.mindspore_net`) on the same 4 ranks: output channels,
+# input channels and a Dense layer's input features cut; what the strategy leaves out is whole on every rank.
+NET_LAYOUTS: dict[str, tuple[list[int], list[int]]] = {
+    "stem.conv.weight": ([2, 2], [0, -1, -1, -1]),
+    "stem.conv.bias": ([2, 2], [0]),
+    "mixer.weight": ([2, 2], [-1, 0, -1, -1]),
+    "norm.gamma": ([2, 2], [0]),
+    "head.weight": ([2, 2], [-1, 0]),
+}
+
+
+def mindspore_net_cluster(root: Path) -> tuple[Path, Path]:
+    """The MindSpore network's checkpoint cut into `rank_<n>/` files by MindSpore; (checkpoint folder, strategy).
+
+    The strategy is in `root/strategy/`, where automap finds it from the checkpoint folder `root/checkpoint`.
+    """
+    import mindspore as ms
+
+    sys.path.insert(0, str(_REPOSITORY / "tests"))
+    import _convert_nets as nets
+
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    net = nets.mindspore_net()
+    shapes = {name: tuple(param.shape) for name, param in net.parameters_and_names()}
+    layouts = {
+        name: (shapes[name], "float32", dev, tensor_map, 0, 0) for name, (dev, tensor_map) in NET_LAYOUTS.items()
+    }
+    strategy = root / "strategy" / "strategy.ckpt"
+    strategy.parent.mkdir(parents=True)
+    strategy.write_bytes(strategy_message(layouts, 0).SerializeToString())
+    whole = root / "whole" / "rank_0"
+    whole.mkdir(parents=True)
+    ms.save_checkpoint(net, str(whole / "net.ckpt"))
+    checkpoint = root / "checkpoint"
+    ms.transform_checkpoints(str(whole.parent), str(checkpoint), "net_rank_", None, str(strategy))
+    return checkpoint, strategy
+
+
 # --- PyTorch DCP ----------------------------------------------------------------------------------------------
 
 
@@ -289,20 +327,50 @@ def _dcp_worker_2d(rank: int, world: int, folder: str, port: int) -> None:
         dist.destroy_process_group()
 
 
-def save_dcp(folder: str, *, mesh_2d: bool) -> None:
+def _dcp_worker_net(rank: int, world: int, folder: str, port: int) -> None:
+    """The conversion tests' network (`_convert_nets.torch_net`), FSDP2-sharded over the ranks, as saved to resume.
+
+    Every parameter is a DTensor cut along axis 0 (uneven: 5 output rows on 2 ranks); BatchNorm's buffers are
+    whole on every rank, and DCP saves them once.
+    """
+    warnings.simplefilter("ignore")
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    sys.path.insert(0, str(_REPOSITORY / "tests"))
+    import _convert_nets as nets
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = nets.torch_net()  # seeded: the same weights on every rank
+        fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+        dcp.save({"model": get_model_state_dict(model)}, checkpoint_id=folder)
+    finally:
+        dist.destroy_process_group()
+
+
+_WORKERS = {"cluster": (_dcp_worker, 2), "mesh_2d": (_dcp_worker_2d, 4), "net": (_dcp_worker_net, 2)}
+
+
+def save_dcp(folder: str, *, mesh_2d: bool = False, kind: str = "") -> None:
     """Run the ranks (in a fresh interpreter, see `dcp_cluster`): forked, torch imported but not yet run."""
     import torch.multiprocessing as mp
 
-    worker, processes = (_dcp_worker_2d, 4) if mesh_2d else (_dcp_worker, 2)
+    worker, processes = _WORKERS[kind or ("mesh_2d" if mesh_2d else "cluster")]
     args = (processes, folder, _free_port())
     mp.start_processes(worker, args=args, nprocs=processes, join=True, start_method="fork")
 
 
-def dcp_cluster(root: Path, *, mesh_2d: bool = False) -> DcpCluster:
+def dcp_cluster(root: Path, *, mesh_2d: bool = False, kind: str = "") -> DcpCluster:
     """Save a DCP checkpoint from gloo processes and merge it with torch's `dcp_to_torch_save`.
 
     By default 2 processes (FSDP2 and tensor parallelism on separate layers, Adam state); with `mesh_2d`, 4
-    processes sharding the same weights both ways.
+    processes sharding the same weights both ways; with `kind="net"`, 2 processes sharding the conversion tests'
+    network with FSDP2.
     """
     import torch
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
@@ -310,7 +378,9 @@ def dcp_cluster(root: Path, *, mesh_2d: bool = False) -> DcpCluster:
     folder = root / "dcp"
     # A fresh interpreter forks the ranks: forking this process, where torch may have run (and started OpenMP's
     # threads), can hang the children; spawning each rank anew would import torch once per rank.
-    code = f"from tests._distributed_fixtures import save_dcp; save_dcp({str(folder)!r}, mesh_2d={mesh_2d})"
+    code = (
+        f"from tests._distributed_fixtures import save_dcp; save_dcp({str(folder)!r}, mesh_2d={mesh_2d}, kind={kind!r})"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=_REPOSITORY, capture_output=True, text=True, timeout=600)
     if done.returncode:
         msg = f"saving the DCP checkpoint failed:\n{done.stderr[-3000:]}"

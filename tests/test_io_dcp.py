@@ -141,6 +141,28 @@ def test_reading_one_tensor_holds_one_tensor(cluster: DcpCluster) -> None:
     assert peak < record.nbytes + 256 * 1024
 
 
+def _resident_kib(folder: Path) -> int:
+    """Kilobytes of this process's mappings of the folder's `.distcp` files that are resident (Linux smaps)."""
+    total, counting = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5:  # a mapping's header line: address range first
+            counting = (
+                len(fields) >= 6 and fields[-1].startswith(str(folder.resolve())) and fields[-1].endswith(".distcp")
+            )
+        elif counting and fields[:1] == ["Rss:"]:
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_a_joined_tensor_leaves_no_chunk_page_resident(copy: Path) -> None:
+    table = dcp.read(copy)
+    array = table["big.weight"].read()  # two chunks of 1 MiB, copied into one new array
+    assert array.nbytes == 2 * 1024 * 1024
+    assert _resident_kib(copy) < 512  # archive headers only; without handing the chunks back: over 2048
+
+
 # --- hostile metadata and files -------------------------------------------------------------------------------
 
 

@@ -209,8 +209,19 @@ def test_uneven_cut_equals_merge_sliced_parameter(tmp_path: Path) -> None:
 # --- what is refused -------------------------------------------------------------------------------------------
 
 
-def test_a_missing_rank_leaves_a_gap_named(copy: Path) -> None:
+def test_a_missing_rank_is_named(copy: Path) -> None:
     shutil.rmtree(copy / "rank_3")
+    with pytest.raises(
+        CheckpointFormatError, match=r"rank 3 has no checkpoint .* the strategy describes 4 ranks; copy"
+    ):
+        ms_distributed.read(copy)
+
+
+def test_a_slice_missing_from_its_rank_leaves_a_gap_named(copy: Path) -> None:
+    rank_file = next((copy / "rank_3").glob("*.ckpt"))
+    saved = ms.load_checkpoint(str(rank_file))
+    del saved["embedding.word_embeddings.embedding_table"]
+    ms.save_checkpoint([{"name": n, "data": p} for n, p in saved.items()], str(rank_file))
     with pytest.raises(
         CheckpointFormatError,
         match=r"'embedding\.word_embeddings\.embedding_table': no slice holds its part \[12:16, 0:4\]",

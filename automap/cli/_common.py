@@ -20,6 +20,12 @@ def add_reading_options(parser: argparse.ArgumentParser) -> None:
         help="naming convention of safetensors files and listings when automatic detection is wrong",
     )
     parser.add_argument(
+        "--strategy",
+        metavar="FILE",
+        help="for a folder of MindSpore per-rank checkpoints (rank_0/, rank_1/, ...): the parallel strategy file, or "
+        "a folder of the pipeline stages' files (default: found in the folder, strategy/ or ../strategy/)",
+    )
+    parser.add_argument(
         "--unsafe-pickle",
         action="store_true",
         help="DANGEROUS: let PyTorch files run code while loading (full unpickling); only for files you trust",
@@ -37,4 +43,5 @@ def load(path: str, args: argparse.Namespace, *, verify_crc: bool = False) -> Pa
         framework=framework,
         unsafe_pickle=getattr(args, "unsafe_pickle", False),
         verify_crc=verify_crc,
+        strategy=getattr(args, "strategy", None),
     )

@@ -3,9 +3,9 @@
 Give the mapping with --mapping (a file written by `automap infer`, possibly edited, or a flat
 {target: source} JSON object), or let automap infer it from a target template with --like. The output's
 format follows its suffix: .ckpt (MindSpore), .pth/.pt (PyTorch) or .safetensors; --max-shard-size splits it
-into shards plus a HuggingFace-style index. Everything is checked before anything is written; tensors are
-streamed one at a time; the output is then re-read with its framework's own loader and compared bit-exact
-with its source.
+into shards plus a HuggingFace-style index, and --workers N converts those shards in N processes. Everything is
+checked before anything is written; tensors are streamed one at a time; the output is then re-read with its
+framework's own loader and compared bit-exact with its source.
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="split the output into shards of at most SIZE of tensor data (2GB, 500MB, 1GiB) named "
         "OUT-00001-of-0000N plus an index OUT.index.json, as HuggingFace does",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=_count,
+        default=1,
+        help="with --max-shard-size: convert the shards in N processes, each streaming (default 1)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--no-verify", action="store_true", help="skip re-reading the output to compare it")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -113,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     # every output is checked before anything is inferred or written: a refused command leaves nothing behind
     mapping_path = Path(args.save_mapping or f"{args.output}.mapping.json") if args.like else None
     source = _checked_outputs(args, mapping_path)
-    target = load_checkpoint(args.like or args.target) if (args.like or args.target) else None
+    template = args.like or args.target
+    target = load_checkpoint(template, strategy=args.strategy) if template else None
     check_direction(source, target, args.output)
     mapping: NameMapping | str
     if args.like:
@@ -143,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         progress=not args.quiet,
         max_shard_size=args.max_shard_size,
+        workers=args.workers,
     )
     for line in report.lines():
         print(line)
@@ -167,6 +176,14 @@ def _checked_outputs(args: argparse.Namespace, mapping_path: Path | None) -> Par
     outputs = [index_path(out) if sharded else out, *([mapping_path] if mapping_path is not None else [])]
     check_not_source(source, outputs)
     return source
+
+
+def _count(text: str) -> int:
+    """An argparse type: a number of worker processes, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        msg = f"{text!r} is not a number of workers; give 1 or more"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
 
 
 def _size(text: str) -> int:

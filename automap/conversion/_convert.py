@@ -30,13 +30,14 @@ from automap._errors import ConversionError, MissingDependencyError
 from automap._text import human_bytes, shape_text
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
-from automap.io import load_checkpoint
+from automap.io import dcp, load_checkpoint, ms_distributed
 from automap.io.formats import FORMATS, PYTORCH
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
 
 from ._pages import MappedPages
+from ._workers import WorkerReport, WorkersResult, can_fork, write_in_workers
 from .plan import ConversionPlan, installed, is_restored_by_loader, output_framework, plan_conversion
 from .readback import verify_output
 from .writer import output_records, write_output
@@ -62,6 +63,7 @@ class ConversionReport:
         plan: the plan that was run.
         notes: further facts worth telling a person.
         shards: the shard files of a sharded output, in order (empty for a single file).
+        workers: what each worker process did, when the shards were converted by several (`workers`).
         mapping: the mapping file used (empty when the mapping was given as an object); the place where the
             pairs accepted below the threshold are listed in full.
     """
@@ -80,6 +82,7 @@ class ConversionReport:
     notes: tuple[str, ...] = field(default=())
     shards: tuple[str, ...] = field(default=())
     mapping: str = ""
+    workers: tuple[WorkerReport, ...] = field(default=())
 
     @property
     def target_checked(self) -> bool:
@@ -129,6 +132,7 @@ class ConversionReport:
             shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
             out.append(f"{len(unused)} source parameter{'' if len(unused) == 1 else 's'} not used: {shown}")
         out.extend(self.notes)
+        out.extend(report.line() for report in self.workers)
         if self.verified and self.target_checked:
             out.append(f"verified {self.verified} tensors bit-exact (dtype, shape, CRC-32) with {self.verified_with}")
         elif self.verified:
@@ -168,6 +172,7 @@ def convert(
     verify: bool = True,
     progress: bool = False,
     max_shard_size: int | str | None = None,
+    workers: int = 1,
 ) -> ConversionReport:
     """Convert a checkpoint with a mapping; the output's format follows its suffix.
 
@@ -195,6 +200,9 @@ def convert(
         max_shard_size: split the output into shards of at most this many bytes of tensor data (`"2GB"`,
             `"500MiB"`, or an int) plus a HuggingFace-style index `OUTPUT.index.json` (see
             `automap.io.sharded`); `output` names the checkpoint as one file would be named, or the index.
+        workers: convert the shards of a sharded output in this many processes, each streaming one tensor at a
+            time; the shards and the index appear only once every worker has written and verified its shards. A
+            single-file output is written in one process (a note says so).
 
     Returns:
         What was written and verified.
@@ -213,6 +221,9 @@ def convert(
         True
     """
     shard_size = _shard_size(max_shard_size)
+    if workers < 1:
+        msg = f"{option_name('workers')} must be at least 1, not {workers}"
+        raise ConversionError(msg)
     out = check_output(output, sharded=shard_size is not None, overwrite=overwrite)
     source_table = _table(source)
     source_files = _source_files(source_table)
@@ -242,26 +253,37 @@ def convert(
         files, index = [(path, list(group)) for path, group in shards.shards], shards.index
         _refuse_writing_over(source_files, [path for path, _ in files])
     total = sum(t.nbytes for t in plan.tensors)
-    with MappedPages(source_files) as pages:
-        digests = write_output(
-            records,
-            out,
+    notes = _dtype_notes(plan, target_table, dtype) + _workers_notes(workers, len(files), index is not None)
+    if not verify:
+        notes += (f"not verified: the output was not re-read ({option('verify', False)})",)
+    parallel = min(workers, len(files)) if index is not None and can_fork() else 1
+    run: WorkersResult | None = None
+    if parallel > 1:
+        assert shard_size is not None
+        run = write_in_workers(
+            shards,
+            files,
+            plan,
             framework=plan.framework,
-            pages=pages,
+            source_files=source_files,
+            workers=parallel,
+            verify=verify,
+            overwrite=overwrite,
+            progress=progress,
+        )
+        verified, how = run.verified, run.how
+    else:
+        verified, how = _write_here(
+            records,
+            (out, files, index),
+            plan,
+            source_files,
             total=total,
-            checksums=verify,
+            shard_size=shard_size,
+            verify=verify,
             progress=progress,
             overwrite=overwrite,
-            max_shard_size=shard_size,
         )
-        pages.release()
-        verified, how = 0, ""
-        notes = _dtype_notes(plan, target_table, dtype)
-        if not verify:
-            notes += (f"not verified: the output was not re-read ({option('verify', False)})",)
-        if verify:
-            verified, how = verify_output(files, index, plan, digests, pages, total=total, progress=progress)
-            pages.release()
     cast = [t for t in plan.tensors if t.dtype != t.source_dtype]
     return ConversionReport(
         source=source_table.source,
@@ -278,7 +300,62 @@ def convert(
         notes=notes,
         shards=tuple(str(path) for path, _ in files) if index is not None else (),
         mapping="" if isinstance(mapping, NameMapping) else str(mapping),
+        workers=run.reports if run is not None else (),
     )
+
+
+def _write_here(
+    records: list[ParamRecord],
+    where: tuple[Path, list[tuple[Path, list[ParamRecord]]], Path | None],
+    plan: ConversionPlan,
+    source_files: list[Path],
+    *,
+    total: int,
+    shard_size: int | None,
+    verify: bool,
+    progress: bool,
+    overwrite: bool,
+) -> tuple[int, str]:
+    """Write (and verify) the output in this process: how many tensors were verified, and with what.
+
+    `where` is the output as one file would be named, each file written with its records, and the index or None.
+    """
+    out, files, index = where
+    with MappedPages(source_files) as pages:
+        digests = write_output(
+            records,
+            out,
+            framework=plan.framework,
+            pages=pages,
+            total=total,
+            checksums=verify,
+            progress=progress,
+            overwrite=overwrite,
+            max_shard_size=shard_size,
+        )
+        pages.release()
+        if not verify:
+            return 0, ""
+        verified = verify_output(files, index, plan, digests, pages, total=total, progress=progress)
+        pages.release()
+        return verified
+
+
+def _workers_notes(workers: int, files: int, sharded: bool) -> tuple[str, ...]:
+    """Say why fewer workers than asked for were used."""
+    name = option_name("workers")
+    if workers == 1:
+        return ()
+    if not sharded:
+        return (
+            f"note: {name} {workers} had no effect: workers convert the shards of a sharded output in parallel, and "
+            f"this output is one file; split it with {option_name('max_shard_size')} to use them",
+        )
+    if not can_fork():
+        return (f"note: {name} {workers} had no effect: this platform cannot fork worker processes",)
+    if files < workers:
+        return (f"note: {files} shard{'s' if files > 1 else ''}, so {min(workers, files)} worker(s) were used",)
+    return ()
 
 
 def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = False) -> Path:
@@ -388,7 +465,12 @@ def infer_for_conversion(
 
 
 _NAMES = {"pytorch": "PyTorch", "mindspore": "MindSpore"}
-_FRAMEWORK_FORMATS = ("pytorch", "mindspore-ckpt")  # formats that settle the framework, unlike a guess from names
+_FRAMEWORK_FORMATS = (
+    "pytorch",
+    "mindspore-ckpt",
+    "pytorch-dcp",
+    "mindspore-distributed",
+)  # formats that settle the framework, unlike a guess from names
 _SHOWN_LOW = 12
 
 
@@ -463,11 +545,13 @@ def _shard_size(value: int | str | None) -> int | None:
 
 
 def _source_files(table: ParamTable) -> list[Path]:
-    """The files holding the source's data (the shards of an index), for page release and overwrite checks."""
+    """The files holding the source's data (an index's shards, a distributed folder's files): pages, overwrites."""
     with contextlib.suppress(OSError, ValueError):
         source = Path(table.source)
         if source.is_file():
             return [source, *(f for f in files_of(source) if f != source)]
+        if source.is_dir():
+            return dcp.data_files(source) if table.format == "pytorch-dcp" else ms_distributed.data_files(source)
     return []
 
 

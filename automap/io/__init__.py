@@ -32,18 +32,23 @@ def load_checkpoint(
     framework: Framework | None = None,
     unsafe_pickle: bool = False,
     verify_crc: bool = False,
+    strategy: StrPath | None = None,
 ) -> ParamTable:
     """Read a checkpoint or listing into an ordered parameter table; tensor data is read lazily.
 
     Args:
         path: a PyTorch `.pth`/`.pt`/`.bin`, a `.safetensors` file or a sharded `*.index.json`, a MindSpore
-            `.ckpt`, or a JSON listing of names and shapes (a format of `automap.io.formats.FORMATS`, whose
-            folder layouts are read from a folder's path).
+            `.ckpt`, or a JSON listing of names and shapes (a format of `automap.io.formats.FORMATS`); or a
+            folder of a distributed checkpoint, read as one checkpoint of full tensors: PyTorch's
+            `torch.distributed.checkpoint` (`.metadata` and `*.distcp` files) or MindSpore's per-rank checkpoints
+            (`rank_0/`, `rank_1/`, ... with the parallel strategy file).
         key: for PyTorch files holding several state dicts, which one to take (`"model"`, `"ema/model"`).
         framework: whose naming conventions the file follows, when its format does not say (safetensors,
             listings); guessed from the names when omitted.
         unsafe_pickle: let PyTorch files run code while loading. Never use this on files you do not trust.
         verify_crc: check a MindSpore checkpoint's CRC trailer (reads the whole file).
+        strategy: for MindSpore per-rank checkpoints, the parallel strategy file (or a folder of the pipeline
+            stages' files), when it is not in the checkpoint folder, its `strategy/` subfolder or `../strategy/`.
 
     Returns:
         The model parameters in file order; training state is set aside in `excluded`.
@@ -57,7 +62,14 @@ def load_checkpoint(
         >>> [(p.name, p.shape) for p in table][:2]  # doctest: +SKIP
         [('conv1.weight', (64, 3, 7, 7)), ('bn1.moving_mean', (64,))]
     """
-    return FORMATS.load(Path(path), key=key, framework=framework, unsafe_pickle=unsafe_pickle, verify_crc=verify_crc)
+    return FORMATS.load(
+        Path(path),
+        key=key,
+        framework=framework,
+        unsafe_pickle=unsafe_pickle,
+        verify_crc=verify_crc,
+        strategy=strategy,
+    )
 
 
 def save_checkpoint(

@@ -3,7 +3,8 @@
 A `Format` says how to recognise a checkpoint (`sniff`), how to read it into a `ParamTable` whose tensors stay on
 disk until read (`read`), and, when automap writes it, how to stream records into an open file (`write_to`). A
 `Registry` holds formats in the order their sniffers are tried: the first that claims a path reads it. A path may
-be a file or, for formats marked `directory`, a folder.
+be a file or, for formats marked `directory`, a folder; a folder layout's sniffer may also claim a file of it
+(DCP's `.metadata`), and is asked before the file formats, whose sniffers would take that file for another format.
 
 Sniffers never import a framework. A reader or writer that needs one imports its adapter module through
 `load_adapter` when a matching file arrives, so a missing framework becomes a `MissingDependencyError` naming the
@@ -20,7 +21,7 @@ from types import ModuleType
 
 from automap._collector import collector_paused
 from automap._errors import CheckpointFormatError, MissingDependencyError
-from automap._types import Framework
+from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
 
 from ._sniff import open_regular
@@ -33,7 +34,7 @@ file it recognises but cannot read (an encrypted checkpoint)."""
 
 Reader = Callable[..., ParamTable]
 """`read(path, **options) -> ParamTable`. The registry passes every load option by keyword (`key`, `framework`,
-`unsafe_pickle`, `verify_crc`); a reader takes those it uses and ignores the rest (`**_: object`)."""
+`unsafe_pickle`, `verify_crc`, `strategy`); a reader takes those it uses and ignores the rest (`**_: object`)."""
 
 WriteTo = Callable[..., None]
 """`write_to(handle, records, **options)`: stream records, one tensor at a time, into an open binary file. The
@@ -55,7 +56,7 @@ class Format:
         label: how notes and messages name what the content is; formats that share an encoding share it (an
             index and a listing are both `"json"`). Defaults to `name`.
         description: how the "no known format" message lists it (`"MindSpore .ckpt"`); empty to leave it out.
-        directory: a folder layout (sniffed for folders only) rather than a file.
+        directory: a folder layout rather than a file; sniffed for folders, and for files before file formats.
         claims_by_suffix: a file no sniffer recognises goes to this reader when its suffix is this format's; the
             reader validates the whole file and says precisely what is wrong.
         framework: the framework whose naming every file of this format follows; None when both use it.
@@ -153,8 +154,8 @@ class Registry:
                     return fmt
             raise CheckpointFormatError(self._unknown_folder(path))
         open_regular(path)
-        for fmt in self._formats:
-            if not fmt.directory and fmt.sniff(path):
+        for fmt in (*(f for f in self._formats if f.directory), *(f for f in self._formats if not f.directory)):
+            if fmt.sniff(path):
                 return fmt
         named = self.for_suffix(path)
         if named is not None and named.claims_by_suffix:
@@ -175,6 +176,7 @@ class Registry:
         framework: Framework | None = None,
         unsafe_pickle: bool = False,
         verify_crc: bool = False,
+        strategy: StrPath | None = None,
     ) -> ParamTable:
         """Detect the format of `path` and read it (see `automap.io.load_checkpoint` for the options).
 
@@ -183,7 +185,14 @@ class Registry:
         fmt = self.detect(path)
         try:
             with collector_paused():  # a table of many records: see automap/_collector.py
-                table = fmt.read(path, key=key, framework=framework, unsafe_pickle=unsafe_pickle, verify_crc=verify_crc)
+                table = fmt.read(
+                    path,
+                    key=key,
+                    framework=framework,
+                    unsafe_pickle=unsafe_pickle,
+                    verify_crc=verify_crc,
+                    strategy=strategy,
+                )
         except MemoryError:
             # What the file declares is checked against its size first, so this is a real shortage (or an
             # address-space limit) while building the table of a very large file.

@@ -8,12 +8,15 @@ ranks) are kept once, so each is read once. The check runs on the grid that the 
 into: for every real layout that grid has one cell per distinct slice, so it costs nothing next to the reading.
 
 `loader` returns a function that reads the slices only when called and copies them into one new array, so
-memory holds one full tensor at a time (a tensor kept whole in one slice is returned as read, without a copy).
+memory holds one full tensor at a time (a tensor kept whole in one slice is returned as read, without a copy);
+a slice read from a memory-mapped file hands its pages back as soon as it is copied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -116,7 +119,8 @@ def _check_tiling(where: str, shape: tuple[int, ...], slices: tuple[Slice, ...])
             other = slices[int(taken[taken != 0].flat[0]) - 1]
             msg = (
                 f"{where}: the slices {region_text(other.offsets, other.shape)} ({other.where}) and "
-                f"{region_text(piece.offsets, piece.shape)} ({piece.where}) overlap; the checkpoint is corrupt"
+                f"{region_text(piece.offsets, piece.shape)} ({piece.where}) overlap; the checkpoint is corrupt: "
+                "copy it again from the machine that saved it"
             )
             raise CheckpointFormatError(msg)
         owner[cells] = number
@@ -127,7 +131,7 @@ def _check_tiling(where: str, shape: tuple[int, ...], slices: tuple[Slice, ...])
         sizes = [cuts[a][i + 1] - cuts[a][i] for a, i in enumerate(cell)]
         msg = (
             f"{where}: no slice holds its part {region_text(offsets, sizes)} (of {list(shape)}); a rank's "
-            "checkpoint is missing or the checkpoint is corrupt"
+            "checkpoint is missing or the checkpoint is corrupt: copy every rank's files again"
         )
         raise CheckpointFormatError(msg)
 
@@ -159,7 +163,33 @@ def loader(source: str, name: str, shape: tuple[int, ...], dtype: str, slices: S
         out = np.empty(shape, dtype=storage)
         for piece in pieces:
             block = tuple(slice(o, o + n) for o, n in zip(piece.offsets, piece.shape, strict=True))
-            out[block] = read_piece(piece)
+            array = read_piece(piece)
+            out[block] = array
+            _hand_back(array)
         return out
 
     return load
+
+
+def _hand_back(array: Array) -> None:
+    """Drop the resident pages of a view of a read-only memory map once it is copied (the page cache keeps them).
+
+    Without this a joined tensor and the mapped pages it was read from are resident together until the conversion
+    hands pages back (every 256 MB), twice the tensor. Dropping a read-only shared mapping's pages loses nothing:
+    a later read faults them in again from the page cache. Anything else (a copy, a writable map) is left alone.
+    """
+    base: object = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):  # what np.frombuffer keeps of the map
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or not hasattr(base, "madvise") or not array.flags.c_contiguous:
+        return
+    with contextlib.suppress(OSError, ValueError, TypeError):  # advice only: a refusal changes nothing
+        if not memoryview(base).readonly:
+            return
+        offset = array.ctypes.data - np.frombuffer(base, dtype=np.uint8, count=1).ctypes.data
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + array.nbytes, len(base))
+        if 0 <= start < end:
+            base.madvise(mmap.MADV_DONTNEED, start, end - start)

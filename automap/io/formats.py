@@ -18,10 +18,20 @@ from typing import BinaryIO
 
 from automap.records import ParamRecord, ParamTable
 
-from . import _sniff, listing, mindspore, safetensors, sharded, torch_zip_reader
+from . import _sniff, dcp, listing, mindspore, ms_distributed, safetensors, sharded, torch_zip_reader
 from ._registry import Format, Registry, load_adapter
 
-__all__ = ["FILE_FORMATS", "FORMATS", "INDEX", "LISTING", "MINDSPORE", "PYTORCH", "SAFETENSORS"]
+__all__ = [
+    "DCP",
+    "FILE_FORMATS",
+    "FORMATS",
+    "INDEX",
+    "LISTING",
+    "MINDSPORE",
+    "MINDSPORE_DISTRIBUTED",
+    "PYTORCH",
+    "SAFETENSORS",
+]
 
 
 def _read_pytorch(path: Path, *, key: str | None = None, unsafe_pickle: bool = False, **_: object) -> ParamTable:
@@ -90,4 +100,23 @@ INDEX = Format(
     label="json",
 )
 
-FORMATS = Registry([PYTORCH, SAFETENSORS, MINDSPORE, INDEX, LISTING])
+# Folder layouts of distributed training, read as one checkpoint of full tensors. DCP's sniffer also claims the
+# `.metadata` file itself, which is a pickle: folder layouts are tried before file formats (see `Registry.detect`).
+DCP = Format(
+    "dcp",
+    sniff=dcp.sniff,
+    read=dcp.read,
+    description="PyTorch distributed checkpoint (.metadata and *.distcp files)",
+    directory=True,
+    framework="pytorch",
+)
+MINDSPORE_DISTRIBUTED = Format(
+    "mindspore-distributed",
+    sniff=ms_distributed.sniff,
+    read=ms_distributed.read,
+    description="MindSpore per-rank checkpoints (rank_<n>/ folders with a parallel strategy file)",
+    directory=True,
+    framework="mindspore",
+)
+
+FORMATS = Registry([PYTORCH, SAFETENSORS, MINDSPORE, INDEX, LISTING, DCP, MINDSPORE_DISTRIBUTED])

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from automap._advice import option
 from automap._errors import CheckpointFormatError
 from automap._text import shown
 from automap._types import Array, Framework, StrPath
@@ -103,7 +104,7 @@ def read(
     source = str(folder)
     found = _strategy_files(folder, strategy)
     layouts = read_strategy(found)
-    _check_ranks(source, layouts, ranks)
+    _check_ranks(source, layouts, ranks, folder=isinstance(path, str | Path))
     holders: dict[str, list[tuple[int, ParamRecord]]] = {}
     for rank, file in ranks.items():
         table = _load(file, verify_crc)
@@ -119,7 +120,8 @@ def read(
         msg = (
             f"{source!r}: parameter {shown(missing[0])} is described by the strategy but no rank's checkpoint holds "
             f"it{f' (nor {len(missing) - 1} more)' if len(missing) > 1 else ''}; the rank checkpoints are "
-            "incomplete or belong to another strategy"
+            f"incomplete (copy every rank's folder) or belong to another run: give its strategy file with "
+            f"{option('strategy', 'FILE')}"
         )
         raise CheckpointFormatError(msg)
     joined = _join(source, layouts, holders, state, notes)
@@ -208,7 +210,7 @@ def _strategy_files(folder: Path, given: StrPath | None) -> list[Path]:
             return [place]
         found = sorted(p for p in place.iterdir() if is_strategy_file(p))
         if not found:
-            msg = f"{str(place)!r} holds no MindSpore strategy file"
+            msg = f"{str(place)!r} holds no MindSpore strategy file; give the file saved through strategy_ckpt_config"
             raise CheckpointFormatError(msg)
         return found
     for place in (folder, folder / "strategy", folder.parent / "strategy"):
@@ -217,13 +219,16 @@ def _strategy_files(folder: Path, given: StrPath | None) -> list[Path]:
             return found
     msg = (
         f"{str(folder)!r}: no parallel strategy file found beside the rank checkpoints (looked in the folder, "
-        "strategy/ and ../strategy/); give the file saved through strategy_ckpt_config as the strategy"
+        f"strategy/ and ../strategy/); give the file saved through strategy_ckpt_config: {option('strategy', 'FILE')}"
     )
     raise CheckpointFormatError(msg)
 
 
-def _check_ranks(source: str, strategy: Strategy, ranks: dict[int, Path]) -> None:
-    """Refuse rank files the strategy cannot place (another run's strategy, or a stage's file missing)."""
+def _check_ranks(source: str, strategy: Strategy, ranks: dict[int, Path], *, folder: bool) -> None:
+    """Refuse rank files the strategy cannot place (another run's strategy, a stage's file missing).
+
+    In a folder of ranks, a rank without a file is refused too: its slices would leave gaps, or its stage be lost.
+    """
     total = strategy.stages * strategy.stage_ranks
     beyond = [r for r in ranks if r >= total]
     if beyond:
@@ -231,6 +236,15 @@ def _check_ranks(source: str, strategy: Strategy, ranks: dict[int, Path]) -> Non
             f"{source!r}: the strategy describes {total} ranks ({strategy.stages} pipeline stage(s) of "
             f"{strategy.stage_ranks}) but there is a checkpoint for rank {beyond[0]}; give the strategy files of "
             "every pipeline stage (a folder of them, or one joined by mindspore.parallel.merge_pipeline_strategys)"
+        )
+        raise CheckpointFormatError(msg)
+    absent = [r for r in range(total) if r not in ranks] if folder else []
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        msg = (
+            f"{source!r}: rank {absent[0]}{more} has no checkpoint (no rank_{absent[0]}/ folder with a .ckpt), but "
+            f"the strategy describes {total} ranks; copy every rank's folder, or give the strategy this checkpoint "
+            "was saved with"
         )
         raise CheckpointFormatError(msg)
 

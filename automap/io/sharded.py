@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from automap._advice import option
-from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
+from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, atomic_output, check_writable
 from automap._errors import CheckpointFormatError, ConversionError
 from automap._phases import timed
 from automap._text import shown
@@ -43,7 +43,17 @@ from ._framework import RawRecord, build_table, guess_framework
 from ._registry import Registry
 from ._sniff import read_json
 
-__all__ = ["ShardLayout", "base_path", "files_of", "index_path", "layout", "parse_size", "read_index", "write"]
+__all__ = [
+    "ShardLayout",
+    "base_path",
+    "files_of",
+    "index_path",
+    "layout",
+    "parse_size",
+    "place",
+    "read_index",
+    "write",
+]
 
 INDEX_SUFFIX = ".index.json"
 _UNITS = {
@@ -221,6 +231,45 @@ def write(
         with contextlib.suppress(OSError):
             old.unlink()
     return plan
+
+
+def place(plan: ShardLayout, written: Sequence[Path], *, overwrite: bool = False) -> None:
+    """Give shards written complete under hidden names their final names, then write the index; all or nothing.
+
+    For shards written elsewhere (by worker processes, `automap.conversion`): `written` holds each shard's hidden
+    file, in the layout's order, each complete and synced (as `automap._atomic.atomic_output` leaves a file). The
+    index is written last, atomically. Any failure removes every hidden file and every shard already placed.
+
+    Raises:
+        ConversionError: an output exists (without `overwrite`), appeared meanwhile, or cannot be written.
+    """
+    finals = [*plan.files, plan.index]
+    for final in finals:
+        check_writable(final, overwrite=overwrite)
+    stale = _stale_shards(plan) if overwrite else []
+    existed = {final for final in finals if final.exists()}
+    placed: list[Path] = []
+    try:
+        for temporary, final in zip(written, plan.files, strict=True):
+            if final.exists() and not overwrite:
+                msg = f"output {str(final)!r} appeared while writing; pass {option('overwrite')} to overwrite it"
+                raise ConversionError(msg)
+            temporary.replace(final)
+            placed.append(final)
+        index = (json.dumps(plan.document(), indent=2, ensure_ascii=False) + "\n").encode()
+        with atomic_output(plan.index, overwrite=overwrite) as handle:
+            handle.write(index)
+    except BaseException as error:
+        for leftover in [*written, *(final for final in placed if final not in existed)]:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        if isinstance(error, OSError):
+            msg = f"cannot place the shards of {str(plan.index)!r}: {error.strerror or error}; nothing was written"
+            raise ConversionError(msg) from error
+        raise
+    for old in stale:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 def _finished(final: Path, fill: Callable[[BinaryIO], object], named: dict[int, Path]) -> int:
