@@ -36,7 +36,8 @@ class MappedFile:
         count = math.prod(shape)
 
         def load() -> Array:
-            return np.frombuffer(self._buffer(), dtype=storage, count=count, offset=start).reshape(shape)
+            buffer = self._within(start + count * storage.itemsize)
+            return np.frombuffer(buffer, dtype=storage, count=count, offset=start).reshape(shape)
 
         return load
 
@@ -51,10 +52,22 @@ class MappedFile:
         steps = tuple(s * storage.itemsize for s in stride)
 
         def load() -> Array:
-            base = np.frombuffer(self._buffer(), dtype=storage, count=span, offset=start)
+            base = np.frombuffer(self._within(start + span * storage.itemsize), dtype=storage, count=span, offset=start)
             return np.ascontiguousarray(np.lib.stride_tricks.as_strided(base, shape, steps, writeable=False))
 
         return load
+
+    def _within(self, end: int) -> mmap.mmap:
+        """The map, when the file still holds `end` bytes: it was checked when listed, but may have changed since."""
+        buffer = self._buffer()
+        if len(buffer) < end:
+            msg = (
+                f"{str(self.path)!r} changed after it was read: it now holds {len(buffer):,} bytes, and a tensor listed"
+                f" in it ends at byte {end:,}; nothing was written from it. Is another program writing it? Run the"
+                " command again once the file is complete."
+            )
+            raise CheckpointFormatError(msg)
+        return buffer
 
     def _buffer(self) -> mmap.mmap:
         if self._map is None:
