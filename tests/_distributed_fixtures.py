@@ -353,7 +353,80 @@ def _dcp_worker_net(rank: int, world: int, folder: str, port: int) -> None:
         dist.destroy_process_group()
 
 
-_WORKERS = {"cluster": (_dcp_worker, 2), "mesh_2d": (_dcp_worker_2d, 4), "net": (_dcp_worker_net, 2)}
+def _fsdp_worker(rank: int, world: int, folder: str, port: int) -> None:
+    """Sharded state dicts saved per rank with torch.save, and the full state dict torch gathers of each.
+
+    `fsdp2/`: FSDP2 (uneven, bfloat16 and empty shards) beside tensor parallelism (DTensors cut along axis 0 and
+    axis 1) and a buffer kept whole, after one Adam step. `fsdp1_mesh/`: FSDP1's SHARDED_STATE_DICT given a
+    device mesh (DTensors), of the model before training in float32 (FSDP1 flattens one dtype only). `fsdp1/`: the
+    same without a mesh (ShardedTensors). `net/`: the conversion tests' network (`_convert_nets.torch_net`) under
+    FSDP2, untrained.
+    """
+    warnings.simplefilter("ignore")
+    import copy
+
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FullyShardedDataParallel, StateDictType, fully_shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(11, 6).to(torch.bfloat16)
+            self.ffn = nn.Sequential(nn.Linear(6, 8), nn.Linear(8, 6, bias=False))
+            self.head = nn.Linear(6, 1)
+            self.register_buffer("positions", torch.arange(5))
+
+        def forward(self, ids: Any) -> Any:
+            return self.head(self.ffn(self.emb(ids).float()))
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    root = Path(folder)
+    try:
+        torch.manual_seed(0)
+        model = Net()
+        plain = copy.deepcopy(model)
+        mesh = init_device_mesh("cpu", (world,))
+        parallelize_module(model.ffn, mesh, {"0": ColwiseParallel(), "1": RowwiseParallel()})
+        fully_shard(model.emb, mesh=mesh)
+        fully_shard(model.head, mesh=mesh)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1, foreach=False)
+        model(torch.arange(8).reshape(2, 4) % 11).float().pow(2).sum().backward()
+        optimizer.step()
+        for name in ("fsdp2", "fsdp1", "fsdp1_mesh", "net"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        sys.path.insert(0, str(_REPOSITORY / "tests"))
+        import _convert_nets as nets
+
+        network = nets.torch_net()  # seeded: the same weights on every rank
+        fully_shard(network, mesh=mesh)
+        torch.save(network.state_dict(), root / "net" / f"net_rank{rank}.pt")
+        torch.save(model.state_dict(), root / "fsdp2" / f"model_rank{rank}.pt")
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+        if rank == 0:
+            torch.save(full, root / "fsdp2_full.pt")
+            torch.save(plain.float().state_dict(), root / "fsdp1_full.pt")
+        for kind, extra in (("fsdp1", {}), ("fsdp1_mesh", {"device_mesh": mesh})):
+            wrapped = FullyShardedDataParallel(
+                copy.deepcopy(plain).float(), use_orig_params=True, device_id=torch.device("cpu"), **extra
+            )
+            with FullyShardedDataParallel.state_dict_type(wrapped, StateDictType.SHARDED_STATE_DICT):
+                torch.save(wrapped.state_dict(), root / kind / f"model_rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+_WORKERS = {
+    "cluster": (_dcp_worker, 2),
+    "mesh_2d": (_dcp_worker_2d, 4),
+    "net": (_dcp_worker_net, 2),
+    "fsdp": (_fsdp_worker, 2),
+}
 
 
 def save_dcp(folder: str, *, mesh_2d: bool = False, kind: str = "") -> None:
@@ -400,3 +473,22 @@ def dcp_cluster(root: Path, *, mesh_2d: bool = False, kind: str = "") -> DcpClus
 
     flatten(torch.load(merged_file, weights_only=True), "")
     return DcpCluster(folder, merged)
+
+
+# --- FSDP sharded state dicts (torch.save per rank) -----------------------------------------------------------
+
+
+def fsdp_ranks(root: Path) -> Path:
+    """Per-rank sharded state dicts saved by 2 gloo processes (see `_fsdp_worker`), under `root/ranks`.
+
+    Holds `fsdp2/`, `fsdp1_mesh/` and `fsdp1/` (each `model_rank0.pt`, `model_rank1.pt`) and the truth torch
+    gathers: `fsdp2_full.pt` (`get_model_state_dict` with `full_state_dict=True`) and `fsdp1_full.pt` (the
+    model before FSDP1 wrapped it; FSDP1's state dict holds its values unchanged).
+    """
+    folder = root / "ranks"
+    code = f"from tests._distributed_fixtures import save_dcp; save_dcp({str(folder)!r}, kind='fsdp')"
+    done = subprocess.run([sys.executable, "-c", code], cwd=_REPOSITORY, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        msg = f"saving the sharded state dicts failed:\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    return folder

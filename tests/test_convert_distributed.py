@@ -26,7 +26,7 @@ import safetensors.torch  # noqa: E402
 
 from automap import CheckpointFormatError, cli, convert, infer_mapping  # noqa: E402
 from automap.io import load_checkpoint  # noqa: E402
-from tests._distributed_fixtures import DcpCluster, dcp_cluster, mindspore_net_cluster  # noqa: E402
+from tests._distributed_fixtures import DcpCluster, dcp_cluster, fsdp_ranks, mindspore_net_cluster  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.mindspore]
 
@@ -144,6 +144,23 @@ def test_dcp_as_a_target_of_infer(dcp_net: DcpCluster, templates: dict[str, Path
     out = _run(capsys, "infer", str(templates["ckpt"]), str(dcp_net.checkpoint))
     assert f"target: {dcp_net.checkpoint} (pytorch, 13 parameters)" in out
     assert "confident (>= 0.50)           12" in out  # every parameter; torch restores num_batches_tracked
+
+
+# --- FSDP sharded state dicts (torch.save per rank) -> MindSpore ----------------------------------------------
+
+
+def test_fsdp_rank_files_convert_into_a_mindspore_network(
+    templates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = fsdp_ranks(tmp_path_factory.mktemp("fsdp-net")) / "net"
+    listing = _run(capsys, "inspect", str(folder))
+    assert "pytorch-fsdp" in listing and "conv.weight" in listing
+    out = tmp_path_factory.mktemp("fsdp-out") / "net.ckpt"
+    report = _run(capsys, "convert", str(folder), "--like", str(templates["ckpt"]), "-o", str(out), "--workers", "2")
+    assert "with mindspore.load_checkpoint" in report
+    cell = nets.mindspore_net()
+    assert ms.load_param_into_net(cell, ms.load_checkpoint(str(out)), strict_load=True) == ([], [])
+    np.testing.assert_allclose(_mindspore_output(cell), _torch_output(nets.torch_net()), rtol=1e-5, atol=1e-5)
 
 
 # --- MindSpore per-rank checkpoints -> PyTorch ----------------------------------------------------------------

@@ -103,6 +103,7 @@ def test_registration_refuses_a_taken_name_or_suffix_and_lookups_name_the_key() 
         "listing",
         "dcp",
         "mindspore-distributed",
+        "fsdp",
     ]
     assert registry.get("index") is INDEX
 

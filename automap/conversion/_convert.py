@@ -30,7 +30,7 @@ from automap._errors import ConversionError, MissingDependencyError
 from automap._text import human_bytes, shape_text
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
-from automap.io import dcp, load_checkpoint, ms_distributed
+from automap.io import dcp, fsdp, load_checkpoint, ms_distributed
 from automap.io.formats import FORMATS, PYTORCH
 from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
 from automap.mapping import load_mapping
@@ -470,6 +470,7 @@ _FRAMEWORK_FORMATS = (
     "mindspore-ckpt",
     "pytorch-dcp",
     "mindspore-distributed",
+    "pytorch-fsdp",
 )  # formats that settle the framework, unlike a guess from names
 _SHOWN_LOW = 12
 
@@ -551,7 +552,8 @@ def _source_files(table: ParamTable) -> list[Path]:
         if source.is_file():
             return [source, *(f for f in files_of(source) if f != source)]
         if source.is_dir():
-            return dcp.data_files(source) if table.format == "pytorch-dcp" else ms_distributed.data_files(source)
+            readers = {"pytorch-dcp": dcp.data_files, "pytorch-fsdp": fsdp.data_files}
+            return readers.get(table.format, ms_distributed.data_files)(source)
     return []
 
 

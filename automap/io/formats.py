@@ -18,13 +18,14 @@ from typing import BinaryIO
 
 from automap.records import ParamRecord, ParamTable
 
-from . import _sniff, dcp, listing, mindspore, ms_distributed, safetensors, sharded, torch_zip_reader
+from . import _sniff, dcp, fsdp, listing, mindspore, ms_distributed, safetensors, sharded, torch_zip_reader
 from ._registry import Format, Registry, load_adapter
 
 __all__ = [
     "DCP",
     "FILE_FORMATS",
     "FORMATS",
+    "FSDP",
     "INDEX",
     "LISTING",
     "MINDSPORE",
@@ -118,5 +119,14 @@ MINDSPORE_DISTRIBUTED = Format(
     directory=True,
     framework="mindspore",
 )
+# Its sniffer also claims one rank's file, which the PyTorch format would otherwise take and fail to unpickle.
+FSDP = Format(
+    "fsdp",
+    sniff=fsdp.sniff,
+    read=fsdp.read,
+    description="FSDP sharded state dict (one torch.save file of DTensors per rank)",
+    directory=True,
+    framework="pytorch",
+)
 
-FORMATS = Registry([PYTORCH, SAFETENSORS, MINDSPORE, INDEX, LISTING, DCP, MINDSPORE_DISTRIBUTED])
+FORMATS = Registry([PYTORCH, SAFETENSORS, MINDSPORE, INDEX, LISTING, DCP, MINDSPORE_DISTRIBUTED, FSDP])
