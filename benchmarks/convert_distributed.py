@@ -1,8 +1,15 @@
 """Distributed checkpoints at scale: `automap convert --workers 1` against `--workers 2` and `cp`, in one run.
 
-A PyTorch distributed checkpoint of float32 tensors (LLaMA-shaped, hidden size 2048; about 2 GB by default) is
-saved by real `torch.distributed.checkpoint` from 2 gloo processes, every tensor a DTensor cut along axis 0,
-so the folder holds one `.distcp` file per rank and a `.metadata` index. Each route then runs in its own
+The input is float32 tensors (LLaMA-shaped, hidden size 2048; about 2 GB by default), every one cut along axis 0
+over 2 ranks, saved in one of two layouts (`--input`):
+
+- `dcp`: by real `torch.distributed.checkpoint` from 2 gloo processes, every tensor a DTensor, so the folder
+  holds one `.distcp` file per rank and a `.metadata` index;
+- `mindspore`: as MindSpore's non-merged saving leaves it, `rank_0/`, `rank_1/` with one `.ckpt` each, written
+  by `mindspore.save_checkpoint` with that rank's half of every tensor, and the parallel strategy file
+  (MindSpore's own protobuf class, as the tests write it) saying each is cut along axis 0 over 2 devices.
+
+Each route then runs in its own
 subprocess, one after the other on the same disk, and its wall time and peak resident memory are taken
 (`ru_maxrss` from `wait4`: the largest of the process and its reaped children, so with workers it is the
 largest single process; the workers' own peaks are read from the report):
@@ -18,6 +25,7 @@ The source's pages are evicted from the page cache before each route (`--warm` k
 
     python -m benchmarks.convert_distributed                   # about 1.9 GB; needs ~6 GB free disk
     python -m benchmarks.convert_distributed --layers 2        # a quick 0.9 GB run
+    python -m benchmarks.convert_distributed --input mindspore # MindSpore rank folders + strategy instead
 """
 
 from __future__ import annotations
@@ -80,6 +88,28 @@ def _rank(rank: int, world: int, folder: str, port: int, layers: int) -> None:
         dist.destroy_process_group()
 
 
+def generate_mindspore(folder: Path, layers: int) -> None:
+    """Write each rank's half of every tensor with `mindspore.save_checkpoint`, and the strategy (child process)."""
+    import mindspore as ms
+    import numpy as np
+
+    from tests._distributed_fixtures import strategy_message
+
+    listed = tensors(layers)
+    layouts = {name: (shape, "float32", [2], [0, -1], 0, 0) for name, shape in listed}
+    (folder / "strategy").mkdir(parents=True)
+    (folder / "strategy" / "strategy.ckpt").write_bytes(strategy_message(layouts, 0).SerializeToString())
+    for rank in range(2):
+        rank_folder = folder / "checkpoint" / f"rank_{rank}"
+        rank_folder.mkdir(parents=True)
+        halves = []
+        for index, (name, (rows, cols)) in enumerate(listed):
+            local = np.random.default_rng(index * 2 + rank).random((rows // 2, cols), dtype=np.float32) - 0.5
+            halves.append({"name": name, "data": ms.Tensor(local)})
+        ms.save_checkpoint(halves, str(rank_folder / f"net_rank_{rank}.ckpt"))
+        del halves
+
+
 def generate(folder: Path, layers: int) -> None:
     """Save the checkpoint from 2 forked ranks (runs in a child process, so the driver imports no torch)."""
     import socket
@@ -134,6 +164,7 @@ def _ratio(runs: dict[str, list[Result]], route: str, reference: str) -> list[fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=8, help="transformer layers (8: about 1.9 GB)")
+    parser.add_argument("--input", choices=("dcp", "mindspore"), default="dcp", help="the layout to convert from")
     parser.add_argument("--max-shard-size", default="250MB", help="shard size of the output (default 250MB)")
     parser.add_argument("--dir", type=Path, help="where to write (default: a new temporary folder)")
     parser.add_argument("--rounds", type=int, default=3, help="run every route this many times, interleaved")
@@ -142,12 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)  # the child that saves the checkpoint
     args = parser.parse_args(argv)
     if args.generate_into:
-        generate(args.generate_into, args.layers)
+        (generate_mindspore if args.input == "mindspore" else generate)(args.generate_into, args.layers)
         return 0
 
     folder = Path(tempfile.mkdtemp(prefix="automap-convert-distributed-", dir=args.dir))
     log = folder / "routes.log"
-    source, copy, out = folder / "dcp", folder / "copy", folder / "out"
+    saved, copy, out = folder / args.input, folder / "copy", folder / "out"
+    # the folder automap is given; a MindSpore run finds its strategy in the `strategy/` folder beside it
+    source = saved / "checkpoint" if args.input == "mindspore" else saved
     listed = tensors(args.layers)
     total = sum(math.prod(shape) * 4 for _, shape in listed)
     largest = max(math.prod(shape) * 4 for _, shape in listed)
@@ -156,14 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     workers_rss: dict[str, list[int]] = {}
     try:
         start = time.perf_counter()
-        command = [python, "-m", "benchmarks.convert_distributed", f"--layers={args.layers}"]
-        subprocess.run([*command, f"--generate-into={source}"], check=True)
-        on_disk = _sizes(source)
-        files = sorted(p.name for p in source.iterdir())
+        command = [python, "-m", "benchmarks.convert_distributed", f"--layers={args.layers}", f"--input={args.input}"]
+        subprocess.run([*command, f"--generate-into={saved}"], check=True)
+        on_disk = _sizes(saved)
+        data = sorted(p for p in source.rglob("*") if p.is_file())
+        files = [str(p.relative_to(source)) for p in data]
+        writer = "mindspore.save_checkpoint per rank" if args.input == "mindspore" else "torch.distributed.checkpoint"
         print(
             f"{len(listed)} float32 tensors, {total / 1e9:.2f} GB (largest {largest / MB:.0f} MB), saved by "
-            f"torch.distributed.checkpoint from 2 ranks in {time.perf_counter() - start:.0f} s: {', '.join(files)} "
-            f"({on_disk / 1e9:.2f} GB)"
+            f"{writer} from 2 ranks in {time.perf_counter() - start:.0f} s: {', '.join(files)} ({on_disk / 1e9:.2f} GB)"
         )
         mapping = folder / "mapping.json"
         subprocess.run(
@@ -174,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         convert = [python, "-m", "automap", "convert", str(source), "--mapping", str(mapping), "--target", str(source)]
         sharded = ["-o", str(out / "model.safetensors"), "--max-shard-size", args.max_shard_size, "--quiet"]
         routes = [
-            ("cp", ["cp", "-r", str(source), str(copy)], copy),
-            ("cp + sync", ["sh", "-c", 'cp -r "$1" "$2" && sync', "sh", str(source), str(copy)], copy),
+            ("cp", ["cp", "-r", str(saved), str(copy)], copy),
+            ("cp + sync", ["sh", "-c", 'cp -r "$1" "$2" && sync', "sh", str(saved), str(copy)], copy),
             ("automap convert --workers 1", [*convert, *sharded, "--workers", "1"], out),
             ("automap convert --workers 2", [*convert, *sharded, "--workers", "2"], out),
         ]
@@ -186,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 if route.startswith("automap"):
                     output.mkdir()
                 if not args.warm:
-                    evict(*source.iterdir())
+                    evict(*data)
                 result = run(route, argv_, total, log)
                 runs.setdefault(route, []).append(result)
                 if route.startswith("automap"):
@@ -200,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"load average (1 min) {loads[0]:.2f} at the start, {loads[-1]:.2f} at the end, on {os.cpu_count()} CPUs")
         print(
-            f"{total / 1e9:.2f} GB in 2 .distcp files -> sharded safetensors ({args.max_shard_size} shards, verified), "
+            f"{total / 1e9:.2f} GB in {len(data)} {args.input} files -> sharded safetensors "
+            f"({args.max_shard_size} shards, verified), "
             f"{'warm' if args.warm else 'cold'} page cache, {args.rounds} interleaved rounds: median seconds, worst "
             "peak RSS, ratios per round as median (min-max)"
         )
@@ -211,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join("  " + line for line in last.splitlines()[1:] if line.startswith(("worker", "verified"))))
         if args.json:
             document = {
+                "input": args.input,
                 "total_bytes": total,
                 "largest_tensor_bytes": largest,
                 "max_shard_size": args.max_shard_size,
