@@ -16,13 +16,13 @@ This module holds the two entry points and what they return: step 1 is `_probing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import MappingFileError
 from automap._types import StrPath
-from automap.records import NameMapping, ParamTable
+from automap.records import Match, NameMapping, ParamTable
 
 from ._calls import OutputChoice
 from ._candidates import Group, option_of
@@ -30,7 +30,7 @@ from ._localise import Divergence
 from ._perparam import ParameterProof
 from ._probing import ArgumentSpec, Calling, Clock, MindSporeInputs, OutputSpec, Probes, prepare, table_of
 from ._resolve import MAX_TRIALS, Outcome
-from ._settle import Settled, settle, with_assignment
+from ._settle import Settled, settle, unmatched_sources, with_assignment
 from ._tolerance import Tolerance
 from .networks import OutputComparison
 from .probes import ProbeInput
@@ -337,7 +337,8 @@ def _result(probes: Probes, mapping: NameMapping, settled: Settled, clock: Clock
     used = {
         n for n in probes.target_order if n in target.from_checkpoint and target.net.is_float(target.from_checkpoint[n])
     }
-    result, changed = _final_mapping(mapping, settled, session.source.table, used, probes)
+    counters = {c for c, n in target.from_checkpoint.items() if target.net.backend.optional(n)}
+    result, changed = _final_mapping(mapping, settled, session.source.table, used, probes, counters)
     return NetworkInference(
         mapping=result,
         proven=settled.proof is not None and settled.proof.passed,
@@ -359,7 +360,12 @@ def _result(probes: Probes, mapping: NameMapping, settled: Settled, clock: Clock
 
 
 def _final_mapping(
-    mapping: NameMapping, settled: Settled, source: ParamTable, used: set[str], probes: Probes
+    mapping: NameMapping,
+    settled: Settled,
+    source: ParamTable,
+    used: set[str],
+    probes: Probes,
+    counters: Collection[str] = (),
 ) -> tuple[NameMapping, tuple[str, ...]]:
     """The mapping with the numeric choices in place, their evidence, and the proof; the targets the probes changed.
 
@@ -419,6 +425,9 @@ def _final_mapping(
             labels["proof"] = "untestable: no module holding it can be compared with the source model's"
         if moved and not confirmed:
             confidence = min(confidence, round(max(mapping.threshold - 0.01, 0.0), 4))
+        if pair.target in counters and pair.source is not None and not _counter_source(pair):
+            pair = replace(pair, source=None, transform=(), source_shape=None)
+            labels = {"note": "a counter the framework keeps (not a weight): it takes no source"}
         pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence, labels=labels))
     notes = list(mapping.notes)
     notes.append(
@@ -443,7 +452,14 @@ def _final_mapping(
         notes.append(
             ("confirmed per parameter: " if per_parameter.complete else "per parameter: ") + per_parameter.describe()
         )
-    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes)), tuple(changed)
+    unmatched = unmatched_sources(pairs, source)
+    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes), unmatched_source=unmatched), tuple(changed)
+
+
+def _counter_source(pair: Match) -> bool:
+    """Whether a counter target (`num_batches_tracked`) is paired with the source's counter of the same kind."""
+    kind = pair.target.rpartition(".")[2]
+    return all(name.rpartition(".")[2] == kind for name in pair.source_names)
 
 
 def _numeric_text(outcome: Outcome, group: Group) -> str:

@@ -250,9 +250,6 @@ def _options(
     found = [mine, *extra]
     if name in in_doubt:
         first = mine.steps[0] if mine.steps else None
-        if isinstance(first, Split):
-            found += [mine.with_piece(i) for i in range(first.parts) if i != first.index]
-            found += _interleaved(mine, shapes, heads)
         if isinstance(first, Concat) and 1 < len(mine.sources) <= _MAX_PIECES:
             found += [
                 Option(order, mine.steps) for order in itertools.permutations(mine.sources) if order != mine.sources
@@ -264,6 +261,12 @@ def _options(
             found.append(Option(names, alternative.transform))
         if broad:
             found += [current[other] for other in sorted(in_doubt) if other != name]
+        pieces = [o for o in found if o.steps and isinstance(o.steps[0], Split)]
+        for option in pieces:  # every piece of a split tensor, in either cut
+            split = option.steps[0]
+            assert isinstance(split, Split)
+            found += [option.with_piece(i) for i in range(split.parts) if i != split.index]
+            found += _interleaved(option, shapes, heads)
     if _square(target_shape):
         found += [o.toggled() for o in found]
     found += [v for o in found for v in _concat_variants(o, shapes)]
@@ -332,7 +335,7 @@ def _conflict(a: Resource, b: Resource) -> bool:
 
 
 def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
-    """Targets linked by options that read the same source tensor, as connected components."""
+    """Targets linked by options that read the same source tensor, or held by one module, as connected components."""
     parent = {t: t for t in options}
 
     def find(t: str) -> str:
@@ -346,7 +349,10 @@ def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
         for option in found:
             for s in option.sources:
                 by_source[s].append(t)
-    for members in by_source.values():
+    by_module: dict[str, list[str]] = defaultdict(list)  # a layer's weight and bias are chosen together
+    for t in options:
+        by_module[t.rpartition(".")[0]].append(t)
+    for members in (*by_source.values(), *by_module.values()):
         for other in members[1:]:
             parent[find(other)] = find(members[0])
     components: dict[str, list[str]] = defaultdict(list)
@@ -358,16 +364,23 @@ def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
 def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ...]]) -> Iterator[dict[str, Option]]:
     """Consistent assignments of one option per member, the inferred one first, then by fewest changes.
 
-    Consistent: no source piece read twice, and all square pieces of one source tensor stored the same way
-    round. Assignments are enumerated by the number of members they change (so that the few-change ones are
-    all found before the search budget runs out), then ordered by cost: one per changed target module when
-    all its members move together to one source module (a LayerNorm's gamma and beta both taken from the other
-    norm), one per changed member otherwise plus one when a module's sources get mixed, and one per source
-    tensor whose orientation flips.
+    Consistent: no source piece read twice (so all pieces of one tensor are cut the same way), all square
+    pieces of one source tensor stored the same way round, and the members of one target module that the
+    inferred assignment fills from one source module (or one piece of each of its tensors, a layer's weight
+    and bias) still filled so. Assignments are enumerated by the number of members they change (so that the
+    few-change ones are all found before the search budget runs out), then ordered by cost: one per changed
+    target module when all its members move together to one source module (a LayerNorm's gamma and beta both
+    taken from the other norm), one per changed member otherwise plus one when a module's sources get mixed,
+    and one per source tensor whose orientation flips.
     """
     members = group.members
     current = group.current
     flips_now = _flips(current, target_shapes) or {}
+    units: dict[str, list[str]] = defaultdict(list)
+    for t in members:
+        units[t.rpartition(".")[0]].append(t)
+    together = {t: [u for u in units[t.rpartition(".")[0]] if u != t] for t in members}
+    together = {t: others for t, others in together.items() if all(_alike(current[t], current[u]) for u in others)}
     found: list[tuple[float, int, dict[str, Option]]] = []
     chosen: dict[str, Option] = {}
     used: dict[str, list[Resource]] = defaultdict(list)  # source name -> what of it is taken
@@ -396,6 +409,8 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
             resources = option.resources
             if any(_conflict(r, u) for r in resources for u in used.get(r[0], ())):
                 continue
+            if any(u in chosen and not _alike(option, chosen[u]) for u in together.get(t, ())):
+                continue
             chosen[t] = option
             for r in resources:
                 used[r[0]].append(r)
@@ -413,15 +428,32 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
         yield assignment
 
 
+def _alike(a: Option, b: Option) -> bool:
+    """Whether two options read one source module alike: the same module, and the same piece of its tensors."""
+    if len(a.sources) != 1 or len(b.sources) != 1:
+        return len(a.sources) == len(b.sources) and {_owner(s) for s in a.sources} == {_owner(s) for s in b.sources}
+    if _owner(a.sources[0]) != _owner(b.sources[0]):
+        return False
+    return a.resources[0][1:] == b.resources[0][1:]
+
+
+def _owner(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
 def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: Sequence[str]) -> float:
     """Changes an assignment makes, a target module whose members all move to one source module counting once."""
     by_module: dict[str, list[str]] = defaultdict(list)
     for t in members:
         by_module[t.rpartition(".")[0]].append(t)
     cost = 0.0
+    recut: set[str] = set()
     for names in by_module.values():
         changed = [t for t in names if chosen[t].resources != current[t].resources]
         if not changed:
+            continue
+        if all(_recut(chosen[t], current[t]) for t in changed):
+            recut.update(chosen[t].sources[0] for t in changed)  # the same piece of another cut: once per tensor
             continue
         after = frozenset().union(*(_owners(chosen[t]) for t in names))
         before = frozenset().union(*(_owners(current[t]) for t in names))
@@ -429,7 +461,13 @@ def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: 
             cost += 1
         else:
             cost += len(changed) + (len(after) > len(before))
-    return cost
+    return cost + len(recut)
+
+
+def _recut(chosen: Option, current: Option) -> bool:
+    """Whether an option takes the same piece of the same tensor as another, cut in another pattern."""
+    a, b = chosen.resources, current.resources
+    return len(a) == len(b) == 1 and len(a[0]) == len(b[0]) == 4 and a[0][0] == b[0][0] and a[0][3] == b[0][3]
 
 
 def _flips(assignment: Mapping[str, Option], target_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, bool] | None:

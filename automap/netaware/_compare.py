@@ -136,8 +136,7 @@ def layouts(reference: CallShapes, candidate: CallShapes) -> list[list[Link]] | 
     """How each call's reference arrays map onto the candidate's, or None when the outputs cannot be compared.
 
     Calls returning as many arrays pair them in order. Calls returning different numbers of arrays (a layer
-    that also returns its cache or attention weights) pair them by shape, in order, the same shapes first; the
-    candidate's first array must be paired, so that the main output is what is compared.
+    that also returns its cache, or its attention weights) compare their first arrays, the main output, only.
     """
     if len(reference) != len(candidate) or not reference:
         return None
@@ -145,10 +144,8 @@ def layouts(reference: CallShapes, candidate: CallShapes) -> list[list[Link]] | 
     for ref_call, got_call in zip(reference, candidate, strict=True):
         if not ref_call or not got_call:
             return None
-        links = _in_order(ref_call, got_call) if len(ref_call) == len(got_call) else None
-        if links is None:
-            links = _by_shape(ref_call, got_call)
-        if not links or all(b != 0 for _, b, _ in links):
+        links = _in_order(ref_call, got_call) if len(ref_call) == len(got_call) else _first_only(ref_call, got_call)
+        if not links:
             return None
         out.append(links)
     return out
@@ -164,22 +161,9 @@ def _in_order(reference: list[tuple[int, ...]], candidate: list[tuple[int, ...]]
     return links
 
 
-def _by_shape(reference: list[tuple[int, ...]], candidate: list[tuple[int, ...]]) -> list[Link]:
-    taken: set[int] = set()
-    links: list[Link] = []
-    for exact in (True, False):
-        for b, got in enumerate(candidate):
-            if any(b == link[1] for link in links):
-                continue
-            for a, ref in enumerate(reference):
-                if a in taken:
-                    continue
-                found = (AS_IT_IS,) if ref == got else (() if exact else arrangements(ref, got))
-                if found and (not exact or ref == got):
-                    taken.add(a)
-                    links.append((a, b, found))
-                    break
-    return sorted(links, key=lambda link: link[1])
+def _first_only(reference: list[tuple[int, ...]], candidate: list[tuple[int, ...]]) -> list[Link]:
+    found = arrangements(reference[0], candidate[0])
+    return [(0, 0, found)] if found else []
 
 
 def relative_difference(reference: Array, candidate: Array) -> float:

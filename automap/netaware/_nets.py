@@ -184,7 +184,7 @@ class Net:
             if forced is not None and number < len(forced) and forced[number] and forced[number][0] is not None:
                 value = forced[number][0]
                 assert value is not None
-                replaced = args, kwargs = self._with_first(args, kwargs, value)
+                replaced = args, kwargs = self.with_first(args, kwargs, value)
             if path in context.keep:
                 self.stateful.update(self.backend.stateful(args, kwargs))
                 context.record.arguments.setdefault(path, []).append(self.backend.keep(args, kwargs))
@@ -227,7 +227,7 @@ class Net:
 
         return rebuild(output, replace)
 
-    def _with_first(self, args: Any, kwargs: Any, array: Array) -> tuple[tuple[object, ...], dict[str, object]]:
+    def with_first(self, args: Any, kwargs: Any, array: Array) -> tuple[tuple[object, ...], dict[str, object]]:
         """A call's arguments with their first tensor replaced by `array` (in its dtype)."""
         args, kwargs = tuple(args), dict(kwargs or {})
         for number, value in enumerate(args):

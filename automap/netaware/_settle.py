@@ -21,7 +21,7 @@ import numpy as np
 from automap._types import Array
 from automap.records import Alternative, Match, NameMapping, ParamTable
 
-from ._candidates import Option, build_groups, doubtful_targets, option_of
+from ._candidates import Group, Option, build_groups, doubtful_targets, option_of
 from ._compare import arrangements, best_arrangement
 from ._localise import Divergence, locate
 from ._perparam import ParameterProof, prove_per_parameter
@@ -30,6 +30,7 @@ from ._probing import Clock, Probes
 from ._resolve import Outcome, Reference, resolve
 from ._session import Session
 from ._tolerance import compare_named
+from ._units import prune_storage
 from .networks import OutputComparison
 
 _REPAIRS = 2
@@ -76,16 +77,22 @@ def settle(
     try:
         base = {p.target: o for p in mapping.pairs if (o := option_of(p)) is not None}
         table_shapes = {r.name: r.shape for r in target_table.params}
-        pairing = session.source_pairing(_unmatched(mapping.pairs, source_table))
+        pairing = session.source_pairing(unmatched_sources(mapping.pairs, source_table))
         reference = Reference.of(
             probes.reference, probes.probe, probes.line, probes.source_trailing, pairing, probes.tolerance
         )
         doubtful, theirs = _disagreements(mapping, second)
         groups = build_groups(mapping, source_table, target_table, doubtful=doubtful, second=theirs, heads=probes.heads)
         session.load_target(base)
+        groups, decided = prune_storage(session, groups, base, reference, table_shapes)
+        settled_groups = [g for g in groups if len(g.candidates) == 1]
+        groups = [g for g in groups if len(g.candidates) > 1]
         outcomes, assignment = resolve(
             session, groups, base, reference, max_trials=max_trials, target_table_shapes=table_shapes
         )
+        outcomes = [*(_stored(g, decided) for g in settled_groups), *outcomes]
+        for group in settled_groups:
+            assignment.update(group.candidates[0])
         clock.lap("resolve")
         unmatched = _unmatched_used(session, mapping, assignment, probes.target_order)
         proof, kept = _prove(session, assignment, probes, unmatched)
@@ -129,6 +136,22 @@ def settle(
     finally:
         probes.close()
     return Settled(assignment, tuple(outcomes), proof, divergence, per_parameter, tuple((t, kept) for t in unmatched))
+
+
+def _stored(group: Group, decided: Mapping[str, tuple[str, int, int]]) -> Outcome:
+    """The outcome of a group that the storage checks left with one candidate."""
+    found = list({decided[m][0]: decided[m] for m in group.members if m in decided}.values())  # once per layer
+    layers = sorted(layer for layer, _, _ in found)
+    return Outcome(
+        group,
+        dict(group.candidates[0]),
+        "confirmed",
+        ", ".join(layers) + " (each fed its source layer's input)",
+        "the source layers they read",
+        trials=sum(tried for _, tried, _ in found),
+        rejected=sum(rejected for _, _, rejected in found),
+        difference=0.0,
+    )
 
 
 def _unmatched_used(
@@ -302,7 +325,7 @@ def with_assignment(mapping: NameMapping, assignment: Mapping[str, Option], sour
         if option is not None and option != option_of(pair):
             pair = _moved(pair, option, source)
         pairs.append(pair)
-    return replace(mapping, pairs=tuple(pairs), unmatched_source=_unmatched(pairs, source))
+    return replace(mapping, pairs=tuple(pairs), unmatched_source=unmatched_sources(pairs, source))
 
 
 def _moved(pair: Match, option: Option, source: ParamTable) -> Match:
@@ -321,7 +344,7 @@ def _moved(pair: Match, option: Option, source: ParamTable) -> Match:
     )
 
 
-def _unmatched(pairs: Sequence[Match], source: ParamTable) -> tuple[str, ...]:
+def unmatched_sources(pairs: Sequence[Match], source: ParamTable) -> tuple[str, ...]:
     """Source names no pair uses, in file order."""
     used = {n for p in pairs for n in p.source_names}
     return tuple(n for n in source.names if n not in used)
