@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from ._advice import option
 from ._errors import ConversionError
+from ._phases import timed
 from ._types import StrPath
 
 
@@ -82,7 +83,8 @@ def atomic_output(path: StrPath, *, overwrite: bool = False) -> Iterator[BinaryI
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
-            os.fsync(handle.fileno())
+            with timed("fsync"):
+                os.fsync(handle.fileno())
             if tmp is None:
                 tmp = _link_unnamed(handle.fileno(), out, overwrite)
         if tmp is not None:
@@ -106,7 +108,8 @@ def _open_unnamed(folder: Path) -> tuple[int, Path | None]:
     flag = getattr(os, "O_TMPFILE", 0)
     if flag and Path("/proc/self/fd").is_dir():
         try:
-            return os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600), None
+            # read and write: what was written can be read back through the same descriptor before it is named
+            return os.open(folder, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600), None
         except OSError:  # the filesystem does not support unnamed files (EOPNOTSUPP, EISDIR, EINVAL)
             pass
     fd, name = tempfile.mkstemp(prefix=".automap-", suffix=".partial", dir=folder)

@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._collector import collector_paused
 from ._decisions import DECIDED_BY, DecidedBy
 from ._errors import MappingFileError
 from ._json import loads
+from ._mapping_text import write_flat, write_versioned
 from ._text import MAX_NAME, brief, first_line, printable, shown, unsafe_character
 from ._types import StrPath
 from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
@@ -51,18 +53,48 @@ _FRAMEWORKS = ("pytorch", "mindspore")
 
 def fingerprint(table: ParamTable) -> str:
     """A short hash of a table's names, shapes and dtypes, to tell later whether a file is the same model."""
-    digest = hashlib.sha256()
+    shapes: dict[tuple[int, ...], str] = {}  # the text of each distinct shape, made once
     for record in table.params:
-        digest.update(f"{record.name}\t{list(record.shape)}\t{record.dtype}\n".encode())
-    return digest.hexdigest()[:16]
+        if record.shape not in shapes:
+            shapes[record.shape] = str(list(record.shape))
+    lines = [f"{r.name}\t{shapes[r.shape]}\t{r.dtype}\n" for r in table.params]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
     """The versioned JSON document of a mapping, keys in their documented order."""
+    return {**_head(mapping), "pairs": [_pair_json(p) for p in mapping.pairs], **_tail(mapping)}
+
+
+def _head(mapping: NameMapping) -> dict[str, Any]:
+    """The document's fields before the pairs."""
 
     def endpoint(side: Endpoint) -> dict[str, Any]:
         path = printable(side.path)  # a label only: a path with undecodable bytes must not break the file
         return {"path": path, "framework": side.framework, "params": side.params, "fingerprint": side.fingerprint}
+
+    return {
+        "format": MAPPING_FORMAT,
+        "version": VERSION,
+        "source": endpoint(mapping.source),
+        "target": endpoint(mapping.target),
+        "threshold": mapping.threshold,
+        "notes": list(mapping.notes),
+    }
+
+
+def _tail(mapping: NameMapping) -> dict[str, Any]:
+    """The document's fields after the pairs."""
+    return {
+        "unmatched_source": list(mapping.unmatched_source),
+        "excluded_source": list(mapping.excluded_source),
+        "excluded_target": list(mapping.excluded_target),
+        "digest": mapping.digest or pairs_digest(mapping),
+    }
+
+
+def _pair_json(match: Match) -> dict[str, Any]:
+    """The JSON object of one pair (`_mapping_text` writes the same bytes faster, falling back on this)."""
 
     def source(value: Source) -> Any:
         return list(value) if isinstance(value, tuple) else value
@@ -74,35 +106,20 @@ def mapping_to_json(mapping: NameMapping) -> dict[str, Any]:
             return [list(s) for s in value]
         return list(value)
 
-    def pair(match: Match) -> dict[str, Any]:
-        return {
-            "target": match.target,
-            "source": source(match.source),
-            "confidence": round(float(match.confidence), 4),
-            "transform": [s.to_json() for s in match.transform] or None,
-            "target_shape": list(match.target_shape),
-            "source_shape": shape(match.source_shape),
-            "evidence": {k: round(v, 4) for k, v in match.evidence.items()} | dict(match.labels),
-            "alternatives": [
-                {"source": source(a.source), "confidence": round(float(a.confidence), 4)}
-                | ({"transform": [s.to_json() for s in a.transform]} if a.transform else {})
-                for a in match.alternatives
-            ],
-            "pinned": match.pinned,
-        }
-
     return {
-        "format": MAPPING_FORMAT,
-        "version": VERSION,
-        "source": endpoint(mapping.source),
-        "target": endpoint(mapping.target),
-        "threshold": mapping.threshold,
-        "notes": list(mapping.notes),
-        "pairs": [pair(p) for p in mapping.pairs],
-        "unmatched_source": list(mapping.unmatched_source),
-        "excluded_source": list(mapping.excluded_source),
-        "excluded_target": list(mapping.excluded_target),
-        "digest": mapping.digest or pairs_digest(mapping),
+        "target": match.target,
+        "source": source(match.source),
+        "confidence": round(float(match.confidence), 4),
+        "transform": [s.to_json() for s in match.transform] or None,
+        "target_shape": list(match.target_shape),
+        "source_shape": shape(match.source_shape),
+        "evidence": {k: round(v, 4) for k, v in match.evidence.items()} | dict(match.labels),
+        "alternatives": [
+            {"source": source(a.source), "confidence": round(float(a.confidence), 4)}
+            | ({"transform": [s.to_json() for s in a.transform]} if a.transform else {})
+            for a in match.alternatives
+        ],
+        "pinned": match.pinned,
     }
 
 
@@ -179,6 +196,7 @@ def _plain(pair: Match) -> bool:
     return not pair.transform
 
 
+@collector_paused()  # see automap/_collector.py
 def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, overwrite: bool = True) -> None:
     """Write a mapping file atomically.
 
@@ -202,10 +220,11 @@ def save_mapping(mapping: NameMapping, path: StrPath, *, flat: bool = False, ove
         why = describe_flat_problems(mapping, problems)
         msg = f"{str(path)!r}: {why}; write the versioned mapping instead, which carries both"
         raise MappingFileError(msg)
-    document: Any = mapping.flat() if flat else mapping_to_json(mapping)
-    text = _dump(document, 0) + "\n"
     with atomic_output(path, overwrite=overwrite) as handle:
-        handle.write(text.encode("utf-8"))
+        if flat:
+            write_flat(handle, mapping.flat())
+        else:
+            write_versioned(handle, _head(mapping), mapping, _pair_json, _tail(mapping))
 
 
 def load_mapping(path: StrPath) -> NameMapping:
@@ -456,16 +475,3 @@ def _pair(raw: Any, where: str) -> Match:
         pinned=pinned,
         labels={str(k): v for k, v in evidence.items() if isinstance(v, str)},
     )
-
-
-def _dump(value: Any, level: int) -> str:
-    """JSON with small values kept on one line: readable, diffable, editable."""
-    compact = json.dumps(value, ensure_ascii=False)
-    if len(compact) + 2 * level <= 110 or not isinstance(value, dict | list) or not value:
-        return compact
-    pad, inner = "  " * level, "  " * (level + 1)
-    if isinstance(value, list):
-        items = [inner + _dump(v, level + 1) for v in value]
-        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-    items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dump(v, level + 1)}" for k, v in value.items()]
-    return "{\n" + ",\n".join(items) + "\n" + pad + "}"

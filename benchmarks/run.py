@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed options."""
+    if getattr(args, "real", False) and not getattr(args, "network_aware", False):
+        from benchmarks.realports.run import run as run_real_ports
+
+        return run_real_ports(args)
     wanted = set(args.pairs.split(",")) if args.pairs else None
     pairs = [p for p in all_pairs() if wanted is None or p.name in wanted]
     if wanted and len(pairs) != len(wanted):

@@ -7,6 +7,7 @@ compute what the source network computes.
 from __future__ import annotations
 
 import json
+import os
 import weakref
 import zlib
 from pathlib import Path
@@ -21,13 +22,14 @@ ms = pytest.importorskip("mindspore")
 import _convert_nets as nets  # noqa: E402  # after the skips: it builds networks of both frameworks
 
 import automap.conversion._checksums  # noqa: E402
+import automap.conversion._writecheck  # noqa: E402
 import automap.conversion.readback  # noqa: E402
 import automap.conversion.writer  # noqa: E402
 import automap.io  # noqa: E402
 from automap import cli, save_checkpoint  # noqa: E402
 from automap._errors import ConversionError  # noqa: E402
 from automap.conversion import convert  # noqa: E402
-from automap.conversion._pages import MappedPages  # noqa: E402
+from automap.conversion._pages import MappedPages, file_id  # noqa: E402
 from automap.conversion._progress import Progress  # noqa: E402
 from automap.conversion.plan import plan_conversion  # noqa: E402
 from automap.conversion.readback import Verifier, _verify_file  # noqa: E402
@@ -204,6 +206,26 @@ def test_versioned_mapping_to_pytorch_computes_the_same(files, tmp_path, capsys,
     module = _load_into_fresh_torch(nets.torch_net, state)
     expected = _mindspore_output(nets.mindspore_net(), NET_INPUT)  # the net train.ckpt was saved from
     np.testing.assert_allclose(_torch_output(module, NET_INPUT), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_doubtful_source_for_what_the_loader_restores_is_left_to_the_loader(files, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`num_batches_tracked` guessed from some other integer scalar (a detection head's `stride`) is not written."""
+    net = load_checkpoint(files["net.ckpt"])
+    counter = np.array(7, dtype=np.int64)
+    extra = ParamRecord("head.stride", (), "int64", len(net), lambda: counter)
+    source_path = tmp_path / "with-counter.ckpt"
+    save_checkpoint(ParamTable("mindspore", "net", (*net.params, extra)), source_path)
+    source, template = load_checkpoint(source_path), load_checkpoint(files["net.pth"])
+    entries = {**nets.NET_TO_TORCH, "bn.num_batches_tracked": "head.stride"}
+    document = nets.versioned_mapping(entries, source, template, confidence={"bn.num_batches_tracked": 0.3})
+    out = tmp_path / "out.pth"
+    text = _convert(
+        capsys, str(source_path), "--mapping", str(_write_json(tmp_path / "m.json", document)), "-o", str(out)
+    )
+    assert "num_batches_tracked" in text  # left to PyTorch's loader, and said so
+    state = torch.load(out, weights_only=True)
+    assert "bn.num_batches_tracked" not in state
+    assert list(state) == [n for n in template.names if not n.endswith("num_batches_tracked")]
 
 
 def test_separate_qkv_are_concatenated_for_pytorch(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]
@@ -441,10 +463,15 @@ def test_files_too_large_to_load_whole_are_checked_with_automaps_reader(files, t
     ids=lambda value: value.name if isinstance(value, Verifier) else value,
 )
 @pytest.mark.parametrize("offset", [3, 300_001, 399_999], ids=["first-piece", "deep", "last-byte"])
+@pytest.mark.parametrize("expected", ["crc32", "source-bytes"])
 def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type: ignore[no-untyped-def]
-    tmp_path, monkeypatch, suffix, verifier, offset
+    tmp_path, monkeypatch, suffix, verifier, offset, expected
 ) -> None:
-    """A file written by automap, checked with 4 KiB pieces, then one byte of a 98-piece tensor changed on disk."""
+    """A file written by automap, checked with 4 KiB pieces, then one byte of a 98-piece tensor changed on disk.
+
+    What the tensor must read back as is either its piece CRC-32s (a tensor written from memory) or the bytes of a
+    memory-mapped source file (a renamed tensor): both find the byte.
+    """
     piece = 4096
     monkeypatch.setattr(automap.conversion._checksums, "PIECE_BYTES", piece)
     rng = np.random.default_rng(5)
@@ -453,14 +480,20 @@ def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type
         "head.bias": rng.standard_normal(7).astype(np.float32),
     }
     records = [ParamRecord(n, a.shape, "float32", i, lambda a=a: a) for i, (n, a) in enumerate(arrays.items())]
-    digests = {
-        n: tuple(zlib.crc32(a.tobytes()[i : i + piece]) for i in range(0, a.nbytes, piece)) for n, a in arrays.items()
+    source = tmp_path / "source.safetensors"
+    save_checkpoint(records, source)
+    source_table = load_checkpoint(source)
+    digests: dict[str, Any] = {
+        n: tuple(zlib.crc32(a.tobytes()[i : i + piece]) for i in range(0, a.nbytes, piece))
+        if expected == "crc32"
+        else source_table[n].read()  # a view of the mapped source file
+        for n, a in arrays.items()
     }
     path = tmp_path / f"out{suffix}"
     save_checkpoint(records, path)
 
     def problems() -> list[str]:
-        with MappedPages([path]) as pages, Progress(0, len(records), label="verifying", enabled=False) as bar:
+        with MappedPages([path, source]) as pages, Progress(0, len(records), label="verifying", enabled=False) as bar:
             return _verify_file(path, verifier, verifier.describe(), records, digests, bar, pages)
 
     assert problems() == []
@@ -472,6 +505,146 @@ def test_a_byte_changed_on_disk_inside_a_tensor_of_many_pieces_is_found(  # type
     assert problems() == [
         "'embed.weight': read back as float32[1000, 100], expected float32[1000, 100] (values differ)"
     ]
+
+
+_LOADERS = [
+    (".ckpt", Verifier.AUTOMAP_READER),
+    (".ckpt", Verifier.MINDSPORE_LOADER),
+    (".pth", Verifier.TORCH_LOADER),
+    (".safetensors", Verifier.SAFETENSORS),
+    (".safetensors", Verifier.SAFETENSORS_HEADER),
+    (".safetensors", Verifier.MINDSPORE_SAFETENSORS_LOADER),
+]
+_VIEW_LOADERS = [
+    (".ckpt", Verifier.AUTOMAP_READER),
+    (".pth", Verifier.TORCH_LOADER),
+    (".safetensors", Verifier.SAFETENSORS_HEADER),
+]
+"""Loaders that show a tensor as a view of the file's own pages (memory-mapped); the others may copy it."""
+
+
+@pytest.mark.parametrize(
+    ("suffix", "verifier", "place"),
+    [(*loader, "exact") for loader in _VIEW_LOADERS]
+    + [(*loader, place) for loader in _LOADERS for place in ("other-offset", "other-length", "other-file")],
+    ids=lambda value: value.name if isinstance(value, Verifier) else value,
+)
+def test_bytes_checked_right_after_writing_are_trusted_only_where_the_loader_shows_them(  # type: ignore[no-untyped-def]
+    tmp_path, suffix, verifier, place
+) -> None:
+    """The read-back after the fsync takes a tensor as compared only at exactly the range compared when written.
+
+    The expected CRC-32s given here are wrong, so any tensor compared again is reported: only a loader that shows
+    the tensor as a view of the file, at the very range (file, offset, length) checked, skips it.
+    """
+    rng = np.random.default_rng(6)
+    arrays = {"embed.weight": rng.standard_normal((1000, 100)).astype(np.float32)}
+    records = [ParamRecord(n, a.shape, "float32", i, lambda a=a: a) for i, (n, a) in enumerate(arrays.items())]
+    path = tmp_path / f"out{suffix}"
+    save_checkpoint(records, path)
+    data = arrays["embed.weight"].tobytes()
+    offset = path.read_bytes().find(data)
+    assert offset > 0
+    identity = file_id(path.stat())
+    other = file_id((tmp_path / "other").stat()) if (tmp_path / "other").touch() is None else identity
+    checked = {
+        "exact": (identity, offset, len(data)),
+        "other-offset": (identity, offset + 4096, len(data)),
+        "other-length": (identity, offset, len(data) - 4),
+        "other-file": (other, offset, len(data)),
+    }[place]
+    wrong = {"embed.weight": (0,) * (len(data) // automap.conversion._checksums.PIECE_BYTES + 1)}
+    with MappedPages([path]) as pages, Progress(0, len(records), label="verifying", enabled=False) as bar:
+        problems = _verify_file(path, verifier, verifier.describe(), records, wrong, bar, pages, checked={checked})
+    trusted = place == "exact"
+    assert problems == (
+        []
+        if trusted
+        else ["'embed.weight': read back as float32[1000, 100], expected float32[1000, 100] (values differ)"]
+    )
+
+
+def _renaming(tmp_path: Path) -> tuple[Path, Path]:
+    """A source of one tensor large enough to go file to file, and a flat mapping renaming it."""
+    big = np.random.default_rng(8).standard_normal((1024, 600)).astype(np.float32)  # 2.4 MB
+    small = np.arange(5, dtype=np.float32)
+    source = tmp_path / "source.safetensors"
+    records = [
+        ParamRecord("a.big", big.shape, "float32", 0, lambda: big),
+        ParamRecord("a.small", (5,), "float32", 1, lambda: small),
+    ]
+    save_checkpoint(records, source)
+    return source, _write_json(tmp_path / "flat.json", {"b.big": "a.big", "b.small": "a.small"})
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors", ".pth"])
+@pytest.mark.parametrize("dtype", [None, "float16"])
+def test_renamed_tensors_are_compared_with_the_source_right_after_being_written(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, suffix, dtype
+) -> None:
+    """Views of the mapped source are compared with it as soon as written; cast tensors, from memory, are not."""
+    source, mapping = _renaming(tmp_path)
+    compared: list[str] = []
+    real = automap.conversion._writecheck.WriteCheck._compare
+
+    def spy(self: Any, task: Any, buffers: Any) -> bool:
+        compared.append(task.name)
+        return real(self, task, buffers)
+
+    monkeypatch.setattr(automap.conversion._writecheck.WriteCheck, "_compare", spy)
+    report = convert(source, mapping, tmp_path / f"out{suffix}", dtype=dtype)
+    assert report.verified == 2
+    assert compared == (["b.big", "b.small"] if dtype is None else [])  # cast: compared by CRC-32s after the fsync
+    written = load_checkpoint(tmp_path / f"out{suffix}")["b.big"].read()
+    np.testing.assert_array_equal(written, load_checkpoint(source)["a.big"].read().astype(dtype or "float32"))
+
+
+def test_tensors_of_every_shard_checked_when_written_are_not_read_again(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """torch.load maps each shard as it is opened, maybe where the last one was: each is found and trusted."""
+    rng = np.random.default_rng(9)
+    # 2.4 MB each, named so that each lies at another offset of its shard
+    arrays = {f"a.{'x' * 150 * i}": rng.standard_normal((1024, 600)).astype(np.float32) for i in range(3)}
+    source = tmp_path / "source.safetensors"
+    save_checkpoint(
+        [ParamRecord(n, a.shape, "float32", i, lambda a=a: a) for i, (n, a) in enumerate(arrays.items())], source
+    )
+    mapping = _write_json(tmp_path / "flat.json", {n.replace("a.", "b."): n for n in arrays})
+    compared_again: list[Any] = []
+    real = automap.conversion.readback._matches
+    monkeypatch.setattr(
+        automap.conversion.readback, "_matches", lambda *args: compared_again.append(args) or real(*args)
+    )
+    report = convert(source, mapping, tmp_path / "out.pth", max_shard_size="3MB")
+    assert len(report.shards) == 3 and report.verified == 3
+    assert report.verified_with.startswith("torch.load(weights_only=True) (3 shards)")
+    assert compared_again == []
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors", ".pth"])
+@pytest.mark.parametrize("back", [1, 1_000_000, 2_457_600], ids=["last-byte", "deep", "first-byte"])
+def test_a_kernel_copy_that_writes_a_wrong_byte_is_found_and_nothing_is_left(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, suffix, back
+) -> None:
+    """The kernel copy of a 2.4 MB tensor (600 pieces of 4 KiB here) flips one byte `back` bytes before its end."""
+    monkeypatch.setattr(automap.conversion._checksums, "PIECE_BYTES", 4096)
+    source, mapping = _renaming(tmp_path)
+    real = os.copy_file_range
+
+    def corrupting(source_fd: int, target_fd: int, count: int, *args: Any) -> int:
+        moved = real(source_fd, target_fd, count, *args)
+        end = os.lseek(target_fd, 0, os.SEEK_CUR)
+        byte = os.pread(target_fd, 1, end - back)
+        os.pwrite(target_fd, bytes([byte[0] ^ 0x01]), end - back)
+        return moved
+
+    monkeypatch.setattr(os, "copy_file_range", corrupting)
+    out = tmp_path / f"out{suffix}"
+    with pytest.raises(ConversionError) as caught:
+        convert(source, mapping, out)
+    assert "'b.big': the bytes in the file right after writing differ from the source's" in str(caught.value)
+    assert "so the file was removed" in str(caught.value)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json", "source.safetensors"]
 
 
 def test_sharded_output_loads_shard_by_shard_in_mindspore(files, tmp_path, capsys, mindspore_cpu) -> None:  # type: ignore[no-untyped-def]

@@ -530,8 +530,10 @@ def test_synthetic_ports_of_large_models_are_mapped_right(model: str) -> None:
     source, target, truth = listings(config)
     mapping = infer_mapping(source, target)
     wrong = [p for p in mapping.pairs if p.source != truth[p.target] or p.transform]
-    assert wrong == [] or all(p.confidence < mapping.threshold for p in wrong)
-    assert len(wrong) <= 2 * config.layers  # at most the two norms of a layer, which names and order cannot settle
+    assert all(p.confidence < mapping.threshold for p in wrong)
+    # what names and a sorted HuggingFace file cannot settle: the gate and up projections (w1, w3) of experts
+    # (the published tables name them for the dense MLP only)
+    assert all("experts." in p.target and p.target.rsplit(".", 2)[-2] in ("w1", "w3") for p in wrong)
 
 
 def test_a_reviewed_pair_of_a_repeated_block_settles_every_block() -> None:

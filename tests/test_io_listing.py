@@ -116,6 +116,14 @@ BAD = {
     "bad dtype": ({"w": {"shape": [2], "dtype": "float128"}}, r"'w': unsupported dtype 'float128'"),
     "dtype not text": ({"w": {"shape": [2], "dtype": 32}}, r"'w' has a non-string dtype"),
     "twice": ([{"name": "w", "shape": [2]}, {"name": "w", "shape": [3]}], r"'w' is listed twice"),
+    "bool dim": ({"w": [True, 2]}, r"'w' needs 'shape'"),
+    "dim too large": ({"w": [2**48]}, r"'w' needs 'shape'"),
+    # every entry's name is checked before any shape, as it always was, whichever entry comes first
+    "name checked first": ([{"name": "a", "shape": [-1]}, {"shape": [2]}], "needs a string 'name'"),
+    "excluded name checked first": (
+        {"format": "automap.listing", "version": 1, "params": [{"name": "a", "shape": [-1]}], "excluded": [{}]},
+        "needs a string 'name'",
+    ),
     "not a listing": ("just a string", "not valid JSON|not a listing"),
     "two listings": ({"checkpoints": [{}, {}]}, r"holds 2 listings.*inspect FILE --json"),
     "mapping file": ({"format": "automap.mapping", "pairs": []}, "is a mapping file"),

@@ -440,3 +440,23 @@ def test_audit_html_into_a_missing_folder_is_one_clear_error(tmp_path, capsys) -
     err = capsys.readouterr().err
     assert err.startswith("automap: error:") and "does not exist" in err and err.count("\n") == 1
     assert load_mapping(mapping_file).flat() == {"head.weight": "fc.weight"}
+
+
+def test_scores_and_labels_shared_between_pairs_read_back_per_pair() -> None:
+    # Carried-over pairs share one scores dict and one labels dict; keys first seen late must not shift earlier pairs.
+    scores = {"shape": 1.0, "leaf": 0.25}
+    more = {"order": 0.5, "shape": 0.75}
+    labels = {"decided_by": "names and structure"}
+    other = {"block": "same as block 0 (repeated structure)", "decided_by": "tie"}
+    evidence = [(scores, labels), (more, labels), (scores, other), (more, {}), (scores, labels)]
+    pairs = tuple(
+        Match(f"t.{i}.weight", f"s.{i}.weight", 0.9, target_shape=(2,), source_shape=(2,), evidence=e, labels=t)
+        for i, (e, t) in enumerate(evidence)
+    )
+    mapping = NameMapping(Endpoint("s", "pytorch", 5), Endpoint("t", "mindspore", 5), pairs)
+    data = Page(render_html(mapping)).data()
+    for pair, (scores_of, labels_of) in zip(data["pairs"], evidence, strict=True):
+        numbers = {k: v for k, v in zip(data["evidence_numeric"], pair[4], strict=False) if v is not None}
+        texts = {k: data["strings"][v] for k, v in zip(data["evidence_text"], pair[5], strict=False) if v is not None}
+        assert numbers == {k: round(v * 100) for k, v in scores_of.items()}
+        assert texts == labels_of

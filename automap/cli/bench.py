@@ -43,6 +43,19 @@ def add_bench_options(parser: Any) -> None:
         help="infer with both models at hand (execution order, numeric resolution, proof) and compare with "
         "checkpoint-only inference",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="measure on the real-port corpus (third-party model pairs, committed as listings) instead of the zoo: "
+        "accuracy, wrong pairs at or above the threshold, calibration, convert --like on every pair",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["test", "dev", "all"],
+        default="all",
+        help="with --real: the held-out half (test), the half the engine was tuned on (dev), or both (default)",
+    )
+    parser.add_argument("--no-convert", action="store_true", help="with --real: skip the convert --like check")
 
 
 def default_cache() -> Path:
@@ -57,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
     if not (root / "benchmarks" / "run.py").is_file():
         msg = f"no benchmarks in {str(root)!r}: run from the automap repository root or pass --root"
         raise AutomapError(msg)
+    sys.path.insert(0, str(root))
+    if getattr(args, "real", False) and not getattr(args, "network_aware", False):
+        return int(importlib.import_module("benchmarks.realports.run").run(args))  # listings only: no framework
     from automap.netaware import require_frameworks
 
     require_frameworks("automap bench")  # the benchmark builds every model pair in both frameworks
-    sys.path.insert(0, str(root))
     runner = importlib.import_module("benchmarks.run")
     return int(runner.run(args))

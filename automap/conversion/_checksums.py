@@ -7,6 +7,10 @@ Pieces are independent, so they can go to any thread and no CRC-combining arithm
 the same bytes is the same tuple wherever it was computed. `zlib.crc32` releases the GIL on large buffers, so
 threads really run in parallel.
 
+A tensor whose bytes are still at hand needs no checksum: a tensor the writer got as a view of a memory-mapped
+source file (a renamed tensor, most of a conversion) is compared with those bytes themselves, piece by piece
+(`memcmp`, which also releases the GIL and runs several times faster than a CRC-32). `Expected` is either.
+
 `ChecksumPool` spreads the pieces of a stream of tensors over a few threads and hands finished tensors back in
 the order they were submitted, on the caller's thread. Memory stays bounded for a caller that hands a tensor's
 pages back as its checksum is handed over (a page of a memory-mapped file stays resident once read): besides
@@ -17,7 +21,9 @@ checksum.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 import traceback
 import zlib
@@ -27,9 +33,19 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from automap._phases import timed
 from automap._types import Array
 
-__all__ = ["PIECE_BYTES", "WINDOW_BYTES", "Checksum", "ChecksumPool", "default_workers", "piece_crcs"]
+__all__ = [
+    "PIECE_BYTES",
+    "WINDOW_BYTES",
+    "Checksum",
+    "ChecksumPool",
+    "Expected",
+    "default_workers",
+    "piece_crcs",
+    "same_bytes",
+]
 
 PIECE_BYTES = 16 * 1024 * 1024
 """Bytes per checksummed piece: enough that handing a piece to a thread costs nothing in comparison."""
@@ -44,6 +60,9 @@ _MAX_WORKERS = 4
 
 Checksum = tuple[int, ...]
 """CRC-32 of each `PIECE_BYTES` piece of a tensor's raw bytes, in order; () for a tensor not checksummed."""
+Expected = Checksum | Array
+"""What a tensor read back must match: the piece CRC-32s of the bytes written, or those bytes themselves (an array
+that stays readable, such as a view of a memory-mapped source file)."""
 PieceChecksum = Callable[[memoryview], int]
 
 T = TypeVar("T")
@@ -60,6 +79,36 @@ def piece_crcs(array: Array, *, piece: int | None = None) -> Checksum:
         One CRC per piece; an empty array gives the one CRC of b"".
     """
     return _checksum_here(array, _piece_size(piece), zlib.crc32)
+
+
+def same_bytes(data: memoryview, reference: memoryview) -> bool:
+    """True when two flat byte views hold the same bytes (compared with `memcmp`, without holding the GIL)."""
+    if len(data) != len(reference):
+        return False
+    if not len(data):
+        return True
+    if _MEMCMP is None:
+        return bool(np.array_equal(np.frombuffer(data, np.uint8), np.frombuffer(reference, np.uint8)))
+    return _MEMCMP(_address(data), _address(reference), len(data)) == 0
+
+
+def _address(view: memoryview) -> int:
+    return int(np.frombuffer(view, np.uint8).__array_interface__["data"][0])
+
+
+def _libc_memcmp() -> Callable[[int, int, int], int] | None:
+    if sys.platform.startswith("win"):
+        return None
+    try:
+        function = ctypes.CDLL(None).memcmp  # a CDLL call releases the GIL
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function
+
+
+_MEMCMP = _libc_memcmp()
 
 
 def default_workers() -> int:
@@ -82,14 +131,18 @@ class _Tensor(Generic[T]):
 
 
 class _Piece(Generic[T]):
-    """A piece waiting for a thread; it holds the array (through `data`) until it is checksummed."""
+    """A piece waiting for a thread; it holds the array (through `data`) until it is checksummed.
 
-    __slots__ = ("data", "index", "tensor")
+    With a `reference` (the same piece of the bytes expected), the piece is compared with it instead.
+    """
 
-    def __init__(self, tensor: _Tensor[T], index: int, data: memoryview) -> None:
+    __slots__ = ("data", "index", "reference", "tensor")
+
+    def __init__(self, tensor: _Tensor[T], index: int, data: memoryview, reference: memoryview | None) -> None:
         self.tensor = tensor
         self.index = index
         self.data = data
+        self.reference = reference
 
 
 class ChecksumPool(Generic[T]):
@@ -102,9 +155,10 @@ class ChecksumPool(Generic[T]):
     rest. Pieces of the oldest tensor not handed over start at once; those of later tensors only while the
     pieces started ahead of it total at most `window` bytes. So a caller that drops a tensor's pages in
     `on_result` holds at most `window` bytes more than one checking one tensor at a time: the next tensor is
-    read beyond the window only once `on_result` has returned. Leaving the `with` block (normally or by an
-    exception) drops the pieces not started and joins the threads; a piece's exception is raised by the call
-    that would have handed its tensor over.
+    read beyond the window only once `on_result` has returned. A `release` callback gets every piece (and its
+    reference) as soon as it is done with, so that its pages can be handed back at once. Leaving the `with` block
+    (normally or by an exception) drops the pieces not started and joins the threads; a piece's exception is
+    raised by the call that would have handed its tensor over.
 
     Example:
         >>> with ChecksumPool[str](check) as pool:  # doctest: +SKIP
@@ -121,6 +175,7 @@ class ChecksumPool(Generic[T]):
         piece: int | None = None,
         window: int = WINDOW_BYTES,
         checksum: PieceChecksum = zlib.crc32,
+        release: Callable[[memoryview, memoryview | None], None] | None = None,
     ) -> None:
         """Start the threads.
 
@@ -130,6 +185,7 @@ class ChecksumPool(Generic[T]):
             piece: bytes per piece (default `PIECE_BYTES`).
             window: bytes read ahead of the oldest tensor not handed over, and submitted beyond the newest one.
             checksum: each piece's value (`zlib.crc32`, which `piece_crcs` uses).
+            release: called on a thread with each piece's bytes and its reference's (or None) once done with.
         """
         count = default_workers() if workers is None else workers
         if count < 1 or window < 0:
@@ -139,6 +195,7 @@ class ChecksumPool(Generic[T]):
         self._piece = _piece_size(piece)
         self._window = window
         self._checksum = checksum
+        self._release = release
         self._changed = threading.Condition()  # guards everything below; notified when a thread may go on
         self._waiting: deque[_Piece[T]] = deque()  # pieces not started, in order
         self._out: deque[_Tensor[T]] = deque()  # tensors not handed over, in order
@@ -157,8 +214,11 @@ class ChecksumPool(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, tag: T, array: Array | None) -> None:
+    def submit(self, tag: T, array: Array | None, *, reference: Array | None = None) -> None:
         """Queue an array's pieces (None: the tag alone, handed over in its turn with the checksum ()).
+
+        With a `reference`, each piece is compared with the same piece of the reference's bytes instead of
+        checksummed: its value is 0 where they are the same, 1 where they differ (`same_bytes`).
 
         Hands over the finished tensors at the head of the queue, and waits for as many as it takes to bring the
         bytes out within the window beyond this array.
@@ -167,22 +227,33 @@ class ChecksumPool(Generic[T]):
             msg = "this ChecksumPool is closed"
             raise ValueError(msg)
         if array is None or array.nbytes < _INLINE_BYTES:
-            values = list(_checksum_here(array, self._piece, self._checksum)) if array is not None else []
+            values = list(self._values_here(array, reference)) if array is not None else []
             with self._changed:
                 self._out.append(_Tensor(tag, 0, values))
             self._hand_over(self._window)
             return
         data = _raw_bytes(array)
+        other = _raw_bytes(reference) if reference is not None else None
+        if other is not None and len(other) != len(data):
+            other = other[:0]  # every piece differs from it
         starts = range(0, len(data), self._piece)
         tensor = _Tensor(tag, len(data), [0] * len(starts))
         tensor.remaining = len(starts)
         with self._changed:
             self._out.append(tensor)
             self._out_bytes += tensor.nbytes
-            self._waiting.extend(_Piece(tensor, i, data[start : start + self._piece]) for i, start in enumerate(starts))
+            self._waiting.extend(
+                _Piece(tensor, i, data[start : start + self._piece], _slice(other, start, self._piece))
+                for i, start in enumerate(starts)
+            )
             self._changed.notify_all()
-        del data, array  # from now on only the pieces hold the array, each until it is checksummed
+        del data, other, array, reference  # from now on only the pieces hold the arrays, each until it is done
         self._hand_over(self._window + tensor.nbytes)
+
+    def _values_here(self, array: Array, reference: Array | None) -> Checksum:
+        if reference is None:
+            return _checksum_here(array, self._piece, self._checksum)
+        return (0 if same_bytes(_raw_bytes(array), _raw_bytes(reference)) else 1,)
 
     def drain(self) -> None:
         """Wait for every tensor out and hand each over, in submission order."""
@@ -218,6 +289,18 @@ class ChecksumPool(Generic[T]):
                     self._out[0].ahead = 0
                 self._changed.notify_all()
 
+    def _value(self, data: memoryview, reference: memoryview | None) -> int:
+        """A piece's checksum, or (with a reference) 0 when it holds the reference's bytes and 1 when not."""
+        if reference is None:
+            with timed("crc of the read-back tensors (threads)"):
+                value = self._checksum(data)
+        else:
+            with timed("comparing with the source (threads)"):
+                value = 0 if same_bytes(data, reference) else 1
+        if self._release is not None:
+            self._release(data, reference)
+        return value
+
     def _startable(self) -> bool:
         if not self._waiting:
             return False
@@ -232,18 +315,18 @@ class ChecksumPool(Generic[T]):
                 if self._closed:
                     return
                 piece = self._waiting.popleft()
-                tensor, index, data = piece.tensor, piece.index, piece.data
+                tensor, index, data, reference = piece.tensor, piece.index, piece.data, piece.reference
                 del piece
                 if tensor is not self._out[0]:
                     tensor.ahead += len(data)
                     self._ahead += len(data)
             error: BaseException | None = None
             try:
-                value = self._checksum(data)
+                value = self._value(data, reference)
             except BaseException as caught:  # handed to the caller with its tensor; a thread must not die of it
                 traceback.clear_frames(caught.__traceback__)  # their locals hold the piece, so the array
                 value, error = 0, caught
-            del data  # no reference to the array once its piece is checksummed
+            del data, reference  # no reference to the arrays once the piece is done
             with self._changed:
                 tensor.values[index] = value
                 if error is not None and tensor.error is None:
@@ -260,6 +343,10 @@ def _checksum_here(array: Array, piece: int, checksum: PieceChecksum) -> Checksu
     if not len(data):
         return (checksum(data),)
     return tuple(checksum(data[start : start + piece]) for start in range(0, len(data), piece))
+
+
+def _slice(data: memoryview | None, start: int, size: int) -> memoryview | None:
+    return None if data is None else data[start : start + size]
 
 
 def _raw_bytes(array: Array) -> memoryview:

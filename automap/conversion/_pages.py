@@ -15,6 +15,10 @@ conversion reads a file by touching its pages. `MappedPages` deals with what fol
   `locate(array)` says which file and offset a view shows, so that a writer can have the kernel copy the
   bytes file to file (`os.copy_file_range`, what `cp` does); see `automap.io._copy`.
 
+A verification reads the output and the source once more, piece by piece: `drop(view)` hands a piece's pages back
+as soon as it is compared (from a helper thread), `holds(array)` and `where(array)` tell whether an array is a view
+of one of the files and where in it, and `rescan()` looks the mappings up again after a loader maps a file.
+
 Only mappings of the files given are touched, and pages are dropped only where that cannot lose data: shared
 mappings (their pages are the file's), and private mappings that own no page of their own (no copy-on-write
 copy, checked in `/proc/self/smaps`). Read-ahead is advice and never changes data. Where this cannot be
@@ -31,9 +35,11 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from automap._types import Array, StrPath
 
-__all__ = ["MappedPages"]
+__all__ = ["FileId", "MappedPages", "file_id"]
 
 _EVERY = 256 * 1024 * 1024  # bytes used between two releases: bounds the mapped pages held at once
 _AHEAD = 64 * 1024 * 1024  # read this far beyond the tensor being read: the next one, usually
@@ -80,8 +86,21 @@ class MappedPages:
         """Also handle the mappings of `file` (ignored when it does not exist)."""
         with contextlib.suppress(OSError):
             info = Path(file).stat()
-            self._files[_file_id(info)] = Path(file)
+            self._files[file_id(info)] = Path(file)
             self._since_lookup = self._every
+
+    def rescan(self) -> None:
+        """Look the files' mappings up now and on the next miss (a file was opened or closed; addresses are reused).
+
+        `drop` and `where` trust the mappings last looked up: a caller that maps and unmaps files (a loader per
+        output file) rescans after each one is opened, so that no address is taken for a mapping that is gone.
+        """
+        if self._madvise is None or not self._files:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._regions = _regions(set(self._files))
+            self._clean = set()  # a private mapping at the same addresses may be a new one: checked again
+        self._since_lookup = self._every  # a file mapped lazily, on its first read, is looked up on the first miss
 
     def prefetch(self, array: Array) -> None:
         """Start reading an array's pages (and what follows in its file) if it is a view of one of the files."""
@@ -100,31 +119,74 @@ class MappedPages:
         A private mapping qualifies only while it holds no copy-on-write page (checked once per mapping), so
         the file's bytes are the view's bytes.
         """
-        if self._madvise is None or array.nbytes == 0 or not array.flags.c_contiguous or not self._files:
+        region = self._file_region(array)
+        if region is None:
             return None
+        low, _, _, file, offset = region
         start = int(array.__array_interface__["data"][0])
-        region = self._find(start, array.nbytes)
-        if region is None or start + array.nbytes > region[1]:
-            return None
-        low, high, shared, file, offset = region
-        if not shared and (low, high) not in self._clean:
-            with contextlib.suppress(OSError, ValueError):
-                self._clean |= _without_own_pages({(low, high)})
-            if (low, high) not in self._clean:
-                return None
         descriptor = self._descriptors.get(file)
         if descriptor is None:
             try:
                 descriptor = os.open(self._files[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 return None
-            if _file_id(os.fstat(descriptor)) != file:  # replaced since it was mapped
+            if file_id(os.fstat(descriptor)) != file:  # replaced since it was mapped
                 os.close(descriptor)
                 return None
             with contextlib.suppress(OSError, AttributeError):  # larger read-ahead, as cp asks for
                 os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             self._descriptors[file] = descriptor
         return descriptor, offset + (start - low)
+
+    def holds(self, array: Array) -> bool:
+        """True when a C-contiguous array is a view of one of the files, showing the file's own bytes (`locate`)."""
+        return self._file_region(array) is not None
+
+    def drop(self, view: memoryview) -> None:
+        """Hand back the resident pages under a view of one of the files at once (from any thread).
+
+        Only mappings already found (by `prefetch`, `locate`, `release` or `rescan`) whose pages are the file's are
+        touched, so the caller must not have unmapped any of them since (see `rescan`); pages shared with
+        neighbouring bytes are dropped too, and read back from the page cache when touched.
+        """
+        madvise = self._madvise
+        if madvise is None or not len(view):
+            return
+        start = int(np.frombuffer(view, np.uint8).__array_interface__["data"][0])
+        region = self._region_of(start)  # no look-up here: this may run on a helper thread
+        if region is None or not (region[2] or (region[0], region[1]) in self._clean):
+            return
+        low = start - start % _PAGE
+        madvise(low, min(region[1], start + len(view)) - low, _MADV_DONTNEED)
+
+    def drop_both(self, view: memoryview, other: memoryview | None) -> None:
+        """`drop` a view and, when there is one, another (a piece and its reference, from a `ChecksumPool`)."""
+        self.drop(view)
+        if other is not None:
+            self.drop(other)
+
+    def where(self, array: Array) -> tuple[FileId, int] | None:
+        """Which of the files (by device and inode) a view shows, and the offset of its first byte there (`locate`)."""
+        region = self._file_region(array)
+        if region is None:
+            return None
+        return region[3], region[4] + int(array.__array_interface__["data"][0]) - region[0]
+
+    def _file_region(self, array: Array) -> Region | None:
+        """The mapping a C-contiguous array lies in whole, when its pages are the file's; else None."""
+        if self._madvise is None or array.nbytes == 0 or not array.flags.c_contiguous or not self._files:
+            return None
+        start = int(array.__array_interface__["data"][0])
+        region = self._find(start, array.nbytes)
+        if region is None or start + array.nbytes > region[1]:
+            return None
+        low, high, shared, _, _ = region
+        if not shared and (low, high) not in self._clean:
+            with contextlib.suppress(OSError, ValueError):
+                self._clean = self._clean | _without_own_pages({(low, high)})
+            if (low, high) not in self._clean:
+                return None
+        return region
 
     def close(self) -> None:
         """Close the files `locate` opened."""
@@ -177,7 +239,8 @@ class MappedPages:
                 madvise(start, end - start, _MADV_DONTNEED)
 
     def _region_of(self, address: int) -> Region | None:
-        return next((r for r in self._regions if r[0] <= address < r[1]), None)
+        regions = self._regions  # replaced whole, never changed in place: safe to read from another thread
+        return next((r for r in regions if r[0] <= address < r[1]), None)
 
 
 def _madvise_function() -> Callable[[int, int, int], None] | None:
@@ -213,7 +276,8 @@ def _regions(files: set[FileId]) -> list[Region]:
     return found
 
 
-def _file_id(info: os.stat_result) -> FileId:
+def file_id(info: os.stat_result) -> FileId:
+    """A file's identity as /proc/self/maps names it: device major, minor and inode."""
     return os.major(info.st_dev), os.minor(info.st_dev), info.st_ino
 
 

@@ -176,7 +176,7 @@ def plan_conversion(
         more = f"; ... and {count - SHOWN} more (automap audit lists them all)" if count > SHOWN else ""
         msg = f"{where} does not fit {source.source!r}: {count} problem{'s' if count > 1 else ''}: {shown}{more}"
         raise ConversionError(msg)
-    low = low_confidence(mapping)
+    low = tuple(p for p in low_confidence(mapping) if p.target not in plan.restored_by_loader)
     if low and accept_low_confidence:
         plan = replace(plan, accepted_low=low, low_threshold=mapping.threshold)
     if low and not accept_low_confidence:
@@ -270,8 +270,12 @@ def _plan(
     restored: list[str] = []
     uses: dict[str, list[tuple[str, tuple[Step, ...], int]]] = {}
     for name, pair, expected in order:
-        if pair is None or pair.source is None:
-            if is_restored_by_loader(name, target_framework):
+        # a target the loader restores is left to it unless a sure or reviewed pair gives it a source: a doubtful
+        # guess there (`num_batches_tracked` <- some other integer scalar) is nothing to write
+        by_loader = is_restored_by_loader(name, target_framework)
+        doubtful = pair is not None and pair.confidence < mapping.threshold and not pair.pinned
+        if pair is None or pair.source is None or (by_loader and doubtful):
+            if by_loader:
                 restored.append(name)
             else:
                 missing.append(name)

@@ -3,9 +3,11 @@
 Invariants:
 
 - Each output file is re-opened with its framework's own loader where that is installed and able
-  (`verifier_for` chooses a `Verifier`), and every tensor's dtype, shape and piece CRC-32s (one per 16 MiB piece,
-  `_checksums`) are compared with those of the transformed source tensor that was written (taken by the writer).
-  The CRC-32s of the output are spread over a few threads, with a bounded amount of it in flight.
+  (`verifier_for` chooses a `Verifier`), and every tensor's dtype and shape are compared with those of the tensor
+  that was written, and its bytes with what the writer kept of them (`_checksums.Expected`): the bytes themselves,
+  still in the source file, for a tensor written from a view of it (compared piece by piece with `memcmp`), the
+  piece CRC-32s (one per 16 MiB piece) for any other. The pieces are spread over a few threads, with a bounded
+  amount in flight, and each piece's pages are handed back as soon as it is compared.
 - A loader that reads a whole file into memory (`mindspore.load_checkpoint`) checks files up to
   `FRAMEWORK_CHECK_LIMIT`; larger ones are checked with automap's own lazy reader, and the report says which loader
   was used. So are files whose framework is not installed: converting between formats automap reads and writes
@@ -19,12 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from automap._errors import AutomapError, ConversionError
+from automap._phases import timed
 from automap._text import first_line, human_bytes, shape_text
 from automap._types import Array
 from automap.dtypes import dtype_from_safetensors
@@ -33,9 +39,10 @@ from automap.io.formats import FORMATS, MINDSPORE, PYTORCH, SAFETENSORS
 from automap.io.mindspore import storage_of
 from automap.records import ParamRecord
 
-from ._checksums import Checksum, ChecksumPool
+from ._checksums import Checksum, ChecksumPool, Expected
 from ._pages import MappedPages
 from ._progress import Progress
+from ._writecheck import Place, Written
 from .plan import SHOWN, ConversionPlan, installed, quoted_names
 
 __all__ = ["FRAMEWORK_CHECK_LIMIT", "Verifier", "verifier_for", "verify_output"]
@@ -54,7 +61,7 @@ def verify_output(
     files: list[tuple[Path, list[ParamRecord]]],
     index: Path | None,
     plan: ConversionPlan,
-    digests: dict[str, Checksum],
+    written: Written,
     pages: MappedPages,
     *,
     total: int,
@@ -66,7 +73,7 @@ def verify_output(
         files: each file written (one, or the shards in order) with the records written into it.
         index: the index of a sharded output, or None.
         plan: the plan that was run.
-        digests: the piece CRC-32s of every tensor written, by name (from the writer).
+        written: what every tensor written must read back as, and what was compared right after being written.
         pages: the mapped files whose pages are handed back as the check moves on; the outputs are added to it.
         total: the bytes to check (for the progress bar).
         progress: draw a progress bar on stderr.
@@ -79,28 +86,33 @@ def verify_output(
     """
     for path, _ in files:
         pages.add(path)
-    with Progress(total, sum(len(records) for _, records in files), label="verifying", enabled=progress) as bar:
-        return _verify_files(files, index, plan, digests, bar, pages)
+    count = sum(len(records) for _, records in files)
+    with timed("verify"), Progress(total, count, label="verifying", enabled=progress) as bar:
+        return _verify_files(files, index, plan, written, bar, pages)
 
 
 def _verify_files(
     files: list[tuple[Path, list[ParamRecord]]],
     index: Path | None,
     plan: ConversionPlan,
-    digests: dict[str, Checksum],
+    written: Written,
     bar: Progress,
     pages: MappedPages,
 ) -> tuple[int, str]:
-    """`verify_output` under its progress bar: check each file in turn, then the index; remove all on a problem."""
-    problems: list[str] = []
+    """`verify_output` under its progress bar: check each file in turn, then the index; remove all on a problem.
+
+    Tensors found different right after being written are the problems, and nothing is read back.
+    """
+    problems: list[str] = list(written.problems)
     hows: dict[str, int] = {}
     for path, records in files:
         verifier, how = verifier_for(path, plan)
         hows[how] = hows.get(how, 0) + 1
+        if problems:
+            continue
         where = f"{path.name}: " if index is not None else ""
-        problems.extend(where + p for p in _verify_file(path, verifier, how, records, digests, bar, pages))
-        if len(problems) >= SHOWN:
-            break
+        found = _verify_file(path, verifier, how, records, written.expected, bar, pages, checked=written.checked)
+        problems.extend(where + p for p in found)
     if index is not None and not problems:
         try:
             names = list(load_checkpoint(index).names)
@@ -126,7 +138,8 @@ def _verify_files(
     return sum(len(records) for _, records in files), how
 
 
-_Check = tuple[ParamRecord, str, tuple[int, ...], bool]  # a tensor read back: record, dtype, shape, right kind
+_Check = tuple[ParamRecord, str, tuple[int, ...], bool, bool]
+"""A tensor read back: record, dtype, shape, of the right kind, its bytes already compared right after writing."""
 
 
 def _verify_file(
@@ -134,22 +147,27 @@ def _verify_file(
     verifier: Verifier,
     how: str,
     records: list[ParamRecord],
-    digests: dict[str, Checksum],
+    digests: Mapping[str, Expected],
     bar: Progress,
     pages: MappedPages,
+    *,
+    checked: AbstractSet[Place] = frozenset(),
 ) -> list[str]:
     """Compare every tensor of one output file with what was written; the problems found (the first `SHOWN`).
 
-    Each tensor read back goes to a `ChecksumPool`, whose threads checksum its pieces while the next ones are read;
-    checksums come back in order, and a tensor's pages are handed back as its checksum comes in.
+    A tensor the loader shows as a view of exactly a range in `checked` (the same file, offset and length) had its
+    bytes compared right after they were written, and only its dtype and shape are compared here. Every other tensor
+    goes to a `ChecksumPool`, whose threads checksum its pieces (or compare them with the bytes written) while the
+    next ones are read; results come back in order, and the pages of each piece are handed back as soon as it is
+    done.
     """
     problems: list[str] = []
 
-    def compare(check: _Check, checksum: Checksum) -> None:
-        record, dtype, shape, same_kind = check
+    def compare(check: _Check, values: Checksum) -> None:
+        record, dtype, shape, same_kind, already = check
         if len(problems) >= SHOWN:
             return
-        if not same_kind or checksum != digests[record.name]:
+        if not same_kind or not (already or _matches(values, digests[record.name])):
             detail = " (values differ)" if same_kind else ""
             problems.append(
                 f"{record.name!r}: read back as {dtype}{shape_text(shape)}, expected "
@@ -158,7 +176,8 @@ def _verify_file(
         pages.used(record.nbytes)
 
     try:
-        with _framework_reader(path, verifier) as (names, read), ChecksumPool(compare) as pool:
+        with _framework_reader(path, verifier) as (names, read), ChecksumPool(compare, release=pages.drop_both) as pool:
+            pages.rescan()  # the loader has just mapped the file, maybe where an earlier file's mapping was
             expected_names = [r.name for r in records]
             wanted, present = set(expected_names), set(names)
             if present != wanted:
@@ -176,12 +195,21 @@ def _verify_file(
                 if found is None:
                     continue
                 dtype, array = found
-                pages.prefetch(array)
                 shape = tuple(array.shape)
                 same_kind = dtype == record.dtype and shape == record.shape
+                place = pages.where(array) if same_kind and checked else None
+                if place is not None and (*place, record.nbytes) in checked:
+                    pool.submit((record, dtype, shape, same_kind, True), None)
+                    continue
+                pages.prefetch(array)
+                expected = digests[record.name]
+                reference = expected if isinstance(expected, np.ndarray) and same_kind else None
+                if reference is not None:
+                    pages.prefetch(reference)
                 # a tensor of the wrong kind is reported without a checksum, in its turn
-                pool.submit((record, dtype, shape, same_kind), array if same_kind else None)
-                del found, array  # the pool holds the array until its checksum is taken, and no longer
+                check = (record, dtype, shape, same_kind, False)
+                pool.submit(check, array if same_kind else None, reference=reference)
+                del found, array, expected, reference  # the pool holds them until the tensor is checked, no longer
                 if len(problems) >= SHOWN:
                     break
             else:
@@ -189,6 +217,13 @@ def _verify_file(
     except _UnreadableError as error:
         problems.append(f"{how} cannot read it: {error}")
     return problems
+
+
+def _matches(values: Checksum, expected: Expected) -> bool:
+    """A tensor's values from the pool against what was written: the same CRCs, or no piece unlike its bytes."""
+    if isinstance(expected, np.ndarray):
+        return not any(values)
+    return values == expected
 
 
 class Verifier(Enum):

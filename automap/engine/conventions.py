@@ -38,6 +38,9 @@ class Convention:
         piece_of: which framework's side is the fused one.
         interleaved: the fused tensor interleaves its pieces head by head (no contiguous piece is right).
         source: the script (package, version, path) that states it.
+        vetoes: whether the entry speaks against a pair it does not make. A MindSpore library's table does; an
+            alias from HuggingFace's renames only vouches for pairs, since a port may or may not keep the
+            original codebase's names.
     """
 
     pytorch: str
@@ -47,6 +50,7 @@ class Convention:
     piece_of: Framework = "pytorch"
     interleaved: bool = False
     source: str = ""
+    vetoes: bool = True  # False for HuggingFace's renames of original names: ports need not keep those names
 
     def side(self, framework: Framework) -> str:
         """The pattern of one framework's side."""
@@ -79,6 +83,7 @@ def conventions() -> tuple[Convention, ...]:
             piece_of="mindspore" if entry.get("piece_of") == "mindspore" else "pytorch",
             interleaved=bool(entry.get("interleaved_heads")),
             source=entry.get("source", ""),
+            vetoes=entry.get("vetoes", True),
         )
         for entry in [*data.get("entries", ()), *aliases]
     )
@@ -120,8 +125,9 @@ class ConventionIndex:
         self.source = self._match(source_names, source_framework)
         self.target = self._match(target_names, target_framework)
         # entries whose other side some name of the other table matches: only those can speak against a pair
-        self.realised_source = frozenset().union(*self.source) if self.source else frozenset()
-        self.realised_target = frozenset().union(*self.target) if self.target else frozenset()
+        vetoing = frozenset(i for i, entry in enumerate(self.entries) if entry.vetoes)
+        self.realised_source = vetoing & frozenset().union(*self.source)
+        self.realised_target = vetoing & frozenset().union(*self.target)
 
     def _match(self, names: Sequence[str], framework: Framework) -> list[frozenset[int]]:
         """Per name, the entries whose pattern on this side matches it; the longest matching pattern wins."""

@@ -13,17 +13,18 @@ go to the dense solver unchanged.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from automap.records import Alternative, Match, ParamRecord, ParamTable
+from automap.records import Alternative, Match, ParamRecord, ParamTable, Source
 
 __all__ = ["DENSE_LIMIT", "solve_in_blocks"]
 
 DENSE_LIMIT = 400  # parameters per side above which a problem is split into blocks
 _MIN_BLOCKS = 4
 
-Solve = Callable[[ParamTable, ParamTable], tuple[dict[str, Match], list[str]]]
+Solve = Callable[[ParamTable, ParamTable, Mapping[str, str]], tuple[dict[str, Match], list[str]]]
+"""Solves one problem densely; the mapping holds the block modules paired so far (target module -> source's)."""
 
 
 @dataclass(frozen=True)
@@ -37,24 +38,33 @@ class _Blocks:
 
     def signature(self, index: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """What a block holds: its relative names and shapes."""
-        return tuple(sorted((self.relative(r.name, index), r.shape) for r in self.members[index]))
-
-    def relative(self, name: str, index: int) -> str:
-        return name[len(self.block_prefix(index)) :]
+        cut = len(self.block_prefix(index))  # a relative name is what follows the block's prefix
+        return tuple(sorted([(r.name[cut:], r.shape) for r in self.members[index]]))
 
     def block_prefix(self, index: int) -> str:
         return f"{self.prefix}.{index}." if self.prefix else f"{index}."
 
 
 def solve_in_blocks(
-    source: ParamTable, target: ParamTable, solve: Solve, *, limit: int = DENSE_LIMIT
+    source: ParamTable,
+    target: ParamTable,
+    solve: Solve,
+    *,
+    limit: int = DENSE_LIMIT,
+    paired: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Match], list[str]]:
-    """Solve `source` -> `target`, splitting along repeated blocks while either side exceeds `limit`."""
+    """Solve `source` -> `target`, splitting along repeated blocks while either side exceeds `limit`.
+
+    The blocks paired on the way down are handed to the dense solver: a tensor of a target block belongs with the
+    source block it was paired with, not with a same-shaped tensor outside it (a routed expert's `w1` is not the
+    shared expert's `up_proj`).
+    """
+    paired = dict(paired or {})
     if len(source) <= limit and len(target) <= limit:
-        return solve(source, target)
+        return solve(source, target, paired)
     s_blocks, t_blocks = _split(source), _split(target)
     if s_blocks is None or t_blocks is None or len(s_blocks.indices) != len(t_blocks.indices):
-        return solve(source, target)
+        return solve(source, target, paired)
     pairing = dict(zip(t_blocks.indices, s_blocks.indices, strict=True))
     by_kind: dict[tuple[object, object], list[int]] = defaultdict(list)
     for t_index in t_blocks.indices:
@@ -71,21 +81,25 @@ def solve_in_blocks(
         # earlier decision, so every block reads the same way; only what is new to this kind is solved.
         known: dict[str, Match] = {}
         for earlier, earlier_pairs in solved_leads:
-            carried = _carry_over(earlier_pairs, t_blocks, s_blocks, earlier, pairing[earlier], lead, s_lead)
+            carried = _Carrier(earlier_pairs, t_blocks, s_blocks, earlier, pairing[earlier]).into(lead, s_lead)
             known.update({n: m for n, m in carried.items() if n not in known and _fits(m, source, target)})
         t_members = [r for r in t_blocks.members[lead] if r.name not in known]
         used = {n for m in known.values() for n in m.source_names}
         s_members = [r for r in s_blocks.members[s_lead] if r.name not in used]
         sub_source = _table(source, (s_blocks.rest if first else []) + s_members)
         sub_target = _table(target, (t_blocks.rest if first else []) + t_members)
-        solved, sub_notes = solve_in_blocks(sub_source, sub_target, solve, limit=limit) if len(sub_target) else ({}, [])
+        here = {**paired, t_blocks.block_prefix(lead)[:-1]: s_blocks.block_prefix(s_lead)[:-1]}
+        solved, sub_notes = (
+            solve_in_blocks(sub_source, sub_target, solve, limit=limit, paired=here) if len(sub_target) else ({}, [])
+        )
         solved = {**solved, **known}
         first = False
         solved_leads.append((lead, {n: m for n, m in solved.items() if n.startswith(t_blocks.block_prefix(lead))}))
         matches.update(solved)
         notes.extend(n for n in sub_notes if n not in notes)
+        carrier = _Carrier(solved, t_blocks, s_blocks, lead, s_lead)
         for t_index in t_indices[1:]:
-            matches.update(_carry_over(solved, t_blocks, s_blocks, lead, s_lead, t_index, pairing[t_index]))
+            matches.update(carrier.into(t_index, pairing[t_index]))
     notes.append(
         f"solved block by block: {len(t_blocks.indices)} blocks under {t_blocks.prefix or '(top level)'!r} "
         f"paired in index order with {s_blocks.prefix or '(top level)'!r}, {len(by_kind)} kind(s) of block"
@@ -113,11 +127,13 @@ def _split(table: ParamTable) -> _Blocks | None:
     the container covering the most parameters wins, the outermost on a tie.
     """
     counts: dict[str, Counter[int]] = defaultdict(Counter)
-    for name in table.names:
-        parts = name.split(".")
-        for position, part in enumerate(parts[:-1]):
+    # Parameters of one module (`weight`, `bias`, ...) share its numbered components: split each module once.
+    modules = Counter(name.rpartition(".")[0] for name in table.names)
+    for module, size in modules.items():
+        parts = module.split(".")
+        for position, part in enumerate(parts):
             if part.isdigit():
-                counts[".".join(parts[:position])][int(part)] += 1
+                counts[".".join(parts[:position])][int(part)] += size
     candidates = [(sum(c.values()), -len(prefix), prefix) for prefix, c in counts.items() if len(c) >= _MIN_BLOCKS]
     if not candidates:
         return None
@@ -125,10 +141,10 @@ def _split(table: ParamTable) -> _Blocks | None:
     head = prefix + "." if prefix else ""
     members: dict[int, list[ParamRecord]] = defaultdict(list)
     rest: list[ParamRecord] = []
+    cut = len(head)
     for record in table.params:
-        tail = record.name[len(head) :] if record.name.startswith(head) else ""
-        index = tail.split(".", 1)[0]
-        if tail and index.isdigit() and "." in tail:
+        index, dot, _ = record.name[cut:].partition(".") if record.name.startswith(head) else ("", "", "")
+        if dot and index.isdigit():
             members[int(index)].append(record)
         else:
             rest.append(record)
@@ -142,39 +158,63 @@ def _table(whole: ParamTable, records: Sequence[ParamRecord]) -> ParamTable:
     )
 
 
-def _carry_over(
-    solved: dict[str, Match], t_blocks: _Blocks, s_blocks: _Blocks, t_lead: int, s_lead: int, t_index: int, s_index: int
-) -> dict[str, Match]:
-    """The lead block's pairs, renamed into another block of the same kind."""
-    t_from, t_to = t_blocks.block_prefix(t_lead), t_blocks.block_prefix(t_index)
-    s_from, s_to = s_blocks.block_prefix(s_lead), s_blocks.block_prefix(s_index)
-    cut = len(s_from)
+class _Carrier:
+    """A lead block's pairs, renamed into any other block of the same kind (`into`).
 
-    def move(name: str) -> str:
-        return s_to + name[cut:] if name.startswith(s_from) else name
+    What does not depend on the block is worked out once: which pairs belong to the lead block, and their labels,
+    which every copy of a pair shares (nothing changes a pair's labels in place).
+    """
 
-    def move_source(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-        if value is None or isinstance(value, str):
-            return None if value is None else move(value)
-        return tuple(move(v) for v in value)
+    def __init__(self, solved: dict[str, Match], t_blocks: _Blocks, s_blocks: _Blocks, t_lead: int, s_lead: int):
+        self.t_blocks, self.s_blocks = t_blocks, s_blocks
+        self.s_from = s_blocks.block_prefix(s_lead)
+        t_from = t_blocks.block_prefix(t_lead)
+        note = f"same as block {t_lead} (repeated structure)"
+        self.pairs = [
+            (
+                name[len(t_from) :],
+                match,
+                self._movable(match.source),
+                [(self._movable(a.source), a) for a in match.alternatives],
+                {**match.labels, "block": note},
+            )
+            for name, match in solved.items()
+            if name.startswith(t_from)
+        ]
 
-    note = f"same as block {t_lead} (repeated structure)"
-    out: dict[str, Match] = {}
-    t_cut = len(t_from)
-    for name, match in solved.items():
-        if not name.startswith(t_from):
-            continue
-        target = t_to + name[t_cut:]
-        out[target] = Match(
-            target,
-            move_source(match.source),
-            match.confidence,
-            match.transform,
-            match.target_shape,
-            match.source_shape,
-            match.evidence,
-            tuple(Alternative(move_source(a.source), a.confidence, a.transform) for a in match.alternatives),
-            match.pinned,
-            {**match.labels, "block": note},
-        )
-    return out
+    def _movable(self, source: Source) -> tuple[bool, str] | None:
+        """A single source name as (inside the lead block, the rest of the name or the whole name); else None."""
+        if not isinstance(source, str):
+            return None
+        inside = source.startswith(self.s_from)
+        return inside, source[len(self.s_from) :] if inside else source
+
+    def into(self, t_index: int, s_index: int) -> dict[str, Match]:
+        """The lead block's pairs, renamed into block `t_index` (whose source block is `s_index`)."""
+        t_to, s_to = self.t_blocks.block_prefix(t_index), self.s_blocks.block_prefix(s_index)
+        s_from = self.s_from
+        cut = len(s_from)
+
+        def move(source: Source, movable: tuple[bool, str] | None) -> Source:
+            if movable is not None:
+                return s_to + movable[1] if movable[0] else movable[1]
+            if source is None or isinstance(source, str):
+                return source
+            return tuple(s_to + name[cut:] if name.startswith(s_from) else name for name in source)
+
+        out: dict[str, Match] = {}
+        for tail, match, movable, alternatives, labels in self.pairs:
+            target = t_to + tail
+            out[target] = Match(
+                target,
+                move(match.source, movable),
+                match.confidence,
+                match.transform,
+                match.target_shape,
+                match.source_shape,
+                match.evidence,
+                tuple([Alternative(move(a.source, m), a.confidence, a.transform) for m, a in alternatives]),
+                match.pinned,
+                labels,
+            )
+        return out

@@ -9,11 +9,10 @@ feature is registered in this module with `@feature`, so `FEATURES` is complete 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -22,13 +21,13 @@ from automap._types import Array
 
 from .conventions import ConventionIndex
 from .graph import owner
-from .names import AMBIGUOUS, TokenWeights, leaf_concept, number_contexts
+from .names import TokenWeights, leaf_concept, number_contexts
+from .numbering import SlotRule, all_or_little, compare, numbered_slots, value_columns
 from .sides import Candidates, Side
 
-__all__ = ["FEATURES", "FeatureContext", "SlotRule", "feature", "numbered_slots", "score_candidates", "total_weight"]
+__all__ = ["FEATURES", "FeatureContext", "feature", "score_candidates", "total_weight"]
 
 Shape = tuple[int, ...]
-_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -195,9 +194,9 @@ def numbers_feature(ctx: FeatureContext) -> Array:
     slots = ctx.number_slots
     lexicon = ctx.target.lexicon
     source_names = [ctx.source.table.names[n.base] for n in ctx.source.nodes]
-    s_raw = _value_columns([number_contexts(n, lexicon=lexicon) for n in source_names])
-    s_heads = _value_columns([number_contexts(n, lexicon=lexicon, heads=True) for n in source_names])
-    s_slots = _value_columns([dict(numbered_slots(n)) for n in source_names])
+    s_raw = value_columns([number_contexts(n, lexicon=lexicon) for n in source_names])
+    s_heads = value_columns([number_contexts(n, lexicon=lexicon, heads=True) for n in source_names])
+    s_slots = value_columns([dict(numbered_slots(n)) for n in source_names])
     out = np.empty(len(ctx.candidates.target))
     for t, index, sources in _by_target(ctx):
         name = ctx.target.table.names[ctx.target.nodes[t].base]
@@ -212,56 +211,21 @@ def numbers_feature(ctx: FeatureContext) -> Array:
             present = column[sources] >= 0
             informative += present
             agree += present & (column[sources] == expected)
-        raw_agree, raw_shared = _compare(number_contexts(name, lexicon=lexicon), s_raw, sources, ctx.untrusted_numbers)
+        raw_agree, raw_shared = compare(number_contexts(name, lexicon=lexicon), s_raw, sources, ctx.untrusted_numbers)
         # names that share no full key may still number the same kind of thing (`resblocks.0` and `layers.0`)
-        head_agree, head_shared = _compare(
+        head_agree, head_shared = compare(
             number_contexts(name, lexicon=lexicon, heads=True), s_heads, sources, ctx.untrusted_numbers
         )
         raw_agree = np.where(raw_shared > 0, raw_agree, head_agree)
         raw_shared = np.where(raw_shared > 0, raw_shared, head_shared)
         # One differing index means another tensor (`layer2.1.conv1` is not `layer2.0.conv1`), so partial
         # agreement counts for little.
-        raw = np.where(raw_shared > 0, _all_or_little(raw_agree, raw_shared), 0.5)
-        learned = _all_or_little(agree, informative)
+        raw = np.where(raw_shared > 0, all_or_little(raw_agree, raw_shared), 0.5)
+        learned = all_or_little(agree, informative)
         # Learned rules cover the slots confident pairs showed; a number they do not cover (`w1` against `w3`
         # inside experts whose index a rule maps) still tells tensors apart, so it can only lower the score.
         out[index] = np.where(informative > 0, np.where(raw_shared > 0, np.minimum(learned, raw), learned), raw)
     return out
-
-
-def _compare(
-    numbers: Mapping[tuple[str, ...], int],
-    columns: Mapping[tuple[str, ...], Array],
-    sources: Array,
-    untrusted: frozenset[tuple[str, ...]],
-) -> tuple[Array, Array]:
-    """Per source: how many of a target name's keyed numbers it shares, and how many of those agree."""
-    agree, shared = np.zeros(len(sources)), np.zeros(len(sources))
-    for key, value in numbers.items():
-        column = columns.get(key)
-        if column is None or key in untrusted or value == AMBIGUOUS:
-            continue
-        present = column[sources] >= 0
-        shared += present
-        agree += present & (column[sources] == value)
-    return agree, shared
-
-
-def _all_or_little(agree: Array, total: Array) -> Array:
-    """1 when every comparable number agrees, else a third of the agreeing share."""
-    share = agree / np.maximum(total, 1)
-    return np.where(agree == total, 1.0, share / 3.0)
-
-
-def _value_columns(rows: Sequence[Mapping[Any, int]]) -> dict[Any, Array]:
-    """{key: array over rows of the row's value for that key, -1 where absent}."""
-    columns: dict[Any, Array] = {}
-    for row_index, row in enumerate(rows):
-        for key, value in row.items():
-            if key not in columns:
-                columns[key] = np.full(len(rows), -1, dtype=np.int64)
-            columns[key][row_index] = value
-    return columns
 
 
 def _by_target(ctx: FeatureContext) -> Iterator[tuple[int, Array, Array]]:
@@ -282,39 +246,6 @@ def _under(side: Side) -> dict[str, Array]:
                 masks[module] = np.zeros(len(side.nodes), dtype=bool)
             masks[module][index] = True
     return masks
-
-
-def numbered_slots(name: str) -> list[tuple[str, int]]:
-    """The numbers of a name keyed by where they stand.
-
-    `layer1.0.conv2.weight` -> `[("layer#", 1), ("layer#.#", 0), ("layer#.#.conv#", 2)]`.
-    """
-    slots: list[tuple[str, int]] = []
-    prefix: list[str] = []
-    for component in name.split(".")[:-1]:
-        digits = _DIGITS.findall(component)
-        template = _DIGITS.sub("#", component)
-        prefix.append(template)
-        key = ".".join(prefix)
-        for occurrence, number in enumerate(digits):
-            slots.append((key if occurrence == 0 else f"{key}@{occurrence}", int(number[:18])))
-    return slots
-
-
-@dataclass(frozen=True)
-class SlotRule:
-    """A learned correspondence: a target slot's value determines a source slot's value."""
-
-    source_slot: str
-    table: Mapping[int, int]
-    offset: int | None  # when every observation is `source = target + offset`, unseen values follow it
-
-    def predict(self, value: int) -> int | None:
-        """The source slot's value for a target slot's `value`, or None when the rule cannot tell."""
-        """The source slot value that target value `value` stands for (None when nothing says)."""
-        if value in self.table:
-            return self.table[value]
-        return value + self.offset if self.offset is not None else None
 
 
 @feature("module", weight=2.0)

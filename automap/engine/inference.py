@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from automap._collector import collector_paused
 from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
@@ -49,6 +50,7 @@ _UNMATCHED_SHARE = 0.62  # a target stays unmatched rather than take a candidate
 _REFINEMENTS = 3  # passes that feed what confident pairs showed back into the scores
 
 
+@collector_paused()  # the mapping of a large model is millions of objects that live on: see automap/_collector.py
 def infer_mapping(
     source: ParamTable | StrPath,
     target: ParamTable | StrPath,
@@ -110,8 +112,10 @@ def infer_mapping(
             for m in pinned.values()
         )
 
-        def dense(sub_source: ParamTable, sub_target: ParamTable) -> tuple[dict[str, Match], list[str]]:
-            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders, reviewed)
+        def dense(
+            sub_source: ParamTable, sub_target: ParamTable, blocks: Mapping[str, str]
+        ) -> tuple[dict[str, Match], list[str]]:
+            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders, reviewed, blocks)
 
         inferred, notes = solve_in_blocks(free_source, free_target, dense)
     pairs = []
@@ -160,6 +164,7 @@ def _infer(
     lexicon: bool,
     orders: tuple[Sequence[str] | None, Sequence[str] | None] = (None, None),
     layouts: Mapping[str, bool] | None = None,
+    blocks: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Match], list[str]]:
     s_side, t_side = build_sides(source, target, lexicon=lexicon, source_order=orders[0], target_order=orders[1])
     candidates = candidate_pairs(s_side, t_side)
@@ -171,6 +176,10 @@ def _infer(
         ctx.conventions = ConventionIndex(source.names, target.names, source.framework, target.framework)
     unmatched = _UNMATCHED_SHARE * total_weight()
     seeds = signature_seeds(s_side, t_side)
+    # blocks the decomposition paired are the same module on both sides
+    seeds.update(
+        {pair: 1.0 for pair in (blocks or {}).items() if pair[0] in t_side.tree.graph and pair[1] in s_side.tree.graph}
+    )
     ctx.module_affinity = seeds
     offsets = renumbered_keys(seeds, s_side, t_side, lexicon)
     ctx.untrusted_numbers = offsets

@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 
 __all__ = [
+    "AMBIGUOUS",
     "NameTokens",
     "TokenWeights",
     "Vocabulary",

@@ -19,9 +19,10 @@ import numpy as np
 from automap._decisions import DecidedBy
 from automap._types import Array
 
-from .features import FEATURES, FeatureContext, SlotRule, numbered_slots
+from .features import FEATURES, FeatureContext
 from .graph import owner
 from .names import AMBIGUOUS, index_template, number_contexts
+from .numbering import SlotRule, numbered_slots
 from .sides import Side
 from .solver import Solution
 

@@ -6,6 +6,10 @@ Writing such a view through user space faults each source page into the process 
 `write_bytes`; a caller that knows where views come from installs a locator with `copying_from` (conversion
 uses `automap.conversion._pages.MappedPages.locate`). Without a locator, or when the kernel cannot copy between these
 files, the bytes are written as usual.
+
+Every writer hands each tensor's bytes to `write_bytes`, so it is also where a caller can watch them land: a watcher
+installed with `watching_writes` is told the file, the offset and the bytes of each write once it is done (the
+conversion reads them back from there at once, while they are still in the page cache).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from automap._types import Array
 __all__ = ["copying_from", "write_bytes"]
 
 Locator = Callable[[Array], "tuple[int, int] | None"]  # array -> (open source file, offset of its bytes)
+Watcher = Callable[[BinaryIO, int, Array], None]  # the file written, the offset of the bytes in it, the bytes (uint8)
 
 _LOCATOR: ContextVar[Locator | None] = ContextVar("automap_copy_locator", default=None)
+_WATCHER: ContextVar[Watcher | None] = ContextVar("automap_copy_watcher", default=None)
 _MIN_COPY = 1024 * 1024  # smaller pieces are cheaper to write than to flush and copy
 _STEP = 1 << 30  # bytes per copy_file_range call
 
@@ -40,9 +46,21 @@ def copying_from(locator: Locator) -> Iterator[None]:
         _LOCATOR.reset(token)
 
 
+@contextlib.contextmanager
+def watching_writes(watcher: Watcher) -> Iterator[None]:
+    """Within the block, `write_bytes` tells `watcher` about every write once it is done."""
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
+
+
 def write_bytes(handle: BinaryIO, array: Array) -> None:
     """Append a C-contiguous array's bytes to `handle`."""
     data = array.reshape(-1).view(np.uint8)
+    watcher = _WATCHER.get()
+    start = _position(handle) if watcher is not None else None
     locator = _LOCATOR.get()
     where = (
         locator(array) if locator is not None and data.nbytes >= _MIN_COPY and hasattr(os, "copy_file_range") else None
@@ -50,6 +68,16 @@ def write_bytes(handle: BinaryIO, array: Array) -> None:
     done = _copied(handle, where[0], where[1], data.nbytes) if where is not None else 0
     if done < data.nbytes:
         handle.write(data[done:].data)
+    if watcher is not None and start is not None:
+        watcher(handle, start, data)
+
+
+def _position(handle: BinaryIO) -> int | None:
+    """Where the next byte written to `handle` goes, or None for a stream without positions."""
+    try:
+        return handle.tell()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
 
 
 def _copied(handle: BinaryIO, source: int, offset: int, count: int) -> int:

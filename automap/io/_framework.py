@@ -48,20 +48,50 @@ def build_table(
     excluded_names: frozenset[str] = frozenset(),
 ) -> ParamTable:
     """Number records in order, setting training state (MindSpore's, or named by the caller) aside."""
+    records = list(records)
+    if not _all_bounded(records):
+        _refuse_first(source, records)
     params: list[ParamRecord] = []
     excluded: list[ParamRecord] = []
-    seen: set[str] = set()
+    mindspore = framework == "mindspore"
     for name, shape, dtype, loader in records:
+        if name in excluded_names or (mindspore and is_training_state(name)):
+            excluded.append(ParamRecord(name, shape, dtype, len(excluded), loader))
+        else:
+            params.append(ParamRecord(name, shape, dtype, len(params), loader))
+    return ParamTable(framework, source, tuple(params), tuple(excluded), tuple(notes), fmt)
+
+
+def _all_bounded(records: list[RawRecord]) -> bool:
+    """Whether every record passes `check_record` and no name repeats, checked in bulk.
+
+    Names are checked all at once (one search through all of them), shapes once per distinct shape and dtype.
+    """
+    try:
+        names = [r[0] for r in records]
+        if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            return False
+        if names and (not min(map(len, names)) or max(map(len, names)) > MAX_NAME):
+            return False
+        if unsafe_character(" ".join(names)) is not None:  # a space is safe, so no match spans two names
+            return False
+        for shape, dtype in {(r[1], r[2]) for r in records}:
+            if len(shape) > MAX_NDIM or math.prod(shape) * get_dtype(dtype).itemsize >= MAX_NBYTES:
+                return False
+    except (TypeError, CheckpointFormatError):  # an unhashable shape, an unknown dtype
+        return False
+    return True
+
+
+def _refuse_first(source: str, records: list[RawRecord]) -> None:
+    """Raise the error of the first record that fails `check_record` or repeats a name."""
+    seen: set[str] = set()
+    for name, shape, dtype, _ in records:
         check_record(source, name, shape, dtype)
         if name in seen:
             msg = f"{source!r}: parameter {shown(name)} occurs twice; the file is corrupt"
             raise CheckpointFormatError(msg)
         seen.add(name)
-        if name in excluded_names or (framework == "mindspore" and is_training_state(name)):
-            excluded.append(ParamRecord(name, shape, dtype, len(excluded), loader))
-        else:
-            params.append(ParamRecord(name, shape, dtype, len(params), loader))
-    return ParamTable(framework, source, tuple(params), tuple(excluded), tuple(notes), fmt)
 
 
 def check_name(source: str, name: object, what: str = "parameter") -> None:

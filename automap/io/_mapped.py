@@ -7,10 +7,12 @@ The map is opened on the first read, and stays open while any view or loader hol
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ class MappedFile:
 
     def loader(self, start: int, dtype: str, shape: tuple[int, ...]) -> Callable[[], Array]:
         """A loader of the C-ordered array of `shape` whose bytes begin at `start`."""
-        storage = np.dtype(get_dtype(dtype).storage)
+        storage = _storage(dtype)
         count = math.prod(shape)
 
         def load() -> Array:
@@ -45,7 +47,7 @@ class MappedFile:
 
         The caller has checked that every element the strides reach lies within the span.
         """
-        storage = np.dtype(get_dtype(dtype).storage)
+        storage = _storage(dtype)
         steps = tuple(s * storage.itemsize for s in stride)
 
         def load() -> Array:
@@ -63,3 +65,9 @@ class MappedFile:
                 msg = f"{str(self.path)!r}: cannot map the file for reading: {error}"
                 raise CheckpointFormatError(msg) from None
         return self._map
+
+
+@functools.cache
+def _storage(dtype: str) -> np.dtype[Any]:
+    """The numpy dtype a dtype's data is read as (made once per dtype: a checkpoint may hold 100k tensors)."""
+    return np.dtype(get_dtype(dtype).storage)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from automap._collector import collector_paused
 from automap._errors import CheckpointFormatError, MissingDependencyError
 from automap._types import Framework
 from automap.records import ParamRecord, ParamTable
@@ -181,7 +182,8 @@ class Registry:
         """
         fmt = self.detect(path)
         try:
-            table = fmt.read(path, key=key, framework=framework, unsafe_pickle=unsafe_pickle, verify_crc=verify_crc)
+            with collector_paused():  # a table of many records: see automap/_collector.py
+                table = fmt.read(path, key=key, framework=framework, unsafe_pickle=unsafe_pickle, verify_crc=verify_crc)
         except MemoryError:
             # What the file declares is checked against its size first, so this is a real shortage (or an
             # address-space limit) while building the table of a very large file.

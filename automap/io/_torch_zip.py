@@ -8,11 +8,11 @@ zip entry `archive/data/<key>`. Its zip writer (miniz) pads every entry's local 
 sizes) after each non-empty entry, and always ends with ZIP64 end records; ZIP64 fields appear in an entry
 exactly when its size or offset reaches 4 GiB.
 
-The pickle needs only names, shapes and dtypes, so it is written first; then each tensor is read, streamed
-into its entry with its CRC-32 computed on the way, and dropped before the next one is read. Memory holds one
-tensor at most. Everything up to the `.data/serialization_id` record, which is left out (torch derives it
-from hashes of the record names and reads it only for logging), is byte-identical to `torch.save`'s output;
-the tests check this for every dtype.
+The pickle needs only names, shapes and dtypes, so it is written first; then each tensor is read, its CRC-32
+computed, its bytes handed to `_copy.write_bytes` (which copies a mapped view file to file), and it is dropped
+before the next one is read. Memory holds one tensor at most. Everything up to the `.data/serialization_id`
+record, which is left out (torch derives it from hashes of the record names and reads it only for logging), is
+byte-identical to `torch.save`'s output; the tests check this for every dtype.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import torch
 from automap.dtypes import get_dtype
 from automap.records import ParamRecord
 
+from ._copy import write_bytes
+
 __all__ = ["write_zip"]
 
 _ARCHIVE = "archive"  # the name torch.save gives the folder inside the zip when writing to a file object
@@ -39,7 +41,7 @@ _ALIGNMENT = 64
 _FORMAT_VERSION = b"1"  # storages are keyed 0, 1, 2, ... in the order their data is written
 _FILE_VERSION = b"3\n"
 _PROTOCOL = 2  # torch.save's pickle protocol
-_CHUNK = 64 * 1024 * 1024  # bytes per write: bounds each CRC/write call, whatever the tensor's size
+_CHUNK = 64 * 1024 * 1024  # bytes per CRC call, whatever the tensor's size
 _UINT32_MAX = 0xFFFFFFFF
 _ZIP64_LIMIT = _UINT32_MAX  # sizes and offsets at or above this need ZIP64 fields (lowered by a test)
 
@@ -173,9 +175,9 @@ class _ZipWriter:
         self._begin(name, size)
         crc = 0
         for start in range(0, size, _CHUNK):
-            piece = data[start : start + _CHUNK]
-            crc = zlib.crc32(piece, crc)
-            self._write(piece)
+            crc = zlib.crc32(data[start : start + _CHUNK], crc)
+        write_bytes(self.handle, array)  # copied file to file when it is a mapped view
+        self.offset += size
         del data, array
         self._end(name, size, crc)
 

@@ -29,6 +29,7 @@ __all__ = ["LISTING_FORMAT", "listing_document", "read", "table_from_json", "wri
 
 LISTING_FORMAT = "automap.listing"
 _FRAMEWORKS = {"pytorch": "pytorch", "torch": "pytorch", "mindspore": "mindspore", "ms": "mindspore"}
+_MAX_DIM = 2**48  # bound on one axis of a listed shape
 
 
 def read(path: StrPath, *, framework: Framework | None = None, **_: object) -> ParamTable:
@@ -48,8 +49,8 @@ def read(path: StrPath, *, framework: Framework | None = None, **_: object) -> P
 def table_from_json(document: Any, source: str, *, framework: Framework | None = None) -> ParamTable:
     """Build a data-less table from any accepted listing form."""
     declared: str | None = None
-    entries: list[tuple[str, Any]]
-    excluded_names: frozenset[str] = frozenset()
+    entries: list[Any]
+    excluded: list[Any] = []
     if isinstance(document, dict) and document.get("format") == LISTING_FORMAT:
         version = document.get("version")
         if version != 1:
@@ -61,8 +62,7 @@ def table_from_json(document: Any, source: str, *, framework: Framework | None =
         if not isinstance(params, list) or not isinstance(excluded, list):
             msg = f"{source!r}: a listing needs 'params' (and optionally 'excluded') as lists"
             raise CheckpointFormatError(msg)
-        entries = [(_name(source, e), e) for e in params + excluded]
-        excluded_names = frozenset(_name(source, e) for e in excluded)
+        entries, named = params + excluded, True
     elif isinstance(document, dict) and isinstance(document.get("checkpoints"), list):
         count = len(document["checkpoints"])
         msg = (
@@ -71,13 +71,17 @@ def table_from_json(document: Any, source: str, *, framework: Framework | None =
         )
         raise CheckpointFormatError(msg)
     elif isinstance(document, list):
-        entries = [(_name(source, e), e) for e in document]
+        entries, named = document, True
     elif isinstance(document, dict):
-        entries = list(document.items())
+        entries, named = list(document.items()), False
     else:
         msg = f"{source!r}: not a listing (expected a JSON object or list of parameters)"
         raise CheckpointFormatError(msg)
-    records: list[RawRecord] = [(name, *_shape_dtype(source, name, value), None) for name, value in entries]
+    records = _records(entries, named)
+    if records is None:  # something is wrong: the checks entry by entry say what, as they always have
+        pairs = [(_name(source, e), e) for e in entries] if named else entries
+        records = [(name, *_shape_dtype(source, name, value), None) for name, value in pairs]
+    excluded_names = frozenset(_name(source, e) for e in excluded)
     if framework is None:
         if declared is not None and declared not in _FRAMEWORKS:
             msg = f"{source!r}: unknown framework {declared!r}; use 'pytorch' or 'mindspore'"
@@ -133,6 +137,51 @@ def write_to(
     handle.write((json.dumps(listing_document(table), indent=1) + "\n").encode())
 
 
+def _records(entries: list[Any], named: bool) -> list[RawRecord] | None:
+    """Each entry's (name, shape, dtype) in one pass, equal shapes sharing one tuple; None if any entry is wrong.
+
+    `named`: entries are objects with a `name`, else `(name, shape or object)` items of a `{name: ...}` listing.
+    """
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    dtypes: set[str] = set()
+    records: list[RawRecord] = []
+    name: Any
+    value: Any
+    for entry in entries:
+        if named:
+            if type(entry) is not dict:
+                return None
+            name, value = entry.get("name"), entry
+        else:
+            name, value = entry
+        if type(value) is dict:
+            shape, dtype = value.get("shape"), value.get("dtype", "float32")
+        elif type(value) is list:
+            shape, dtype = value, "float32"
+        else:
+            return None
+        if type(name) is not str or type(shape) is not list:
+            return None
+        for dim in shape:
+            if type(dim) is not int or not 0 <= dim < _MAX_DIM:
+                return None
+        if dtype not in dtypes:
+            if type(dtype) is not str or not _known_dtype(dtype):
+                return None
+            dtypes.add(dtype)
+        key = tuple(shape)
+        records.append((name, shapes.setdefault(key, key), dtype, None))
+    return records
+
+
+def _known_dtype(name: str) -> bool:
+    try:
+        get_dtype(name)
+    except CheckpointFormatError:
+        return False
+    return True
+
+
 def _name(source: str, entry: Any) -> str:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         msg = f"{source!r}: every listed parameter needs a string 'name'; got {str(entry)[:80]!r}"
@@ -144,7 +193,7 @@ def _shape_dtype(source: str, name: str, value: Any) -> tuple[tuple[int, ...], s
     shape, dtype = (value, "float32") if isinstance(value, list) else (None, None)
     if isinstance(value, dict):
         shape, dtype = value.get("shape"), value.get("dtype", "float32")
-    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**48 for d in shape)):
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < _MAX_DIM for d in shape)):
         msg = f"{source!r}: parameter {name!r} needs 'shape' as a list of non-negative integers; got {shape!r}"
         raise CheckpointFormatError(msg)
     if not isinstance(dtype, str):

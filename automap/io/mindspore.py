@@ -185,11 +185,10 @@ class _CrcSink:
         self.handle.write(data)
 
     def write_array(self, data: Array) -> None:
-        """Write a contiguous uint8 array: copied file to file when it is a mapped view and no CRC is kept."""
+        """Write a contiguous uint8 array (copied file to file when it is a mapped view), keeping the CRC32."""
         if self.enabled:
-            self.write(data.data)
-        else:
-            write_bytes(self.handle, data)
+            self.crc = binascii.crc32(data.data, self.crc)
+        write_bytes(self.handle, data)
 
 
 def _write_record(sink: _CrcSink, record: ParamRecord) -> None:

@@ -20,7 +20,7 @@ from automap._errors import CheckpointFormatError
 from automap._json import loads
 from automap._text import brief, first_line, shown
 from automap._types import Framework, StrPath
-from automap.dtypes import dtype_from_safetensors, get_dtype
+from automap.dtypes import DType, dtype_from_safetensors, get_dtype
 from automap.records import ParamRecord, ParamTable
 
 from ._copy import write_bytes
@@ -121,8 +121,12 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
         raise CheckpointFormatError(msg)
     data_start = 8 + header_len
     data_len = size - data_start
-    entries = [_entry(where, name, info) for name, info in header.items()]
-    spans = sorted((e.begin, e.begin + _nbytes(e), e.name) for e in entries)
+    checked = _entries(header)
+    if checked is None:  # something is wrong: the checks entry by entry say what
+        entries = [_entry(where, name, info) for name, info in header.items()]
+        spans = sorted((e.begin, e.begin + _nbytes(e), e.name) for e in entries)
+    else:
+        entries, spans = checked
     cursor = 0
     for begin, end, name in spans:
         if begin != cursor:
@@ -134,6 +138,49 @@ def _parse(path: Path) -> tuple[list[_Entry], dict[str, str] | None, int]:
         msg = f"{where}: tensors need {cursor} bytes of data but the file holds {data_len}; it is truncated"
         raise CheckpointFormatError(msg)
     return entries, metadata, data_start
+
+
+def _entries(header: dict[str, Any]) -> tuple[list[_Entry], list[tuple[int, int, str]]] | None:
+    """Every tensor's entry and its sorted byte span, in one pass; None if any entry is wrong.
+
+    Equal shapes share one tuple, and each distinct shape and dtype is sized once.
+    """
+    dtypes: dict[str, DType] = {}
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    sizes: dict[tuple[tuple[int, ...], str], int] = {}
+    entries: list[_Entry] = []
+    spans: list[tuple[int, int, str]] = []
+    for name, info in header.items():
+        if type(info) is not dict:
+            return None
+        code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(code, str):
+            return None
+        dtype = dtypes.get(code)
+        if dtype is None:
+            found = dtype_from_safetensors(code)
+            if found is None:
+                return None
+            dtype = dtypes[code] = found
+        if type(shape) is not list or type(offsets) is not list or len(offsets) != 2:
+            return None
+        for dim in shape:
+            if type(dim) is not int or dim < 0:
+                return None
+        begin, end = offsets
+        if type(begin) is not int or type(end) is not int or begin < 0 or end < 0:
+            return None
+        key = tuple(shape)
+        shape_tuple = shapes.setdefault(key, key)
+        size = sizes.get((shape_tuple, dtype.name))
+        if size is None:
+            size = sizes[(shape_tuple, dtype.name)] = math.prod(shape_tuple) * dtype.itemsize
+        if end - begin != size:
+            return None
+        entries.append(_Entry(name, dtype.name, shape_tuple, begin))
+        spans.append((begin, end, name))
+    spans.sort()
+    return entries, spans
 
 
 def _entry(where: str, name: str, info: Any) -> _Entry:

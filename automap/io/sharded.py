@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from automap._advice import option
 from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, check_writable
 from automap._errors import CheckpointFormatError, ConversionError
+from automap._phases import timed
 from automap._text import shown
 from automap._types import Framework, StrPath
 from automap.records import ParamRecord, ParamTable
@@ -236,7 +237,8 @@ def _finished(final: Path, fill: Callable[[BinaryIO], object], named: dict[int, 
             fill(handle)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
-            os.fsync(handle.fileno())
+            with timed("fsync"):
+                os.fsync(handle.fileno())
     except BaseException:
         os.close(fd)
         raise

@@ -66,21 +66,24 @@ class _Side:
         self.nodes: list[list[Any]] = [[-1, ""]]
         self.params: list[list[Any]] = []
         self.position: dict[str, int] = {}
-        self._nodes: dict[tuple[str, ...], int] = {(): 0}
+        self._nodes: dict[str, int] = {}  # a module's dotted path -> its node (the root, node 0, has no path)
 
     def add(self, name: str, shape: int, dtype: int) -> int:
-        *modules, leaf = name.split(".")
-        node = self._node(tuple(modules))
-        self.position[name] = len(self.params)
+        module, dot, leaf = name.rpartition(".")
+        node = self._nodes.get(module) if dot else 0
+        if node is None:
+            node = self._node(module)
+        position = self.position[name] = len(self.params)
         self.params.append([node, leaf, shape, dtype])
-        return self.position[name]
+        return position
 
-    def _node(self, path: tuple[str, ...]) -> int:
+    def _node(self, path: str) -> int:
         found = self._nodes.get(path)
         if found is None:
-            parent = self._node(path[:-1])
+            parent_path, dot, segment = path.rpartition(".")
+            parent = self._node(parent_path) if dot else 0
             found = self._nodes[path] = len(self.nodes)
-            self.nodes.append([parent, path[-1]])
+            self.nodes.append([parent, segment])
         return found
 
 
@@ -103,6 +106,11 @@ class PageData:
         self.transforms = _Interned()
         self.numeric_keys: list[str] = []
         self.text_keys: list[str] = []
+        self._scores: dict[int, tuple[Mapping[str, float], list[Any]]] = {}
+        self._labels: dict[tuple[tuple[str, str], ...], list[Any]] = {}
+        self._dtype_ids: dict[str, int] = {}
+        self._named: dict[int, tuple[Mapping[str, str], list[Any]]] = {}
+        self._rounded: dict[int, dict[float, float | int]] = {3: {}, 4: {}}
         self.dtypes_known = source_table is not None or target_table is not None
         self.source_order_known = source_table is not None
         self.target = _Side()
@@ -122,13 +130,27 @@ class PageData:
         return found
 
     def _dtype(self, dtype: str | None) -> int:
-        return -1 if dtype is None else self.dtypes.index(dtype)
+        if dtype is None:
+            return -1
+        found = self._dtype_ids.get(dtype)
+        if found is None:
+            found = self._dtype_ids[dtype] = self.dtypes.index(dtype)
+        return found
+
+    def _number(self, value: float, digits: int) -> float | int:
+        """`_number`, kept once worked out: confidences repeat across the pairs of repeated blocks."""
+        kept = self._rounded[digits]
+        found = kept.get(value)
+        if found is None:
+            found = kept[value] = _number(value, digits)
+        return found
 
     def _fill_target(self, table: ParamTable | None) -> None:
+        add, shape, dtype = self.target.add, self._shape, self._dtype
         for pair in self.mapping.pairs:
             record = table.get(pair.target) if table is not None else None
             if record is not None:
-                self.target.add(pair.target, self._shape(record.shape), self._dtype(record.dtype))
+                add(pair.target, shape(record.shape), dtype(record.dtype))
                 continue
             # a flat mapping knows no shapes: it carries () with no source shape for every pair
             unknown = pair.source is not None and pair.source_shape is None and not pair.target_shape
@@ -136,10 +158,18 @@ class PageData:
 
     def _fill_source(self, table: ParamTable | None) -> None:
         if table is not None:
+            add, shape, dtype = self.source.add, self._shape, self._dtype
             for record in table.params:
-                self.source.add(record.name, self._shape(record.shape), self._dtype(record.dtype))
+                add(record.name, shape(record.shape), dtype(record.dtype))
+        # without the table, sources appear in the order the target uses them, then the unused ones
+        pairs, known = self.mapping.pairs, self.source.position
+        missing = [n for p in pairs for n in p.source_names if n not in known]
+        missing += [n for n in self.mapping.unmatched_source if n not in known]
+        missing += [n for p in pairs for a in p.alternatives for n in _names(a.source) if n not in known]
+        if not missing:
+            return
         shapes: dict[str, tuple[int, ...]] = {}
-        for pair in self.mapping.pairs:
+        for pair in pairs:
             if pair.source_shape is None or pair.source is None:
                 continue
             if isinstance(pair.source, tuple):
@@ -147,12 +177,8 @@ class PageData:
                 shapes.update(zip(pair.source, several, strict=False))
             else:
                 shapes[pair.source] = cast("tuple[int, ...]", pair.source_shape)
-        # without the table, sources appear in the order the target uses them, then the unused ones
-        names = [n for p in self.mapping.pairs for n in p.source_names]
-        names += list(self.mapping.unmatched_source)
-        names += [n for p in self.mapping.pairs for a in p.alternatives for n in _names(a.source)]
-        for name in names:
-            if name not in self.source.position:
+        for name in missing:
+            if name not in known:
                 self.source.add(name, self._shape(shapes.get(name)), -1)
 
     def _source_ref(self, source: str | tuple[str, ...] | None) -> Any:
@@ -183,6 +209,24 @@ class PageData:
         return self.transforms.index([text, bits, part, parts])
 
     def _evidence(self, evidence: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
+        """Scores and labels aligned with the key lists, which only grow, so a result made once stays right.
+
+        Pairs carried over from one solved block share their scores dict, and labels repeat: each is worked out
+        once (each dict is kept with its result, so its id cannot be reused meanwhile).
+        """
+        kept = self._scores.get(id(evidence))
+        if kept is None or kept[0] is not evidence:
+            kept = self._scores[id(evidence)] = (evidence, self._aligned(evidence, {})[0])
+        named = self._named.get(id(labels))
+        if named is None or named[0] is not labels:
+            key = tuple(labels.items())
+            texts = self._labels.get(key)
+            if texts is None:
+                texts = self._labels[key] = self._aligned({}, labels)[1]
+            named = self._named[id(labels)] = (labels, texts)
+        return kept[1], named[1]
+
+    def _aligned(self, evidence: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
         numbers: list[Any] = [None] * len(self.numeric_keys)
         texts: list[Any] = [None] * len(self.text_keys)
         for key, value in evidence.items():
@@ -206,13 +250,19 @@ class PageData:
     def _pair(self, match: Match) -> list[Any]:
         numbers, texts = self._evidence(match.evidence, match.labels)
         alternatives = []
+        position = self.source.position
         for alternative in match.alternatives[:_MAX_ALTERNATIVES]:
-            entry = [self._source_ref(alternative.source), _number(alternative.confidence, 3)]
-            transform = self._transform(alternative.source, alternative.transform)
+            source = alternative.source
+            entry = [
+                position[source] if type(source) is str else self._source_ref(source),
+                self._number(alternative.confidence, 3),
+            ]
+            steps = alternative.transform
+            transform = self._transform(source, steps) if steps or type(source) is not str else -1
             alternatives.append(entry if transform < 0 else [*entry, transform])
         return [
             self._source_ref(match.source),
-            _number(match.confidence, 4),
+            self._number(match.confidence, 4),
             1 if match.pinned else 0,
             self._transform(match.source, match.transform),
             numbers,

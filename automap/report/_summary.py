@@ -102,7 +102,7 @@ def _counts(data: PageData) -> dict[str, int]:
     """The summary numbers at the report's threshold."""
     pairs = data.mapping.pairs
     matched = [p for p in pairs if p.source is not None]
-    steps = [[type(s) for s in p.transform] for p in matched]
+    steps = [{type(s) for s in p.transform} for p in matched if p.transform]
     return {
         "pairs": len(matched),
         "doubtful": sum(1 for p in matched if not p.pinned and p.confidence < data.threshold),

@@ -21,6 +21,7 @@ import hashlib
 import string
 from importlib import resources
 
+from automap._collector import collector_paused
 from automap._text import human_bytes
 from automap._types import StrPath
 from automap._version import __version__
@@ -31,6 +32,7 @@ from automap.report._summary import esc, framework_name, signals_html, summary_h
 __all__ = ["render_html", "write_html"]
 
 
+@collector_paused()  # the page's data for a large mapping: see automap/_collector.py
 def render_html(
     mapping: NameMapping,
     *,
@@ -83,7 +85,7 @@ def render_html(
         signals=signals_html(data),
         version=esc(__version__),
         pairs=len(mapping.pairs),
-        data_size=esc(human_bytes(len(document.encode("utf-8")))),
+        data_size=esc(human_bytes(len(document))),  # ASCII only (see _script_safe_json): characters are bytes
         data=document,
         script=script,
     )

@@ -32,6 +32,9 @@ FAMILIES = (
     "diffusion",
     "detection-ocr",
     "audio-recurrent",
+    "hybrid-vision",
+    "mobile-cnn",
+    "segmentation",
 )
 
 
@@ -141,6 +144,45 @@ def batchnorm(ms: str, torch: str) -> dict[str, TruthEntry | None]:
 def layernorm(ms: str, torch: str) -> dict[str, TruthEntry | None]:
     """MindSpore LayerNorm (`gamma`, `beta`) from torch's (`weight`, `bias`)."""
     return {f"{ms}.gamma": f"{torch}.weight", f"{ms}.beta": f"{torch}.bias"}
+
+
+_MINDSPORE_NORM_LEAVES = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+
+
+def mindspore_names(model: Any, rename: Callable[[str], str | None]) -> Truth:
+    """{MindSpore name: torch name} over a torch network's state dict, for ports that keep its structure.
+
+    A norm layer's leaves first take MindSpore's names (`gamma`, `beta`, `moving_mean`, `moving_variance`); then
+    `rename`, written by hand from the two packages' conventions, turns the whole name into the port's (None: the
+    tensor has no counterpart there). torch's `num_batches_tracked` are left out.
+    """
+    from torch import nn
+
+    norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+    modules = dict(model.named_modules())
+    truth: Truth = {}
+    for name in model.state_dict():
+        path, _, leaf = name.rpartition(".")
+        if leaf == "num_batches_tracked":
+            continue
+        if isinstance(modules.get(path), norms):
+            leaf = _MINDSPORE_NORM_LEAVES[leaf]
+        renamed = rename(f"{path}.{leaf}" if path else leaf)
+        if renamed is not None:
+            truth[renamed] = name
+    return truth
+
+
+def with_batchnorm_counters(truth: Truth) -> Truth:
+    """A truth whose targets are torch names, plus torch's `num_batches_tracked` of every BatchNorm it maps (no
+    MindSpore counterpart)."""
+    counters = [t.replace(".running_mean", ".num_batches_tracked") for t in truth if t.endswith(".running_mean")]
+    return {**truth, **dict.fromkeys(counters)}
 
 
 _INVERSE_OPS = {"transpose", "squeeze", "unsqueeze"}

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import Any
 
 _DONE: set[str] = set()
 
@@ -298,6 +299,70 @@ def mint_cpu_fallbacks() -> list[str]:
 
         nn.EmbeddingExt.construct = embedding
         replaced.append("nn.Embedding")
+    replaced += _more_mint_cpu_fallbacks(fails)
+    return replaced
+
+
+def _more_mint_cpu_fallbacks(fails: Any) -> list[str]:
+    """The fallbacks the VAE, PixArt, EnCodec, MobileBERT and wav2vec2 ports need on top of those of
+    `mint_cpu_fallbacks`: `randn` and `Tensor.uniform_` (parameters drawn at construction; the proof overwrites
+    them), `rand` (layer drop's draw, which eval mode ignores), constant and reflection `pad`, the 2-norm (weight
+    normalisation), `Tensor.clone`, the ELU layer and the functional embedding lookup."""
+    import mindspore
+    import numpy as np
+    from mindspore import mint, ops
+
+    probe = mindspore.Tensor(np.ones((1, 2, 3), np.float32))
+    indices = mindspore.Tensor(np.array([1, 0], np.int32))
+    replaced = []
+
+    def randn(*size: Any, **_: Any) -> Any:
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
+        return mindspore.Tensor(np.random.default_rng(0).standard_normal(shape), mindspore.float32)
+
+    def rand(*size: Any, **_: Any) -> Any:  # layer drop's draw in wav2vec2 (eval mode skips no layer anyway)
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
+        return mindspore.Tensor(np.random.default_rng(0).uniform(size=shape), mindspore.float32)
+
+    def pad(input: Any, pad: Any, mode: str = "constant", value: Any = None) -> Any:
+        return ops.pad(input, pad, mode, value if mode == "constant" else None)  # a value pads constants only
+
+    def norm(input: Any, p: Any = 2, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:
+        if p != 2:
+            msg = f"only the 2-norm has a CPU fallback here, not p={p}"
+            raise NotImplementedError(msg)
+        squares = input * input
+        return ops.sqrt(squares.sum() if dim is None else squares.sum(axis=dim, keepdims=keepdim))
+
+    def lookup(input: Any, weight: Any, *_: Any, **__: Any) -> Any:
+        return ops.gather(weight, input, 0)
+
+    functional = mint.nn.functional
+    pads = (lambda: functional.pad(probe, (0, 1)), lambda: functional.pad(probe, (1, 1), mode="reflect"))
+    for owner, name, probes, fallback in (
+        (mint, "randn", [lambda: mint.randn(2, 2)], randn),
+        (mint, "rand", [lambda: mint.rand(2, 2)], rand),
+        (functional, "pad", pads, pad),
+        (mint, "norm", [lambda: mint.norm(probe, 2, 1)], norm),
+        (functional, "embedding", [lambda: functional.embedding(indices, probe[0])], lookup),
+    ):
+        if any(fails(p) for p in probes):
+            setattr(owner, name, fallback)
+            replaced.append(name)
+    if fails(lambda: mint.nn.ELU()(probe)):
+        mint.nn.ELU.construct = lambda self, input: ops.elu(input, self.alpha)
+        replaced.append("nn.ELU")
+    if fails(lambda: probe.clone()):
+        mindspore.Tensor.clone = lambda self, **_: mindspore.Tensor(self.asnumpy().copy(), dtype=self.dtype)
+        replaced.append("Tensor.clone")
+    if fails(lambda: mint.empty(3).uniform_()):  # a parameter drawn at construction (wav2vec2's mask embedding)
+
+        def uniform_(self: Any, start: float = 0.0, end: float = 1.0, **_: Any) -> Any:
+            drawn = np.random.default_rng(0).uniform(start, end, tuple(self.shape))
+            return mindspore.Tensor(drawn, dtype=self.dtype)
+
+        mindspore.Tensor.uniform_ = uniform_
+        replaced.append("Tensor.uniform_")
     return replaced
 
 

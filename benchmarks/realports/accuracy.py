@@ -8,7 +8,9 @@ ones `convert --like` would write without a word.
 
 The confidence is meant as a probability, so the figures include a reliability table (pairs binned by
 confidence, observed accuracy per bin) and the expected calibration error (ECE): the bins' gap between mean
-confidence and accuracy, weighted by how many pairs fall in each.
+confidence and accuracy, weighted by how many pairs fall in each (pairs that were given a source). Whether a
+fitted map would make the confidence a better probability is checked across families: for each family, a
+logistic map of the confidence is fitted on the other families and judged on this one (`leave_one_family_out`).
 
 Run from the repository root: `automap bench --real [--split dev|test|all]` (or `python -m benchmarks.run
 --real`). The test half is the headline; the development half is what the engine was tuned on.
@@ -22,11 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from automap.records import NameMapping
 from benchmarks.realports.corpus import CorpusPair, load_corpus
 from benchmarks.scoring import same_pair
 
-__all__ = ["RealResult", "reliability", "render_real", "run_real", "score_real"]
+__all__ = ["RealResult", "leave_one_family_out", "reliability", "render_real", "run_real", "score_real"]
 
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0001)
 
@@ -50,7 +54,7 @@ class RealResult:
     right_above: int = 0
     seconds: float = 0.0
     wrong_pairs: list[str] = field(default_factory=list)
-    outcomes: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, right) of every target
+    outcomes: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, right) of every pair with a source
 
     @property
     def accuracy(self) -> float:
@@ -109,7 +113,8 @@ def score_real(pair: CorpusPair, mapping: NameMapping, seconds: float = 0.0) -> 
                 detail = f"right source, wrong transform {got} (truth {want})"
             else:
                 detail = f"got {', '.join(match.source_names)}, truth {', '.join(sources)}"
-        result.outcomes.append((float(match.confidence), right))
+        if match.source is not None:  # a target left without a source carries no confidence in a source
+            result.outcomes.append((float(match.confidence), right))
         if right:
             result.right += 1
             result.right_above += confident
@@ -226,3 +231,45 @@ def render_real(results: Sequence[RealResult], title: str) -> str:
         f"{title}\n{render_table(header, rows, right=(5, 6, 7, 8, 9, 10, 11))}\n\n{legend}\n\n"
         f"reliability (expected calibration error {ece:.3f}):\n{calibration}\n"
     )
+
+
+def _ece(outcomes: Sequence[tuple[float, bool]]) -> float:
+    result = RealResult("", "", "", "", 0, 0, outcomes=list(outcomes))
+    return reliability([result])[1]
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def _fit(outcomes: Sequence[tuple[float, bool]]) -> tuple[float, float]:
+    """A logistic map p = sigmoid(a * logit(confidence) + b), fitted by Newton's method on the log loss."""
+    x = np.array([_logit(c) for c, _ in outcomes])
+    y = np.array([float(ok) for _, ok in outcomes])
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        w = p * (1 - p) + 1e-9
+        grad = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a), float(b)
+
+
+def leave_one_family_out(results: Sequence[RealResult]) -> list[tuple[str, int, float, float]]:
+    """Per family: (family, pairs, ECE of the engine's confidence, ECE after a map fitted on the other families)."""
+    families = sorted({r.family for r in results})
+    rows = []
+    for family in families:
+        held = [o for r in results if r.family == family for o in r.outcomes]
+        rest = [o for r in results if r.family != family for o in r.outcomes]
+        if not held or not rest:
+            continue
+        a, b = _fit(rest)
+        mapped = [(float(1 / (1 + np.exp(-(a * _logit(c) + b)))), ok) for c, ok in held]
+        rows.append((family, len(held), _ece(held), _ece(mapped)))
+    return rows
