@@ -380,8 +380,13 @@ def _final_mapping(
             by_member[member] = (outcome, outcome.group)
     proven = proof is not None and proof.passed
     per_parameter = settled.per_parameter
-    confirmed_own = set(per_parameter.confirmed) if per_parameter is not None and not proven else set()
+    trusted = per_parameter is not None and per_parameter.explained and not proven
+    confirmed_own = set(per_parameter.confirmed) if per_parameter is not None and trusted else set()
     untestable_own = set(per_parameter.untestable) if per_parameter is not None and not proven else set()
+    failed_own = {n for n, _ in per_parameter.failed} if per_parameter is not None and not proven else set()
+    diverging = set(settled.divergence.parameters) if settled.divergence is not None and not proven else set()
+    below = round(max(mapping.threshold - 0.01, 0.0), 4)
+    disputed = set(settled.disputed)
     inferred = {p.target: p for p in mapping.pairs}
     pairs = []
     changed = []
@@ -423,8 +428,23 @@ def _final_mapping(
             confirmed = True
         elif pair.target in untestable_own:
             labels["proof"] = "untestable: no module holding it can be compared with the source model's"
+        if (
+            not proven
+            and not confirmed
+            and (pair.target in disputed or (found is not None and found[0].status == "unresolved"))
+        ):
+            confidence = min(confidence, below)  # in doubt, the numbers did not settle it, and nothing is proven
+        if not confirmed and (pair.target in failed_own or pair.target in diverging):
+            # evidence against the pair: its module disagrees with the source's although fed the source's values,
+            # or the failed proof's first divergence involves it
+            labels["proof"] = (
+                "disagrees in its own module, fed the source model's values"
+                if pair.target in failed_own
+                else "involved where the converted model first diverges from the source model"
+            )
+            confidence = min(confidence, below)
         if moved and not confirmed:
-            confidence = min(confidence, round(max(mapping.threshold - 0.01, 0.0), 4))
+            confidence = min(confidence, below)
         if pair.target in counters and pair.source is not None and not _counter_source(pair):
             pair = replace(pair, source=None, transform=(), source_shape=None)
             labels = {"note": "a counter the framework keeps (not a weight): it takes no source"}

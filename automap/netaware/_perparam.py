@@ -46,6 +46,11 @@ class ParameterProof:
         worst: the largest difference among the modules that agreed (relative to their largest value).
         free_difference: the first parameter-free target module whose output the source never computes, if any.
         framework: the target network's framework title, for the report.
+        explained: the whole-model difference is explained by the parameter-free difference: it lies before the
+            first diverging module. When it is not (no such difference, or one only after it), the modules agree
+            when fed their paired source modules' values and still the unforced run diverges: the pairing of
+            whole modules may be wrong (two same-shaped blocks swapped agree module by module), so nothing is
+            confirmed.
     """
 
     confirmed: tuple[str, ...]
@@ -55,11 +60,12 @@ class ParameterProof:
     worst: float
     free_difference: str | None
     framework: str = ""
+    explained: bool = True
 
     @property
     def complete(self) -> bool:
-        """Every parameter used was confirmed in its own module."""
-        return bool(self.confirmed) and not self.failed and not self.untestable
+        """Every parameter used was confirmed in its own module, and the whole-model difference is explained."""
+        return self.explained and bool(self.confirmed) and not self.failed and not self.untestable
 
     def describe(self) -> str:
         """One line for a report."""
@@ -68,6 +74,12 @@ class ParameterProof:
             if self.free_difference is not None
             else "no parameter-free module of the target computes a value the source does not"
         )
+        if not self.explained:
+            return (
+                f"{len(self.confirmed)} parameters agree in their own modules, yet the unforced run diverges before "
+                f"any parameter-free difference ({where}): modules may be paired with the wrong places, so none "
+                "counts as confirmed"
+            )
         if self.complete:
             return (
                 f"all {len(self.confirmed)} parameters confirmed in their own modules ({self.modules} modules fed "
@@ -124,11 +136,14 @@ def prove_per_parameter(
     run = session.run_target(
         reference.call, capture=None, force=force, capture_inputs=None, force_inputs=force_inputs, trace=True
     )
+    checker = _Checker(session, reference, run, points_of)
     agree: dict[str, tuple[bool, float]] = {}
     for path, point in points.items():
         diff = point.difference(reference.run, run)
-        agree[path] = (diff <= reference.bound(point), diff)
-    checker = _Checker(session, reference, run, points_of)
+        # the module's own input, as the target computed it from what came before (forced), must be its source
+        # module's too: two same-function modules swapped (LayerNorms of two places) agree when fed, not in place
+        in_place = point.module == "" or checker.input_agrees(point) is not False
+        agree[path] = (diff <= reference.bound(point) and in_place, diff)
     confirmed: list[str] = []
     failed: list[tuple[str, str]] = []
     untestable: list[str] = []
@@ -183,12 +198,12 @@ class _Checker:
             (tick, path) for path, tick in self.run.entry_ticks.items() if tick > used and path in self.points
         )
         for _, path in following:
-            found = self._input_agrees(self.points[path])
+            found = self.input_agrees(self.points[path])
             if found is not None:
                 return f"{path} (its input)", found
         return None, False
 
-    def _input_agrees(self, point: Point) -> bool | None:
+    def input_agrees(self, point: Point) -> bool | None:
         """Whether the target computed the same first input for a module as the source (None: not comparable)."""
         if point.module not in self._inputs:
             want = self.reference.run.inputs.get(point.reference)

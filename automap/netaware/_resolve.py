@@ -15,6 +15,7 @@ agreeing candidate moves its test up to the next comparable enclosing module and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,6 +30,9 @@ from ._tolerance import Tolerance, lowest_precision
 MAX_TRIALS = 48
 """Candidates tried per group at most, over all the test modules it climbs to."""
 _MAX_WAVES = 4
+SECONDS = 20.0
+"""Time numeric resolution may take per call: past it, groups still being tried stay unresolved (in doubt)."""
+_MAX_MERGED = 16  # members of a merged group at most (its candidates grow with the product of its parts')
 
 
 Status = Literal["confirmed", "indistinguishable", "unresolved", "untestable"]
@@ -131,6 +135,7 @@ def resolve(
     *,
     max_trials: int = MAX_TRIALS,
     target_table_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seconds: float = SECONDS,
 ) -> tuple[list[Outcome], dict[str, Option]]:
     """Try the groups' candidates in the target network until each group's test module agrees with the source.
 
@@ -141,6 +146,7 @@ def resolve(
         reference: the source's run and how the target is run and read.
         max_trials: candidates tried per group and test module at most.
         target_table_shapes: target shapes, for re-enumerating merged groups' candidates.
+        seconds: time the trials may take; groups still being tried then stay unresolved.
 
     Returns:
         One outcome per (merged) group, and the assignment with every group's choice.
@@ -151,11 +157,12 @@ def resolve(
     outcomes = [Outcome(s.group, s.group.current, "untestable") for s in states if not s.chain]
     states = _merged([s for s in states if s.chain], session, names, reference, target_table_shapes)
     _calibrate(session, states, assignment, reference)
+    deadline = time.monotonic() + seconds
     for _ in range(_MAX_WAVES):
         active = [s for s in states if s.status == "active"]
         if not active:
             break
-        _rounds(session, states, assignment, reference, max_trials)
+        _rounds(session, states, assignment, reference, max_trials, deadline)
         failed = [s for s in states if s.status == "failed"]
         for state in failed:
             state.history += len(state.tried)
@@ -220,7 +227,12 @@ def _calibrate(session: Session, states: list[_State], assignment: Mapping[str, 
 
 
 def _rounds(
-    session: Session, states: list[_State], assignment: dict[str, Option], reference: Reference, max_trials: int
+    session: Session,
+    states: list[_State],
+    assignment: dict[str, Option],
+    reference: Reference,
+    max_trials: int,
+    deadline: float = float("inf"),
 ) -> None:
     """Rounds in which every active group tries its next candidate, until none is left active.
 
@@ -232,6 +244,11 @@ def _rounds(
     while True:
         active = [s for s in states if s.status == "active"]
         if not active:
+            return
+        if time.monotonic() > deadline:
+            for state in active:  # out of time: what is left keeps its inferred choice, in doubt
+                state.status = "unresolved"
+                assignment.update(state.group.current)
             return
         for state in active:
             assignment.update(state.group.candidates[state.index])
@@ -377,6 +394,7 @@ def _merged(
     inner test module is done (they change what it sees, and forcing its output would hide them).
     """
     states = list(states)
+    pending: list[_State] = []  # merged states, their candidates enumerated once merging is done
     changed = True
     while changed:
         changed = False
@@ -392,6 +410,8 @@ def _merged(
                     continue
                 outer = b.test.module if _inside(a.test.module, b.test.module) else a.test.module
                 members = a.group.members + [m for m in b.group.members if m not in a.group.members]
+                if len(members) > _MAX_MERGED:
+                    continue  # tried together they would outrun any trial budget; each is tried on its own
                 options = {**b.group.options, **a.group.options}
                 group = Group(
                     members,
@@ -400,12 +420,14 @@ def _merged(
                     focus=a.group.focus | b.group.focus,
                     likely=a.group.likely | b.group.likely,
                 )
-                group.candidates = list(enumerate_candidates(group, target_table_shapes or {}))
                 chain = _chain(session, group, names, reference, start=outer)
                 merged = _State(group, chain, history=a.history + b.history)
                 states = [s for s in states if s is not a and s is not b] + [merged]
+                pending = [s for s in pending if s is not a and s is not b] + [merged]
                 changed = True
                 break
             if changed:
                 break
+    for state in pending:  # a chain of merges enumerates the final group only (a large group's search is long)
+        state.group.candidates = list(enumerate_candidates(state.group, target_table_shapes or {}))
     return states

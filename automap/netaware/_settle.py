@@ -13,6 +13,7 @@ evidence is written from it in `_api`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -34,6 +35,7 @@ from ._units import prune_storage
 from .networks import OutputComparison
 
 _REPAIRS = 2
+_SECONDS = 30.0  # numeric resolution and repairs together; past it, no further repair is started
 _WINDOW = 8  # source tensors either side (in execution order) a repair offers an involved target
 
 
@@ -49,6 +51,7 @@ class Settled:
         per_parameter: when not proven as a whole, every parameter checked in its own module.
         unmatched: targets without a source that the forward pass uses, and the values they kept ("the model's
             own" or "zeros").
+        disputed: targets that inference on execution order and inference on file order pair differently.
     """
 
     assignment: dict[str, Option]
@@ -57,6 +60,7 @@ class Settled:
     divergence: Divergence | None
     per_parameter: ParameterProof | None = None
     unmatched: tuple[tuple[str, str], ...] = ()
+    disputed: tuple[str, ...] = ()
 
 
 def settle(
@@ -74,6 +78,7 @@ def settle(
     """
     session = probes.session
     source_table, target_table = session.source.table, session.target.table
+    deadline = time.monotonic() + _SECONDS
     try:
         base = {p.target: o for p in mapping.pairs if (o := option_of(p)) is not None}
         table_shapes = {r.name: r.shape for r in target_table.params}
@@ -96,9 +101,15 @@ def settle(
         clock.lap("resolve")
         unmatched = _unmatched_used(session, mapping, assignment, probes.target_order)
         proof, kept = _prove(session, assignment, probes, unmatched)
+        if proof is not None and not proof.passed and theirs:
+            # the second opinion as a whole: where the orders mislead inference, file order may pair them right
+            other = {**assignment, **theirs}
+            proof_b, kept_b = _prove(session, other, probes, unmatched)
+            if proof_b is not None and (proof_b.passed or proof_b.max_rel < proof.max_rel):
+                assignment, proof, kept = other, proof_b, kept_b
         divergence = None
         for _ in range(_REPAIRS):
-            if proof is None or proof.passed:
+            if proof is None or proof.passed or time.monotonic() > deadline:
                 break
             divergence = _locate(session, assignment, reference)
             if divergence is None:
@@ -111,14 +122,20 @@ def settle(
                 target_table,
                 doubtful=suspects,
                 broad=True,
-                extra={t: [Option((n,)) for n in names] for t, names in nearby.items()},
+                extra={t: _offers(current, t, names, source_table) for t, names in nearby.items()},
                 focus=divergence.parameters,
                 heads=probes.heads,
             )
             if not repair:
                 break
             more, assignment = resolve(
-                session, repair, assignment, reference, max_trials=max_trials, target_table_shapes=table_shapes
+                session,
+                repair,
+                assignment,
+                reference,
+                max_trials=max_trials,
+                target_table_shapes=table_shapes,
+                seconds=max(deadline - time.monotonic(), 1.0),
             )
             again = {m for o in more for m in o.group.members}
             outcomes = [*(o for o in outcomes if not again & set(o.group.members)), *more]
@@ -132,10 +149,29 @@ def settle(
             per_parameter = prove_per_parameter(
                 session, assignment, reference, used, _points_of(session, assignment, reference)
             )
+            if proof is not None and not _explained(per_parameter.free_difference, divergence, reference.line.done):
+                per_parameter = replace(per_parameter, explained=False)
         clock.lap("proof")
     finally:
         probes.close()
-    return Settled(assignment, tuple(outcomes), proof, divergence, per_parameter, tuple((t, kept) for t in unmatched))
+    return Settled(
+        assignment,
+        tuple(outcomes),
+        proof,
+        divergence,
+        per_parameter,
+        tuple((t, kept) for t in unmatched),
+        tuple(theirs),
+    )
+
+
+def _explained(free: str | None, divergence: Divergence | None, done: Mapping[str, int]) -> bool:
+    """Whether a parameter-free difference comes before the first diverging module (so it can cause it)."""
+    if free is None:
+        return False
+    if divergence is None or free not in done or divergence.module not in done:
+        return True
+    return done[free] <= done[divergence.module]
 
 
 def _stored(group: Group, decided: Mapping[str, tuple[str, int, int]]) -> Outcome:
@@ -310,11 +346,39 @@ def _suspects(
         if pair is None or involved not in target or not pair.source_names or pair.source_names[0] not in position:
             continue
         at = position[pair.source_names[0]]
-        shape = sorted(target[involved].shape)
-        around = source_order[max(0, at - window) : at + window + 1]
-        nearby[involved] = [n for n in around if n in source and sorted(source[n].shape) == shape]
+        shape, stored = sorted(target[involved].shape), source[pair.source_names[0]].shape
+        around = [*source_order[max(0, at - window) : at + window + 1], *_kin(pair.source_names[0], source)]
+        nearby[involved] = list(
+            dict.fromkeys(
+                n for n in around if n in source and (sorted(source[n].shape) == shape or source[n].shape == stored)
+            )
+        )
         doubtful += [holder[n] for n in nearby[involved] if n in holder and holder[n] not in doubtful]
     return doubtful, nearby
+
+
+def _offers(mapping: NameMapping, target: str, names: Sequence[str], source: ParamTable) -> list[Option]:
+    """Nearby source tensors as options for a target, with its current source's steps where stored alike.
+
+    A MindSpore Conv1d's extra axis is squeezed away for a neighbour as for the current source.
+    """
+    pair = mapping.pair_for(target)
+    current = option_of(pair) if pair is not None else None
+    stored = source[current.sources[0]].shape if current is not None and len(current.sources) == 1 else None
+    return [
+        Option((n,), current.steps) if current is not None and source[n].shape == stored else Option((n,))
+        for n in names
+    ]
+
+
+def _kin(name: str, source: ParamTable) -> list[str]:
+    """Source tensors held, at any depth, by the module above `name`'s own.
+
+    A weight-norm cell's `weight` sits beside its owner's `weight_v`; a tensor the source's forward pass never reads
+    has no place in its execution order, so the neighbourhood in that order misses it.
+    """
+    above = name.rpartition(".")[0].rpartition(".")[0]
+    return [n for n in source.names if n != name and (not above or n.startswith(above + "."))] if above else []
 
 
 def with_assignment(mapping: NameMapping, assignment: Mapping[str, Option], source: ParamTable) -> NameMapping:

@@ -41,7 +41,9 @@ class TorchBackend(Backend):
         return dict(model.state_dict(keep_vars=True))
 
     def modules(self, model: Any) -> dict[str, Any]:
-        return dict(model.named_modules())
+        # a parametrization (weight norm, orthogonal, ...) runs when its weight is read, not on the data: its
+        # "output" is a weight, which no module of the other network computes
+        return {n: m for n, m in model.named_modules() if ".parametrizations" not in f".{n}"}
 
     def optional(self, name: str) -> bool:
         return name.endswith("num_batches_tracked")
