@@ -141,8 +141,9 @@ def prove_per_parameter(
     for path, point in points.items():
         diff = point.difference(reference.run, run)
         # the module's own input, as the target computed it from what came before (forced), must be its source
-        # module's too: two same-function modules swapped (LayerNorms of two places) agree when fed, not in place
-        in_place = point.module == "" or checker.input_agrees(point) is not False
+        # module's too when the source computes it at all: two same-function modules swapped (LayerNorms of two
+        # places) agree when fed, not in place; an input no source module sees comes from a parameter-free difference
+        in_place = point.module == "" or checker.input_agrees(point) is not False or not checker.input_known(point)
         agree[path] = (diff <= reference.bound(point) and in_place, diff)
     confirmed: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -179,6 +180,7 @@ class _Checker:
         for tick, path, _ in run.events:
             self.done[path].append(tick)
         self._inputs: dict[str, bool | None] = {}
+        self._known: dict[int, list[Array]] | None = None
 
     def check(self, name: str, point: Point | None, agree: Mapping[str, tuple[bool, float]]) -> tuple[str | None, bool]:
         """(the module where the parameter is checked, whether it agrees there); (None, False) when untestable."""
@@ -202,6 +204,16 @@ class _Checker:
             if found is not None:
                 return f"{path} (its input)", found
         return None, False
+
+    def input_known(self, point: Point) -> bool:
+        """Whether the target's first input of a module is a value some source module computes or reads."""
+        if self._known is None:
+            self._known = source_values(self.reference)
+        got = self.run.inputs.get(point.module)
+        if not got:
+            return False
+        bound = self.reference.tolerance.module_rtol
+        return all(_known(value, self._known.get(int(value.size), []), bound) for call in got for value in call[:1])
 
     def input_agrees(self, point: Point) -> bool | None:
         """Whether the target computed the same first input for a module as the source (None: not comparable)."""
@@ -265,12 +277,7 @@ def first_free_difference(session: Session, reference: Reference, run: Run) -> s
     when some arrangement puts it within the module-check bound.
     """
     net = session.target.net
-    known: dict[int, list[Array]] = defaultdict(list)
-    for recorded in (*reference.run.calls.values(), *reference.run.inputs.values()):
-        for values in recorded:
-            for value in values:
-                if value.size > 1:
-                    known[int(value.size)].append(value)
+    known = source_values(reference)
     bound = reference.tolerance.module_rtol
     seen: set[tuple[str, int]] = set()
     for _, path, call in run.events:
@@ -284,6 +291,17 @@ def first_free_difference(session: Session, reference: Reference, run: Run) -> s
             if array.size > 1 and not _known(array, known.get(int(array.size), []), bound):
                 return path
     return None
+
+
+def source_values(reference: Reference) -> dict[int, list[Array]]:
+    """Every output and first input of the source's modules, by size."""
+    known: dict[int, list[Array]] = defaultdict(list)
+    for recorded in (*reference.run.calls.values(), *reference.run.inputs.values()):
+        for values in recorded:
+            for value in values:
+                if value.size > 1:
+                    known[int(value.size)].append(value)
+    return known
 
 
 def _known(array: Array, candidates: Sequence[Array], bound: float) -> bool:
