@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from automap._advice import option
 from automap._errors import AutomapError
 from automap._types import Array
 
@@ -62,7 +63,7 @@ class Arguments:
         if value >= len(inputs):
             msg = (
                 f"the arguments {self.text!r} use probe input {value}, but there are {len(inputs)} inputs "
-                "(give one --input per probe input, counted from 0)"
+                f"(give one {option('inputs', ['SPEC'])} per probe input, counted from 0)"
             )
             raise AutomapError(msg)
         return inputs[value]
