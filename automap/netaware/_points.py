@@ -23,7 +23,7 @@ from ._nets import Forced, Net, Outputs, Run
 from ._session import paired_modules
 from ._tolerance import lowest_precision
 
-__all__ = ["Point", "Timeline", "View", "find_point", "timeline", "trailing_children"]
+__all__ = ["Point", "Timeline", "View", "find_point", "module_precision", "timeline", "trailing_children"]
 
 
 @dataclass(frozen=True)
