@@ -5,8 +5,9 @@ are re-run with a cache (GPT-2), MindFormers layers that flatten batch and seque
 an activation folded into MindFormers' `w1` (LLaMA), concatenated targets (CLIP's fused `in_proj`), outputs of
 different structure paired by shape (HF's dict-like outputs against MindFormers' tuples), probe token ids
 that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
-the networks differ in parameter-free code, and an HF checkpoint saved with older key names than the model's,
-through the command line with its argument options.
+the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
+resolution cannot tell apart (CrossViT: in doubt, never confident), and an HF checkpoint saved with older key
+names than the model's, through the command line with its argument options.
 
 These tests need the third-party model packages (transformers, mindformers, mindcv, timm, torchvision), which
 do not belong in automap's own environment: they are skipped, saying so, unless run inside the environment that
@@ -41,8 +42,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 _PAIRS = (
     "bert_hf_mindformers",
     "clip_hf_mindformers",
+    "crossvit_timm_mindcv",
     "gpt2_mindformers_hf",
     "llama_gqa_mindformers_hf",
+    "poolformer_mindcv_timm",
     "vit_timm_mindformers",
     "whisper_mindformers_hf",
 )
@@ -107,6 +110,25 @@ def test_probe_token_ids_avoid_the_models_special_ids(results: dict[str, Network
     whisper = results["whisper_mindformers_hf"]
     _sound(whisper)
     assert any("avoiding" in line and "config" in line for line in whisper.detail), _report(whisper)
+
+
+def test_networks_differing_in_parameter_free_code_name_the_module(results: dict[str, NetworkResult]) -> None:
+    # timm's PoolFormer pools before its head's norm, mindcv's after: every weight right, the outputs differ
+    poolformer = results["poolformer_mindcv_timm"]
+    assert not poolformer.error, poolformer.error
+    assert (poolformer.right, poolformer.wrong_above) == (poolformer.total, 0), _report(poolformer)
+    verdict = next(line for line in poolformer.detail if line.startswith("per parameter"))
+    assert "parameter-free module PyTorch 'head.global_pool.pool'" in verdict, verdict
+    assert "disagree: head.norm.weight" in verdict, verdict  # its effect is only seen after the pooling
+
+
+def test_blocks_numeric_resolution_cannot_place_stay_in_doubt(results: dict[str, NetworkResult]) -> None:
+    # CrossViT's same-shaped LayerNorms of different places agree when fed each other's values: never confirmed
+    crossvit = results["crossvit_timm_mindcv"]
+    assert not crossvit.error, crossvit.error
+    assert crossvit.wrong_above == 0, _report(crossvit)
+    assert crossvit.right >= crossvit.total - 4, _report(crossvit)
+    assert crossvit.status != "confirmed per parameter", _report(crossvit)
 
 
 def test_tolerance_relative_to_each_output(results: dict[str, NetworkResult]) -> None:
