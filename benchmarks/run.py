@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed options."""
-    if getattr(args, "real", False) and not getattr(args, "network_aware", False):
+    if getattr(args, "real", False):
+        if getattr(args, "network_aware", False):
+            from benchmarks.realports.netaware import run as run_real_network_aware
+
+            return run_real_network_aware(args)
         from benchmarks.realports.run import run as run_real_ports
 
         return run_real_ports(args)
@@ -104,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         if backward:
             document["reverse"] = [r.as_json() for r in backward]
         Path(args.json).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    if getattr(args, "network_aware", False) and not args.pairs:
+        from benchmarks.realports.netaware import run as run_real_network_aware
+
+        print()
+        run_real_network_aware(args, beside_zoo=True)  # the real corpus beside the zoo, or why it cannot run
     return 0
 
 

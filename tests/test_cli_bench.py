@@ -49,3 +49,20 @@ def test_a_run_writes_nothing_here_stays_quiet_and_fits_a_terminal(tmp_path) -> 
     legend = out[out.index("Columns:") :]
     for column in ("params s/t", "wrong>=thr", "right>=thr", "exact-name", "order-only", "no lexicon", "mapping runs"):
         assert f"\n  {column} " in legend, column
+
+
+def test_the_real_corpus_network_aware_says_why_it_cannot_run_without_the_third_party_packages(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks.realports.netaware import unavailable
+
+    pytest.importorskip("torch")
+    pytest.importorskip("mindspore")
+    if not unavailable():
+        pytest.skip("the third-party model packages are installed here: the corpus would run")
+    env = dict(os.environ) | {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "automap", "bench", "--root", str(ROOT), "--real", "--network-aware"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "NOT MEASURED" in done.stdout, done.stdout
+    assert "benchmarks/realports/env.sh" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "cache").exists()  # nothing generated, nothing cached

@@ -18,7 +18,7 @@ from automap._errors import AutomapError, ConversionError
 torch = pytest.importorskip("torch")
 ms = pytest.importorskip("mindspore")
 
-from automap.netaware._frameworks import backend_of, get_backend, leaves, rebuild  # noqa: E402
+from automap.netaware._frameworks import backend_of, get_backend, leaves, named_leaves, rebuild  # noqa: E402
 from automap.netaware._nets import wrap  # noqa: E402
 
 FRAMEWORKS = ["pytorch", "mindspore"]
@@ -132,11 +132,12 @@ def test_backends_are_found_by_model_and_tensor_and_neither_is_refused(mindspore
 
 def test_nested_outputs_flatten_and_rebuild_in_one_stable_order() -> None:
     pair = namedtuple("pair", "first second")  # a model may return a plain namedtuple
-    value = {"b": [1, (2, 3)], "a": pair(4, OrderedDict(z=5, y=6))}
-    assert list(leaves(value)) == [4, 6, 5, 1, 2, 3]
+    value = {"b": [1, (2, 3)], "a": pair(4, OrderedDict(z=5, y=6))}  # mappings keep their own order
+    assert list(leaves(value)) == [1, 2, 3, 4, 5, 6]
+    assert [name for name, _ in named_leaves(value)] == ["b.0", "b.1.0", "b.1.1", "a.0", "a.1.z", "a.1.y"]
     rebuilt: Any = rebuild(value, lambda leaf: leaf * 10)  # type: ignore[operator]
     assert isinstance(rebuilt["a"], pair) and isinstance(rebuilt["a"].second, OrderedDict)
-    assert list(leaves(rebuilt)) == [40, 60, 50, 10, 20, 30]
+    assert list(leaves(rebuilt)) == [10, 20, 30, 40, 50, 60]
 
 
 def test_the_interface_imports_no_framework_until_a_backend_is_asked_for() -> None:

@@ -41,7 +41,8 @@ def add_bench_options(parser: Any) -> None:
         "--network-aware",
         action="store_true",
         help="infer with both models at hand (execution order, numeric resolution, proof) and compare with "
-        "checkpoint-only inference",
+        "checkpoint-only inference; on the zoo, then on the real-port corpus when its third-party model packages "
+        "are installed (says so when they are not); with --real, the real-port corpus only",
     )
     parser.add_argument(
         "--real",

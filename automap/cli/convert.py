@@ -275,7 +275,7 @@ def _checked(
 
 def _network_ok(network: NetworkInference, args: argparse.Namespace) -> bool:
     """Proven, or the person accepted an unproven mapping; otherwise say why the conversion stops."""
-    if network.proven or args.accept_low_confidence:
+    if network.proven or network.confirmed_per_parameter or args.accept_low_confidence:
         return True
     where = f"; {network.divergence.describe()}" if network.divergence is not None else ""
     print(

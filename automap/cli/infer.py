@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         write_html(mapping, args.html, source_table=source, target_table=target, overwrite=args.force)
         print(f"report written to {args.html}")
     print(_next_step(mapping, args))
-    unproven = network is not None and not network.proven
+    unproven = network is not None and not network.proven and not network.confirmed_per_parameter
     return 3 if args.strict and (mapping.doubtful or unproven) else 0
 
 

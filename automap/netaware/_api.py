@@ -16,19 +16,22 @@ This module holds the two entry points and what they return: step 1 is `_probing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import MappingFileError
 from automap._types import StrPath
-from automap.records import NameMapping, ParamTable
+from automap.records import Match, NameMapping, ParamTable
 
-from ._candidates import Group, Option, option_of
+from ._calls import OutputChoice
+from ._candidates import Group, option_of
 from ._localise import Divergence
-from ._probing import Clock, MindSporeInputs, Probes, prepare, table_of
+from ._perparam import ParameterProof
+from ._probing import ArgumentSpec, Calling, Clock, MindSporeInputs, OutputSpec, Probes, prepare, table_of
 from ._resolve import MAX_TRIALS, Outcome
-from ._settle import Settled, settle, with_assignment
+from ._settle import Settled, settle, unmatched_sources, with_assignment
+from ._tolerance import Tolerance
 from .networks import OutputComparison
 from .probes import ProbeInput
 
@@ -43,7 +46,8 @@ class NetworkInference:
     Attributes:
         mapping: the mapping; pairs settled by a probe say so in their evidence ("numeric", "proof").
         proven: the converted model's outputs agree with the source model's within tolerance.
-        proof: the final comparison of both models' outputs (None when the mapping leaves targets unmatched).
+        proof: the final comparison of both models' outputs (None when no output of one can be compared with an
+            output of the other).
         divergence: when not proven, the first module whose outputs differ, with the parameters involved.
         outcomes: what numeric resolution found for each group of interchangeable choices.
         runs: forward passes of either network.
@@ -52,6 +56,11 @@ class NetworkInference:
         inputs: the probe inputs, as specs.
         seconds: time spent per phase (trace, infer, resolve, proof).
         changed: targets whose source or transform the probes changed from what inference chose.
+        per_parameter: when not proven as a whole, every parameter checked in its own module.
+        tolerance: the bounds used (final proof and module checks) and the precision they were chosen for.
+        outputs: which outputs of the two models were compared.
+        notes: what was done to run the models (caching switched off, names mapped, stateful arguments copied).
+        unmatched: used targets without a source, and what they kept for the proof.
     """
 
     mapping: NameMapping
@@ -65,11 +74,33 @@ class NetworkInference:
     module_runs: int = 0
     seconds: Mapping[str, float] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
+    per_parameter: ParameterProof | None = None
+    tolerance: Tolerance | None = None
+    outputs: OutputChoice | None = None
+    notes: tuple[str, ...] = ()
+    unmatched: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def confirmed_per_parameter(self) -> bool:
+        """Not proven as a whole, but every parameter used was confirmed in its own module."""
+        return not self.proven and self.per_parameter is not None and self.per_parameter.complete
+
+    @property
+    def status(self) -> str:
+        """The verdict: proven, confirmed per parameter, or not proven."""
+        if self.proven:
+            return "proven"
+        return "confirmed per parameter" if self.confirmed_per_parameter else "not proven"
+
+    @property
+    def untestable(self) -> tuple[str, ...]:
+        """Targets in groups that no module could test (their confidence was not raised by numeric resolution)."""
+        return tuple(m for o in self.outcomes if o.status == "untestable" for m in o.group.members)
 
     def __repr__(self) -> str:
         confirmed = sum(1 for o in self.outcomes if o.status == "confirmed")
         return (
-            f"<NetworkInference {'proven' if self.proven else 'NOT proven'}: {len(self.mapping.pairs)} pairs, "
+            f"<NetworkInference {self.status.replace('not proven', 'NOT proven')}: {len(self.mapping.pairs)} pairs, "
             f"{len(self.changed)} changed by the probes, {confirmed} of {len(self.outcomes)} groups confirmed, "
             f"{self.trials} trials in {self.runs} forward passes>"
         )
@@ -77,10 +108,17 @@ class NetworkInference:
     def lines(self) -> list[str]:
         """A short human-readable account of the probes and the proof."""
         out = [f"probe input {i}: {text}" for i, text in enumerate(self.inputs)]
+        out.extend(self.notes)
+        if self.outputs is not None and (self.outputs.automatic or self.outputs.left_out):
+            out.extend(self.outputs.lines())
+        if self.tolerance is not None:
+            out.append(self.tolerance.describe())
         confirmed = [o for o in self.outcomes if o.status == "confirmed"]
+        untestable = [o for o in self.outcomes if o.status == "untestable"]
         out.append(
-            f"numeric resolution: {len(self.outcomes)} groups of interchangeable choices, {len(confirmed)} confirmed; "
-            f"{self.trials} trials in {self.runs} forward passes and {self.module_runs} runs of single modules"
+            f"numeric resolution: {len(self.outcomes)} groups of interchangeable choices, {len(confirmed)} confirmed"
+            f"{f', {len(untestable)} untestable' if untestable else ''}; {self.trials} trials in {self.runs} "
+            f"forward passes and {self.module_runs} runs of single modules"
         )
         for outcome in self.outcomes:
             if outcome.status != "confirmed":
@@ -89,6 +127,8 @@ class NetworkInference:
             moved = self.changed
             shown = ", ".join(moved[:6]) + (f", ... ({len(moved)} in all)" if len(moved) > 6 else "")
             out.append(f"  the probes changed {len(moved)} pair{'s' if len(moved) != 1 else ''}: {shown}")
+        for name, kept in self.unmatched:
+            out.append(f"  {name} has no source; the proof ran with {kept}")
         if self.proof is not None:
             out.extend(f"  {line}" for line in self.proof.detail)
         if self.proven:
@@ -96,13 +136,22 @@ class NetworkInference:
             out.append(
                 f"PROVEN: the converted model reproduces the source model (max rel diff {self.proof.max_rel:.3g})"
             )
-        elif self.proof is None:
-            missing = sum(1 for p in self.mapping.pairs if p.source is None)
-            out.append(f"NOT PROVEN: {missing} target parameters have no source, so the converted model cannot run")
+        elif self.per_parameter is not None and self.per_parameter.complete:
+            why = (
+                "the models' outputs cannot be compared"
+                if self.proof is None
+                else "the converted model's outputs differ from the source model's"
+            )
+            out.append(f"CONFIRMED PER PARAMETER ({why}): {self.per_parameter.describe()}")
         else:
-            out.append("NOT PROVEN: the converted model's outputs differ from the source model's")
+            if self.proof is None:
+                out.append("NOT PROVEN: no output of one model can be compared with an output of the other")
+            else:
+                out.append("NOT PROVEN: the converted model's outputs differ from the source model's")
             if self.divergence is not None:
                 out.append(self.divergence.describe())
+            if self.per_parameter is not None:
+                out.append(f"per parameter: {self.per_parameter.describe()}")
         spent = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
         out.append(f"time: {spent}")
         return out
@@ -116,10 +165,14 @@ def infer_with_networks(
     mindspore_model: object,
     inputs: Sequence[ProbeInput] | None = None,
     mindspore_inputs: MindSporeInputs | None = None,
+    torch_arguments: ArgumentSpec | None = None,
+    mindspore_arguments: ArgumentSpec | None = None,
+    torch_outputs: OutputSpec | None = None,
+    mindspore_outputs: OutputSpec | None = None,
     threshold: float = 0.5,
     pins: NameMapping | None = None,
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
+    rtol: float | None = None,
+    atol: float | None = None,
     seed: int = 0,
     max_trials: int = MAX_TRIALS,
 ) -> NetworkInference:
@@ -134,15 +187,24 @@ def infer_with_networks(
         target: the target checkpoint, listing or table (names, shapes and order of the result).
         torch_model: the `torch.nn.Module` of the PyTorch side (its weights are replaced).
         mindspore_model: the `mindspore.nn.Cell` of the MindSpore side (its weights are replaced).
-        inputs: probe inputs, one per positional argument of the models: numpy arrays, `InputSpec`s or specs
-            such as "1x3x224x224:float32" or "1x16:int64:0-1000". Default: guessed from the torch model's
-            first layer.
-        mindspore_inputs: turns the probe inputs into the MindSpore model's arguments, when its signature
-            differs (another argument order, int32 token ids). Default: the same arrays.
+        inputs: probe inputs: numpy arrays, `InputSpec`s or specs such as "1x3x224x224:float32" or
+            "1x16:int64:0-1000" (an integer spec without a range draws token ids from the models' vocabulary,
+            avoiding their special ids). By default one per positional argument of both models; default:
+            guessed from the torch model's first layer.
+        mindspore_inputs: turns the probe inputs into the MindSpore model's positional arguments, when its
+            signature differs (the Python form of `mindspore_arguments`).
+        torch_arguments: how the probe inputs become the torch model's arguments, e.g.
+            "input_ids=0,token_type_ids=1,attention_mask=2" (positions, then keywords; each a probe input's
+            number or a constant such as false). Default: the inputs in order.
+        mindspore_arguments: the same for the MindSpore model.
+        torch_outputs: which of the torch model's outputs to compare, by name ("logits") or position, as a
+            list or a comma-separated text. Default: paired by shape with the other model's.
+        mindspore_outputs: the same for the MindSpore model.
         threshold: confidence below which a pair needs review.
         pins: a mapping whose reviewed pairs are kept as they are.
-        rtol: relative tolerance of the final proof (elementwise, as `automap verify`).
-        atol: absolute tolerance of the final proof.
+        rtol: bound of the final proof, relative to each output's largest value. Default: chosen for the
+            precision the networks compute in (1e-4 for float32, 1e-2 for float16, 5e-2 for bfloat16).
+        atol: absolute floor of the final proof's bound (default 1e-5).
         seed: seed of the random probe inputs (the proof uses the next seed).
         max_trials: candidate assignments tried per group of interchangeable choices at most.
 
@@ -162,7 +224,8 @@ def infer_with_networks(
     from automap.engine.inference import infer_mapping
 
     clock = Clock()
-    probes = prepare(source, target, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
+    calling = Calling(torch_arguments, mindspore_arguments, mindspore_inputs, torch_outputs, mindspore_outputs)
+    probes = prepare(source, target, torch_model, mindspore_model, inputs, calling, seed, rtol=rtol, atol=atol)
     try:
         clock.lap("trace")
         mapping = infer_mapping(
@@ -177,7 +240,7 @@ def infer_with_networks(
             probes.session.source.table, probes.session.target.table, threshold=threshold, pins=pins
         )  # file order: where the two orders lead to different pairs, the numbers decide
         clock.lap("infer")
-        settled = settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials, second=second)
+        settled = settle(probes, mapping, clock, max_trials=max_trials, second=second)
     finally:
         probes.close()
     return _result(probes, mapping, settled, clock)
@@ -192,8 +255,12 @@ def check_with_networks(
     mindspore_model: object,
     inputs: Sequence[ProbeInput] | None = None,
     mindspore_inputs: MindSporeInputs | None = None,
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
+    torch_arguments: ArgumentSpec | None = None,
+    mindspore_arguments: ArgumentSpec | None = None,
+    torch_outputs: OutputSpec | None = None,
+    mindspore_outputs: OutputSpec | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     seed: int = 0,
     max_trials: int = MAX_TRIALS,
 ) -> NetworkInference:
@@ -211,9 +278,13 @@ def check_with_networks(
         torch_model: the `torch.nn.Module` of the PyTorch side.
         mindspore_model: the `mindspore.nn.Cell` of the MindSpore side.
         inputs: probe inputs, as for `infer_with_networks`.
-        mindspore_inputs: turns the probe inputs into the MindSpore model's arguments.
-        rtol: relative tolerance of the final proof.
-        atol: absolute tolerance of the final proof.
+        mindspore_inputs: turns the probe inputs into the MindSpore model's positional arguments.
+        torch_arguments: the torch model's arguments, as for `infer_with_networks`.
+        mindspore_arguments: the MindSpore model's arguments.
+        torch_outputs: the torch model's outputs to compare.
+        mindspore_outputs: the MindSpore model's outputs to compare.
+        rtol: bound of the final proof relative to each output's largest value (default: for the precision).
+        atol: absolute floor of the final proof's bound.
         seed: seed of the random probe inputs.
         max_trials: candidate assignments tried per group at most.
 
@@ -230,10 +301,13 @@ def check_with_networks(
     clock = Clock()
     source_table, target_table = table_of(source), table_of(target)
     _check_names(mapping, source_table, target_table)
-    probes = prepare(source_table, target_table, torch_model, mindspore_model, inputs, mindspore_inputs, seed)
+    calling = Calling(torch_arguments, mindspore_arguments, mindspore_inputs, torch_outputs, mindspore_outputs)
+    probes = prepare(
+        source_table, target_table, torch_model, mindspore_model, inputs, calling, seed, rtol=rtol, atol=atol
+    )
     try:
         clock.lap("trace")
-        settled = settle(probes, mapping, clock, rtol=rtol, atol=atol, max_trials=max_trials)
+        settled = settle(probes, mapping, clock, max_trials=max_trials)
     finally:
         probes.close()
     return _result(probes, mapping, settled, clock)
@@ -259,58 +333,80 @@ def _check_names(mapping: NameMapping, source: ParamTable, target: ParamTable) -
 def _result(probes: Probes, mapping: NameMapping, settled: Settled, clock: Clock) -> NetworkInference:
     """The outcome: the mapping with the choices and their evidence in place, and the figures."""
     session = probes.session
-    proof, outcomes = settled.proof, settled.outcomes
-    used = set(probes.target_order)
-    result, changed = _final_mapping(
-        mapping, settled.assignment, session.source.table, outcomes, proof, used, probes.described
-    )
+    target = session.target
+    used = {
+        n for n in probes.target_order if n in target.from_checkpoint and target.net.is_float(target.from_checkpoint[n])
+    }
+    counters = {c for c, n in target.from_checkpoint.items() if target.net.backend.optional(n)}
+    result, changed = _final_mapping(mapping, settled, session.source.table, used, probes, counters)
     return NetworkInference(
         mapping=result,
-        proven=proof is not None and proof.passed,
-        proof=proof,
+        proven=settled.proof is not None and settled.proof.passed,
+        proof=settled.proof,
         divergence=settled.divergence,
-        outcomes=outcomes,
+        outcomes=settled.outcomes,
         runs=session.runs,
         module_runs=session.module_runs,
-        trials=sum(o.trials for o in outcomes),
+        trials=sum(o.trials for o in settled.outcomes),
         inputs=tuple(probes.described),
         seconds=dict(clock.laps),
         changed=changed,
+        per_parameter=settled.per_parameter,
+        tolerance=probes.tolerance,
+        outputs=probes.choice,
+        notes=tuple(probes.notes),
+        unmatched=settled.unmatched,
     )
 
 
 def _final_mapping(
     mapping: NameMapping,
-    assignment: Mapping[str, Option],
+    settled: Settled,
     source: ParamTable,
-    outcomes: Sequence[Outcome],
-    proof: OutputComparison | None,
     used: set[str],
-    inputs: Sequence[str],
+    probes: Probes,
+    counters: Collection[str] = (),
 ) -> tuple[NameMapping, tuple[str, ...]]:
-    """The mapping with the numeric choices in place, their evidence, and the proof; the targets the probes changed."""
-    settled: dict[str, tuple[Outcome, Group]] = {}
+    """The mapping with the numeric choices in place, their evidence, and the proof; the targets the probes changed.
+
+    Confidence rises only on evidence: a group confirmed numerically (another candidate seen to disagree), the
+    whole-model proof, or a parameter confirmed in its own module. A pair the probes moved without such evidence
+    falls below the threshold, and a pair no module could test keeps its confidence and says so.
+    """
+    outcomes, proof = settled.outcomes, settled.proof
+    by_member: dict[str, tuple[Outcome, Group]] = {}
     for outcome in outcomes:
         for member in outcome.group.members:
-            settled[member] = (outcome, outcome.group)
+            by_member[member] = (outcome, outcome.group)
     proven = proof is not None and proof.passed
+    per_parameter = settled.per_parameter
+    trusted = per_parameter is not None and per_parameter.explained and not proven
+    confirmed_own = set(per_parameter.confirmed) if per_parameter is not None and trusted else set()
+    untestable_own = set(per_parameter.untestable) if per_parameter is not None and not proven else set()
+    failed_own = {n for n, _ in per_parameter.failed} if per_parameter is not None and not proven else set()
+    diverging = set(settled.divergence.parameters) if settled.divergence is not None and not proven else set()
+    below = round(max(mapping.threshold - 0.01, 0.0), 4)
+    disputed = set(settled.disputed)
     inferred = {p.target: p for p in mapping.pairs}
     pairs = []
     changed = []
-    for pair in with_assignment(mapping, assignment, source).pairs:
+    for pair in with_assignment(mapping, settled.assignment, source).pairs:
         before = inferred[pair.target]
         evidence, labels = dict(pair.evidence), dict(pair.labels)
         confidence = pair.confidence
-        if option_of(before) != option_of(pair):  # the engine's scores speak of the source it chose
+        moved = option_of(before) != option_of(pair)
+        if moved:  # the engine's scores speak of the source it chose
             first = option_of(before)
             changed.append(pair.target)
             evidence = {}
             labels = {"note": f"inference chose {first.describe() if first else 'nothing'}; the probe chose this"}
-        found = settled.get(pair.target)
+        found = by_member.get(pair.target)
+        confirmed = False
         if found is not None:
             outcome, group = found
             labels["numeric"] = _numeric_text(outcome, group)
             if outcome.status == "confirmed":
+                confirmed = True
                 confidence = max(confidence, _CONFIRMED)
                 labels[DECIDED_BY] = DecidedBy.CONFIRMED_NUMERICALLY.value
         if proven and pair.source is not None:
@@ -320,16 +416,51 @@ def _final_mapping(
                     f"proven: the converted model reproduces the source model (max rel diff {proof.max_rel:.2g})"
                 )
                 confidence = max(confidence, _PROVEN)
+                confirmed = True
             else:
-                labels["proof"] = "not covered: the forward pass on the probe inputs does not use this parameter"
+                labels["proof"] = (
+                    "not covered: the forward pass on the probe inputs does not use this parameter (or it holds no "
+                    "floating-point values, which no run can prove)"
+                )
+        elif pair.target in confirmed_own and per_parameter is not None:
+            labels["proof"] = "confirmed in its own module, fed the source model's values"
+            confidence = max(confidence, _PROVEN)
+            confirmed = True
+        elif pair.target in untestable_own:
+            labels["proof"] = "untestable: no module holding it can be compared with the source model's"
+        if (
+            not proven
+            and not confirmed
+            and (pair.target in disputed or (found is not None and found[0].status == "unresolved"))
+        ):
+            confidence = min(confidence, below)  # in doubt, the numbers did not settle it, and nothing is proven
+        if not confirmed and (pair.target in failed_own or pair.target in diverging):
+            # evidence against the pair: its module disagrees with the source's although fed the source's values,
+            # or the failed proof's first divergence involves it
+            labels["proof"] = (
+                "disagrees in its own module, fed the source model's values"
+                if pair.target in failed_own
+                else "involved where the converted model first diverges from the source model"
+            )
+            confidence = min(confidence, below)
+        if moved and not confirmed:
+            confidence = min(confidence, below)
+        if pair.target in counters and pair.source is not None and not _counter_source(pair):
+            pair = replace(pair, source=None, transform=(), source_shape=None)
+            labels = {"note": "a counter the framework keeps (not a weight): it takes no source"}
         pairs.append(replace(pair, confidence=round(confidence, 4), evidence=evidence, labels=labels))
     notes = list(mapping.notes)
-    notes.append("network-aware: parameters ordered by first use in one forward pass per model on " + ", ".join(inputs))
-    confirmed = sum(1 for o in outcomes if o.status == "confirmed")
+    notes.append(
+        "network-aware: parameters ordered by first use in one forward pass per model on " + ", ".join(probes.described)
+    )
+    notes.extend(probes.notes)
+    notes.append(probes.tolerance.describe())
+    confirmed_groups = sum(1 for o in outcomes if o.status == "confirmed")
+    untestable = sum(1 for o in outcomes if o.status == "untestable")
     if outcomes:
         notes.append(
-            f"numeric resolution: {confirmed} of {len(outcomes)} groups of interchangeable choices confirmed "
-            f"({sum(o.trials for o in outcomes)} trials)"
+            f"numeric resolution: {confirmed_groups} of {len(outcomes)} groups of interchangeable choices confirmed "
+            f"({sum(o.trials for o in outcomes)} trials)" + (f", {untestable} untestable" if untestable else "")
         )
     if proof is not None:
         verdict = "proven" if proof.passed else "NOT proven"
@@ -337,7 +468,18 @@ def _final_mapping(
             f"{verdict}: the converted model's outputs against the source model's, max abs diff "
             f"{proof.max_abs:.3g}, max rel diff {proof.max_rel:.3g}"
         )
-    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes)), tuple(changed)
+    if per_parameter is not None and not proven:
+        notes.append(
+            ("confirmed per parameter: " if per_parameter.complete else "per parameter: ") + per_parameter.describe()
+        )
+    unmatched = unmatched_sources(pairs, source)
+    return replace(mapping, pairs=tuple(pairs), notes=tuple(notes), unmatched_source=unmatched), tuple(changed)
+
+
+def _counter_source(pair: Match) -> bool:
+    """Whether a counter target (`num_batches_tracked`) is paired with the source's counter of the same kind."""
+    kind = pair.target.rpartition(".")[2]
+    return all(name.rpartition(".")[2] == kind for name in pair.source_names)
 
 
 def _numeric_text(outcome: Outcome, group: Group) -> str:

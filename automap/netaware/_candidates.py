@@ -15,6 +15,7 @@ the same way round, ordered by how little they change the inferred mapping (the 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field, replace
 from automap._decisions import DecidedBy
 from automap._errors import AutomapError
 from automap.records import Match, NameMapping, ParamTable
-from automap.transforms import Split, Step, Transpose, output_shape
+from automap.transforms import Concat, Reshape, Split, Step, Transpose, output_shape
 
 __all__ = ["Group", "Option", "build_groups", "doubtful_targets", "enumerate_candidates", "option_of"]
 
 _MIN_ALTERNATIVE = 0.01  # alternatives the engine gives less than this are not worth a trial
 _MAX_CANDIDATES = 4096  # assignments enumerated per group before ordering (the trials are bounded separately)
+_MAX_PIECES = 4  # a tensor joined from more sources has too many orders to try them all
 
 Resource = tuple[str, int, int, int] | tuple[str]
 """A source tensor (name,) or one piece of it (name, axis, parts, index)."""
@@ -48,10 +50,17 @@ class Option:
 
     @property
     def resources(self) -> tuple[Resource, ...]:
-        """The source tensors, or pieces of them, this option reads."""
+        """The source tensors, or pieces of them, this option reads.
+
+        A piece cut per head (a reshape to `[heads, parts, ...]`, then a split of axis 1) is told from a plain
+        piece by a negative axis code, so that pieces of the two cuts of one tensor count as overlapping.
+        """
         first = self.steps[0] if self.steps else None
         if len(self.sources) == 1 and isinstance(first, Split):
             return ((self.sources[0], first.axis, first.parts, first.index),)
+        second = self.steps[1] if len(self.steps) > 1 else None
+        if len(self.sources) == 1 and isinstance(first, Reshape) and isinstance(second, Split) and second.axis == 1:
+            return ((self.sources[0], -1000 - first.shape[0], second.parts, second.index),)
         return tuple((s,) for s in self.sources)
 
     @property
@@ -124,6 +133,7 @@ def build_groups(
     extra: Mapping[str, Sequence[Option]] | None = None,
     focus: Sequence[str] = (),
     second: Mapping[str, Option] | None = None,
+    heads: Sequence[int] = (),
 ) -> list[Group]:
     """Find the groups of interchangeable choices in an inferred mapping.
 
@@ -138,6 +148,7 @@ def build_groups(
         extra: for some doubtful targets, further options to offer (their transposes too, for square targets).
         focus: targets a failed proof pointed at: a candidate must change one of them (when its group has any).
         second: a second opinion's choice for targets it pairs otherwise (offered, and tried early).
+        heads: attention head counts of the models, for pieces of a fused tensor cut per head.
 
     Returns:
         Groups with at least two candidates each.
@@ -150,13 +161,17 @@ def build_groups(
         in_doubt = {t for t, p in pairs.items() if t in current and not p.pinned and _is_doubtful(p, mapping.threshold)}
     else:
         in_doubt = {t for t in doubtful if t in current and not pairs[t].pinned}
-    square = {t for t in current if _square(target_shapes.get(t, ())) and not pairs[t].pinned}
+    square = {
+        t
+        for t in current
+        if (_square(target_shapes.get(t, ())) or _square_pieces(current[t], shapes)) and not pairs[t].pinned
+    }
     uncertain = sorted(in_doubt | square, key=list(pairs).index)
     options: dict[str, list[Option]] = {}
     reasons: dict[str, str] = {}
     for t in uncertain:
         more = [*(extra or {}).get(t, ()), *([second[t]] if second and t in second else [])] if t in in_doubt else []
-        found = _options(t, pairs[t], current, in_doubt, shapes, target_shapes[t], broad, more)
+        found = _options(t, pairs[t], current, in_doubt, shapes, target_shapes[t], broad, more, heads)
         options[t] = found
         reasons[t] = _reason(pairs[t], t in in_doubt, mapping.threshold)
     # an option may not take what a certain pair outside the uncertain set already uses
@@ -193,7 +208,7 @@ def _is_doubtful(pair: Match, threshold: float) -> bool:
 
 def _reason(pair: Match, doubtful: bool, threshold: float) -> str:
     if not doubtful:
-        return "square matrix: its stored orientation cannot be read from shapes"
+        return "square matrix (or pieces): its stored orientation cannot be read from shapes"
     if pair.decided_by is DecidedBy.ORDER_ONLY:
         return "decided by order only among interchangeable candidates"
     return f"confidence {pair.confidence:.2f} below {threshold:g}"
@@ -201,6 +216,12 @@ def _reason(pair: Match, doubtful: bool, threshold: float) -> str:
 
 def _square(shape: Sequence[int]) -> bool:
     return len(shape) == 2 and shape[0] == shape[1] and shape[0] > 1
+
+
+def _square_pieces(option: Option, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Whether an option joins square 2-D pieces (each fits either way round, like a square matrix)."""
+    first = option.steps[0] if option.steps else None
+    return isinstance(first, Concat) and all(_square(shapes.get(s, ())) for s in option.sources)
 
 
 def _plain_transpose(step: Step) -> bool:
@@ -216,14 +237,23 @@ def _options(
     target_shape: tuple[int, ...],
     broad: bool,
     extra: Sequence[Option] = (),
+    heads: Sequence[int] = (),
 ) -> list[Option]:
-    """The options of one target, the inferred one first; only options that produce the target's shape."""
+    """The options of one target, the inferred one first; only options that produce the target's shape.
+
+    Besides the engine's alternatives: for a piece of a split tensor, its other pieces, and the same pieces cut
+    per attention head (`[heads, parts, ...]` rows, as BLOOM's fused `query_key_value` is laid out) for the head
+    counts the models' configs give; for a tensor joined from several sources, the other orders of the pieces;
+    and for pieces stored either way round (2-D pieces joined), the join along the other axis, transposed.
+    """
     mine = current[name]
     found = [mine, *extra]
     if name in in_doubt:
         first = mine.steps[0] if mine.steps else None
-        if isinstance(first, Split):
-            found += [mine.with_piece(i) for i in range(first.parts) if i != first.index]
+        if isinstance(first, Concat) and 1 < len(mine.sources) <= _MAX_PIECES:
+            found += [
+                Option(order, mine.steps) for order in itertools.permutations(mine.sources) if order != mine.sources
+            ]
         for alternative in pair.alternatives:
             if alternative.source is None or alternative.confidence < _MIN_ALTERNATIVE:
                 continue
@@ -231,8 +261,15 @@ def _options(
             found.append(Option(names, alternative.transform))
         if broad:
             found += [current[other] for other in sorted(in_doubt) if other != name]
+        pieces = [o for o in found if o.steps and isinstance(o.steps[0], Split)]
+        for option in pieces:  # every piece of a split tensor, in either cut
+            split = option.steps[0]
+            assert isinstance(split, Split)
+            found += [option.with_piece(i) for i in range(split.parts) if i != split.index]
+            found += _interleaved(option, shapes, heads)
     if _square(target_shape):
         found += [o.toggled() for o in found]
+    found += [v for o in found for v in _concat_variants(o, shapes)]
     out: list[Option] = []
     seen: set[str] = set()
     for option in found:
@@ -240,6 +277,42 @@ def _options(
             continue
         seen.add(option.key)
         out.append(option)
+    return out
+
+
+def _interleaved(option: Option, shapes: Mapping[str, tuple[int, ...]], heads: Sequence[int]) -> list[Option]:
+    """A split tensor's pieces cut per head: rows `[heads, parts, rows per piece and head, ...]`."""
+    first = option.steps[0]
+    assert isinstance(first, Split)
+    shape = shapes.get(option.sources[0])
+    if shape is None or first.axis != 0 or first.parts < 2:
+        return []
+    rows, rest = shape[0], tuple(shape[1:])
+    out = []
+    for count in sorted(set(heads)):
+        if count < 2 or rows % (count * first.parts):
+            continue
+        grouped = Reshape((count, first.parts, rows // (count * first.parts), *rest))
+        piece = Reshape((rows // first.parts, *rest))
+        for index in range(first.parts):
+            out.append(Option(option.sources, (grouped, Split(1, first.parts, index), piece, *option.steps[1:])))
+    return out
+
+
+def _concat_variants(option: Option, shapes: Mapping[str, tuple[int, ...]]) -> list[Option]:
+    """For 2-D pieces joined: the join along the other axis and/or transposed (kept where the shape fits)."""
+    first = option.steps[0] if option.steps else None
+    if not isinstance(first, Concat) or any(len(shapes.get(s, ())) != 2 for s in option.sources):
+        return []
+    rest = option.steps[1:]
+    flipped = bool(rest) and _plain_transpose(rest[0])
+    tail = rest[1:] if flipped else rest
+    out = []
+    for axis in (0, 1):
+        for transpose in (False, True):
+            steps = (Concat(axis), *((Transpose(),) if transpose else ()), *tail)
+            if steps != option.steps:
+                out.append(Option(option.sources, steps))
     return out
 
 
@@ -262,7 +335,7 @@ def _conflict(a: Resource, b: Resource) -> bool:
 
 
 def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
-    """Targets linked by options that read the same source tensor, as connected components."""
+    """Targets linked by options that read the same source tensor, or held by one module, as connected components."""
     parent = {t: t for t in options}
 
     def find(t: str) -> str:
@@ -276,7 +349,10 @@ def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
         for option in found:
             for s in option.sources:
                 by_source[s].append(t)
-    for members in by_source.values():
+    by_module: dict[str, list[str]] = defaultdict(list)  # a layer's weight and bias are chosen together
+    for t in options:
+        by_module[t.rpartition(".")[0]].append(t)
+    for members in (*by_source.values(), *by_module.values()):
         for other in members[1:]:
             parent[find(other)] = find(members[0])
     components: dict[str, list[str]] = defaultdict(list)
@@ -288,16 +364,23 @@ def _components(options: Mapping[str, list[Option]]) -> list[list[str]]:
 def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ...]]) -> Iterator[dict[str, Option]]:
     """Consistent assignments of one option per member, the inferred one first, then by fewest changes.
 
-    Consistent: no source piece read twice, and all square pieces of one source tensor stored the same way
-    round. Assignments are enumerated by the number of members they change (so that the few-change ones are
-    all found before the search budget runs out), then ordered by cost: one per changed target module when
-    all its members move together to one source module (a LayerNorm's gamma and beta both taken from the other
-    norm), one per changed member otherwise plus one when a module's sources get mixed, and one per source
-    tensor whose orientation flips.
+    Consistent: no source piece read twice (so all pieces of one tensor are cut the same way), all square
+    pieces of one source tensor stored the same way round, and the members of one target module that the
+    inferred assignment fills from one source module (or one piece of each of its tensors, a layer's weight
+    and bias) still filled so. Assignments are enumerated by the number of members they change (so that the
+    few-change ones are all found before the search budget runs out), then ordered by cost: one per changed
+    target module when all its members move together to one source module (a LayerNorm's gamma and beta both
+    taken from the other norm), one per changed member otherwise plus one when a module's sources get mixed,
+    and one per source tensor whose orientation flips.
     """
     members = group.members
     current = group.current
     flips_now = _flips(current, target_shapes) or {}
+    units: dict[str, list[str]] = defaultdict(list)
+    for t in members:
+        units[t.rpartition(".")[0]].append(t)
+    together = {t: [u for u in units[t.rpartition(".")[0]] if u != t] for t in members}
+    together = {t: others for t, others in together.items() if all(_alike(current[t], current[u]) for u in others)}
     found: list[tuple[float, int, dict[str, Option]]] = []
     chosen: dict[str, Option] = {}
     used: dict[str, list[Resource]] = defaultdict(list)  # source name -> what of it is taken
@@ -326,6 +409,8 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
             resources = option.resources
             if any(_conflict(r, u) for r in resources for u in used.get(r[0], ())):
                 continue
+            if any(u in chosen and not _alike(option, chosen[u]) for u in together.get(t, ())):
+                continue
             chosen[t] = option
             for r in resources:
                 used[r[0]].append(r)
@@ -343,15 +428,32 @@ def enumerate_candidates(group: Group, target_shapes: Mapping[str, tuple[int, ..
         yield assignment
 
 
+def _alike(a: Option, b: Option) -> bool:
+    """Whether two options read one source module alike: the same module, and the same piece of its tensors."""
+    if len(a.sources) != 1 or len(b.sources) != 1:
+        return len(a.sources) == len(b.sources) and {_owner(s) for s in a.sources} == {_owner(s) for s in b.sources}
+    if _owner(a.sources[0]) != _owner(b.sources[0]):
+        return False
+    return a.resources[0][1:] == b.resources[0][1:]
+
+
+def _owner(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
 def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: Sequence[str]) -> float:
     """Changes an assignment makes, a target module whose members all move to one source module counting once."""
     by_module: dict[str, list[str]] = defaultdict(list)
     for t in members:
         by_module[t.rpartition(".")[0]].append(t)
     cost = 0.0
+    recut: set[str] = set()
     for names in by_module.values():
         changed = [t for t in names if chosen[t].resources != current[t].resources]
         if not changed:
+            continue
+        if all(_recut(chosen[t], current[t]) for t in changed):
+            recut.update(chosen[t].sources[0] for t in changed)  # the same piece of another cut: once per tensor
             continue
         after = frozenset().union(*(_owners(chosen[t]) for t in names))
         before = frozenset().union(*(_owners(current[t]) for t in names))
@@ -359,7 +461,13 @@ def _cost(chosen: Mapping[str, Option], current: Mapping[str, Option], members: 
             cost += 1
         else:
             cost += len(changed) + (len(after) > len(before))
-    return cost
+    return cost + len(recut)
+
+
+def _recut(chosen: Option, current: Option) -> bool:
+    """Whether an option takes the same piece of the same tensor as another, cut in another pattern."""
+    a, b = chosen.resources, current.resources
+    return len(a) == len(b) == 1 and len(a[0]) == len(b[0]) == 4 and a[0][0] == b[0][0] and a[0][3] == b[0][3]
 
 
 def _flips(assignment: Mapping[str, Option], target_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, bool] | None:

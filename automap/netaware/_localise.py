@@ -12,17 +12,17 @@ one module in one port and outside it in the other), not a mapping error, and is
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from automap._types import Array
 
-from ._compare import MODULE_RTOL, ModulePairing, arrange, call_shapes, layouts, relative_difference
+from ._compare import ModulePairing
 from ._nets import Net, Run, wrap
-from ._session import paired_modules
+from ._points import Point, find_point, timeline, trailing_children
+from ._tolerance import MODULE_RTOL
 
 __all__ = ["Divergence", "locate", "locate_divergence", "pair_by_values"]
 
@@ -82,7 +82,8 @@ def locate(
     names: Mapping[str, tuple[str, ...]],
     pairing: ModulePairing,
     *,
-    rtol: float = MODULE_RTOL,
+    source_trailing: Mapping[str, str] | None = None,
+    bound: Callable[[Point], float] | float = MODULE_RTOL["float32"],
     to_checkpoint: Mapping[str, str] | None = None,
     source_to_checkpoint: Mapping[str, str] | None = None,
     reference_framework: str = "",
@@ -91,11 +92,14 @@ def locate(
 
     Args:
         target: the network being checked.
-        reference: the reference network's run, every module's outputs captured.
-        run: the target's run on the same input, every module's outputs captured, parameter use traced.
+        reference: the reference network's run, every module's outputs and inputs captured.
+        run: the target's run on the same input, every module's outputs and inputs captured, parameter use traced.
         names: target parameter -> the reference parameters it is made from.
         pairing: reference modules by parameter set.
-        rtol: module outputs agree when their largest difference is at most this share of the largest value.
+        source_trailing: the reference modules' trailing parameter-free sub-modules (found from `reference`
+            when not given).
+        bound: module outputs agree when their largest difference is at most this share of the largest value
+            (a number, or a function of the point of comparison).
         to_checkpoint: target parameter -> checkpoint name, for the report.
         source_to_checkpoint: reference parameter -> checkpoint name, for the report.
         reference_framework: the reference network's framework, for the report.
@@ -106,23 +110,19 @@ def locate(
         if tick is not None:
             first_use[name] = tick
     by_tick = sorted(first_use, key=first_use.__getitem__)
-    tests: dict[str, tuple[str, Any] | None] = {}
+    line = timeline(run, target)
+    trailing = source_trailing if source_trailing is not None else {}
+    points: dict[str, Point | None] = {}
     last_ok = -1
     agreed = 0
     for tick, path, call in run.events:
-        if path not in tests:
-            tests[path] = _test(target, path, reference, run, names, pairing)
-        test = tests[path]
-        if test is None:
+        if path not in points:
+            points[path] = find_point(target, path, line, reference, trailing, names, pairing)
+        point = points[path]
+        if point is None:
             continue
-        source_path, shapes = test
-        got = run.calls[path][call]
-        want = reference.calls[source_path][call]
-        diff = max(
-            (relative_difference(arrange(a, layout), b) for a, b, layout in zip(want, got, shapes[call], strict=True)),
-            default=0.0,
-        )
-        if diff <= rtol:
+        diff = point.call_difference(reference, run, call)
+        if diff <= (bound(point) if callable(bound) else bound):
             last_ok, agreed = tick, agreed + 1
             continue
         involved = [n for n in by_tick if last_ok < first_use[n] <= tick]
@@ -133,7 +133,7 @@ def locate(
         sources = sorted({source_checkpoint.get(s, s) for n in involved for s in names.get(n, ())})
         return Divergence(
             module=path,
-            reference=source_path,
+            reference=point.reference,
             call=call,
             difference=diff,
             parameters=tuple(checkpoint.get(n, n) for n in involved),
@@ -142,19 +142,6 @@ def locate(
             target_framework=target.framework,
             reference_framework=reference_framework,
         )
-    return None
-
-
-def _test(
-    target: Net, path: str, reference: Run, run: Run, names: Mapping[str, tuple[str, ...]], pairing: ModulePairing
-) -> tuple[str, Any] | None:
-    for source_path in paired_modules(target, path, names, pairing):
-        calls = reference.calls.get(source_path)
-        if not calls:
-            continue
-        found = layouts(call_shapes(calls), call_shapes(run.calls.get(path, [])))
-        if found is not None:
-            return source_path, found
     return None
 
 
@@ -187,7 +174,7 @@ def locate_divergence(
     inputs: Sequence[Array],
     *,
     pairs: Mapping[str, Sequence[str]] | None = None,
-    rtol: float = MODULE_RTOL,
+    rtol: float = MODULE_RTOL["float32"],
 ) -> Divergence | None:
     """Run two networks that should agree and name the first module of `model` whose outputs differ.
 
@@ -224,9 +211,18 @@ def locate_divergence(
     ignored = [n for n in source.params if not source.is_float(n) or (pairs is not None and n not in used)]
     pairing = ModulePairing(source, ignored)
     try:
-        reference = source.run(inputs, capture=None)
-        run = target.run(inputs, capture=None, trace=True)
+        reference = source.run(inputs, capture=None, capture_inputs=None)
+        run = target.run(inputs, capture=None, trace=True, capture_inputs=None)
     finally:
         source.close()
         target.close()
-    return locate(target, reference, run, names, pairing, rtol=rtol, reference_framework=source.framework)
+    return locate(
+        target,
+        reference,
+        run,
+        names,
+        pairing,
+        source_trailing=trailing_children(source, reference),
+        bound=rtol,
+        reference_framework=source.framework,
+    )

@@ -33,6 +33,8 @@ from ._frameworks import Backend, NetworkRunError, backend_of, rebuild
 
 Outputs = list[Array]
 """One module call's outputs, flattened (nested tuples/lists/dicts in a stable order) to numpy arrays."""
+Forced = list[list[Array | None]]
+"""Values forced into a module's calls: per call, per output array in flattened order (None: kept as computed)."""
 
 
 @dataclass
@@ -40,21 +42,27 @@ class Run:
     """What one hooked forward pass recorded.
 
     Attributes:
-        outputs: the network's outputs, flattened.
+        outputs: the network's outputs, flattened (the selected ones, see `Net.selection`).
+        names: the name of each output (`named_leaves` paths: `logits`, `0`, `text_model_output.pooler_output`).
         calls: module path -> the outputs of each call of that module (only modules asked for).
+        inputs: module path -> the first tensor argument of each call, as a one-array list (modules asked for).
         events: (tick, module path, call number) for every module call, in the order the calls completed.
         param_ticks: parameter -> tick of its first use (only when the run traced parameter use).
         entry_ticks: module path -> tick of its first call's start (only when traced).
         arguments: module path -> the (args, kwargs) of each call, as framework tensors (modules asked for), so
             that a module can be run again on its own (`Net.rerun`).
+        precision: module path -> the least precise floating-point dtype among its outputs (traced runs).
     """
 
     outputs: Outputs
+    names: list[str] = field(default_factory=list)
     calls: dict[str, list[Outputs]] = field(default_factory=dict)
+    inputs: dict[str, list[Outputs]] = field(default_factory=dict)
     events: list[tuple[int, str, int]] = field(default_factory=list)
     param_ticks: dict[str, int] = field(default_factory=dict)
     entry_ticks: dict[str, int] = field(default_factory=dict)
     arguments: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    precision: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,11 +71,14 @@ class _Context:
 
     record: Run
     capture: Collection[str] | None
-    force: Mapping[str, list[Outputs]]
+    force: Mapping[str, Forced]
     trace: bool
     keep: Collection[str] = ()
+    capture_inputs: Collection[str] | None = ()
+    force_inputs: Mapping[str, Forced] = field(default_factory=dict)
     clock: Iterator[int] = field(default_factory=itertools.count)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    entries: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class Net:
@@ -83,6 +94,8 @@ class Net:
         declared: parameter name -> its position in declaration order.
         subtree: module path -> the parameters at or below it.
         leaves: paths of the leaf layers: modules holding parameters, none of whose sub-modules do.
+        selection: the names of the outputs to keep (a name also selects the outputs below it); None keeps all.
+        stateful: type names of stateful objects among the arguments kept to run a module again (copied per run).
     """
 
     def __init__(self, module: Any, backend: Backend) -> None:
@@ -100,6 +113,8 @@ class Net:
         self.subtree: dict[str, frozenset[str]] = {path: frozenset(below.get(path, ())) for path in self.modules}
         holders = {self.owner[n] for n in self.params}
         self.leaves = {path for path in holders if all(self.owner[n] == path for n in below[path])}
+        self.selection: tuple[str, ...] | None = None
+        self.stateful: set[str] = set()
         self._int32 = False
         self._floats: dict[str, bool] = {}
         self._handles: list[Any] = []
@@ -151,15 +166,29 @@ class Net:
             handle.remove()
         self._handles = []
 
-    def _entered(self, path: str) -> Callable[..., None]:
-        def hook(module: Any, args: Any, kwargs: Any) -> None:
+    def _entered(self, path: str) -> Callable[..., Any]:
+        def hook(module: Any, args: Any, kwargs: Any) -> Any:
             context = self._context
             if context is None:
-                return
+                return None
+            number = context.entries[path]
+            context.entries[path] += 1
             if context.trace:
                 context.record.entry_ticks.setdefault(path, next(context.clock))
+            if context.capture_inputs is None or path in context.capture_inputs:  # as computed, before forcing
+                first = _first_tensor(args, kwargs, self.backend)
+                if first is not None:
+                    context.record.inputs.setdefault(path, []).append([self.backend.values(first)])
+            replaced = None
+            forced = context.force_inputs.get(path)
+            if forced is not None and number < len(forced) and forced[number] and forced[number][0] is not None:
+                value = forced[number][0]
+                assert value is not None
+                replaced = args, kwargs = self.with_first(args, kwargs, value)
             if path in context.keep:
+                self.stateful.update(self.backend.stateful(args, kwargs))
                 context.record.arguments.setdefault(path, []).append(self.backend.keep(args, kwargs))
+            return replaced
 
         return hook
 
@@ -171,8 +200,13 @@ class Net:
             number = context.counts[path]
             context.counts[path] += 1
             context.record.events.append((next(context.clock), path, number))
+            if context.trace:
+                lowest = self.backend.lowest_float(output)
+                if lowest is not None and lowest not in ("float32", "float64"):
+                    context.record.precision[path] = lowest
             if context.capture is None or path in context.capture:
-                context.record.calls.setdefault(path, []).append(self.backend.outputs(output))
+                arrays = self._root_outputs(output)[1] if path == "" else self.backend.outputs(output)
+                context.record.calls.setdefault(path, []).append(arrays)
             forced = context.force.get(path)
             if forced is not None and number < len(forced):
                 return self._replaced(output, forced[number])
@@ -180,35 +214,69 @@ class Net:
 
         return hook
 
-    def _replaced(self, output: object, arrays: Outputs) -> object:
-        """`output` with its tensors replaced, in the order `Backend.outputs` lists them, by `arrays`."""
+    def _replaced(self, output: object, arrays: Sequence[Array | None]) -> object:
+        """`output` with its tensors replaced, in the order `Backend.outputs` lists them, by `arrays` (None: kept)."""
         given = iter(arrays)
         backend = self.backend
 
         def replace(leaf: object) -> object:
-            return backend.like(next(given), leaf) if backend.is_tensor(leaf) else leaf
+            if not backend.is_tensor(leaf):
+                return leaf
+            value = next(given, None)
+            return leaf if value is None else backend.like(value, leaf)
 
         return rebuild(output, replace)
+
+    def with_first(self, args: Any, kwargs: Any, array: Array) -> tuple[tuple[object, ...], dict[str, object]]:
+        """A call's arguments with their first tensor replaced by `array` (in its dtype)."""
+        args, kwargs = tuple(args), dict(kwargs or {})
+        for number, value in enumerate(args):
+            if self.backend.is_tensor(value):
+                return (*args[:number], self.backend.like(array, value), *args[number + 1 :]), kwargs
+        for key, value in kwargs.items():
+            if self.backend.is_tensor(value):
+                return args, {**kwargs, key: self.backend.like(array, value)}
+        return args, kwargs
+
+    def _root_outputs(self, value: object) -> tuple[list[str], Outputs]:
+        """The network's selected outputs with their names."""
+        named = self.backend.named_outputs(value)
+        if self.selection is None:
+            return [n for n, _ in named], [a for _, a in named]
+        names: list[str] = []
+        arrays: Outputs = []
+        for wanted in self.selection:
+            for name, array in named:
+                if name == wanted or name.startswith(wanted + ".") or not wanted:
+                    names.append(name)
+                    arrays.append(array)
+        return names, arrays
 
     # -- runs ------------------------------------------------------------------------------------------------
 
     def run(
         self,
-        inputs: Sequence[Array],
+        inputs: Sequence[object],
         *,
+        keywords: Mapping[str, object] | None = None,
         capture: Collection[str] | None = (),
-        force: Mapping[str, list[Outputs]] | None = None,
+        force: Mapping[str, Forced] | None = None,
         trace: bool = False,
         keep: Collection[str] = (),
+        capture_inputs: Collection[str] | None = (),
+        force_inputs: Mapping[str, Forced] | None = None,
     ) -> Run:
         """Run in eval mode without gradients.
 
         Args:
-            inputs: one numpy array per positional argument.
+            inputs: one value per positional argument (numpy arrays become tensors).
+            keywords: keyword arguments, alike.
             capture: module paths whose call outputs to keep (None: every module).
             force: module path -> replacement outputs per call, in the layout this network produces.
-            trace: also record first parameter uses and module entries.
+            trace: also record first parameter uses, module entries and output precision.
             keep: module paths whose call arguments to keep, to run them again on their own.
+            capture_inputs: module paths whose calls' first tensor argument to keep (None: every module).
+            force_inputs: module path -> a replacement for the first tensor argument of each call.
 
         Returns:
             The recorded run.
@@ -216,41 +284,40 @@ class Net:
         Raises:
             AutomapError: the network fails on the inputs.
         """
+        context = _Context(Run([]), capture, force or {}, trace, keep, capture_inputs, force_inputs or {})
         try:
-            return self._run(inputs, capture, force or {}, trace, keep)
+            return self._run(inputs, keywords or {}, context)
         except AutomapError:
             raise
         except Exception as error:
-            integer64 = any(np.asarray(x).dtype == np.int64 for x in inputs)
+            given = [*inputs, *(keywords or {}).values()]
+            integer64 = any(isinstance(x, np.ndarray) and x.dtype == np.int64 for x in given)
             if self.backend.int32_retry and integer64 and not self._int32:
                 self._int32 = True
                 try:
-                    return self._run(inputs, capture, force or {}, trace, keep)
+                    context = _Context(Run([]), capture, force or {}, trace, keep, capture_inputs, force_inputs or {})
+                    return self._run(inputs, keywords or {}, context)
                 except Exception:  # report the first failure, which is the informative one
                     self._int32 = False
-            described = ["x".join(str(d) for d in np.shape(x)) + f":{np.asarray(x).dtype}" for x in inputs]
+            described = [_describe(x) for x in inputs] + [f"{k}={_describe(v)}" for k, v in (keywords or {}).items()]
             raise NetworkRunError(self.backend, described, error, _input_hint()) from error
 
-    def _run(
-        self,
-        inputs: Sequence[Array],
-        capture: Collection[str] | None,
-        force: Mapping[str, list[Outputs]],
-        trace: bool,
-        keep: Collection[str] = (),
-    ) -> Run:
+    def _run(self, inputs: Sequence[object], keywords: Mapping[str, object], context: _Context) -> Run:
         self._install()
-        arrays = [np.asarray(x) for x in inputs]
-        if self._int32:
-            arrays = [x.astype(np.int32) if x.dtype == np.int64 else x for x in arrays]
-        context = _Context(Run([]), capture, force, trace, keep)
+        arrays = [self._converted(x) for x in inputs]
+        named = {k: self._converted(v) for k, v in keywords.items()}
         self._context = context
         try:
-            output = self.backend.run(self.module, arrays, uses=self._uses() if trace else None)
+            output = self.backend.run(self.module, arrays, keywords=named, uses=self._uses() if context.trace else None)
         finally:
             self._context = None
-        context.record.outputs = self.backend.outputs(output)
+        context.record.names, context.record.outputs = self._root_outputs(output)
         return context.record
+
+    def _converted(self, value: object) -> object:
+        if isinstance(value, np.ndarray) and self._int32 and value.dtype == np.int64:
+            return value.astype(np.int32)
+        return value
 
     def _uses(self) -> Callable[[object], None]:
         """What the backend calls with each tensor the network uses: notes the first use of a parameter."""
@@ -264,19 +331,37 @@ class Net:
 
         return used
 
-    def rerun(self, path: str, arguments: Sequence[tuple[Any, Any]]) -> list[Outputs]:
-        """Run one module again on the arguments a run kept for it (its current weights); outputs per call.
+    def rerun(
+        self, path: str, arguments: Sequence[tuple[Any, Any]], *, capture_inputs: Collection[str] = ()
+    ) -> tuple[list[Outputs], dict[str, list[Outputs]]]:
+        """Run one module again on the arguments a run kept for it (its current weights).
+
+        Each call gets a fresh copy of its arguments, so that what the module changes in them (a cache it fills,
+        a list it rewrites) does not reach the next run.
+
+        Returns:
+            The outputs of each call, and the first tensor argument of each call of the modules in
+            `capture_inputs` (sub-modules of `path`).
 
         Raises:
             AutomapError: the module fails.
         """
         module = self.modules[path]
+        context = _Context(Run([]), (), {}, False, (), capture_inputs)
+        self._install()
+        self._context = context
         try:
-            return [self.backend.outputs(self.backend.call(self.module, module, a, k)) for a, k in arguments]
+            outputs = []
+            for args, kwargs in arguments:
+                fresh_args, fresh_kwargs = self.backend.keep(args, kwargs)
+                outputs.append(self.backend.outputs(self.backend.call(self.module, module, fresh_args, fresh_kwargs)))
         except Exception as error:
             what = f"{type(error).__name__}: {first_line(str(error))}"
             msg = f"running {path or 'the model'} again on its own failed: {what}"
             raise AutomapError(msg) from error
+        finally:
+            self._context = None
+        return outputs, context.record.inputs
 
     def execution_order(self, run: Run) -> list[str]:
         """Parameters in the order the traced run first used them (unused ones left out).
@@ -303,6 +388,17 @@ class Net:
             if tick is not None:
                 keys[name] = (tick, self.declared[name])
         return sorted(keys, key=keys.__getitem__)
+
+
+def _first_tensor(args: Any, kwargs: Any, backend: Backend) -> object | None:
+    values: list[object] = [*tuple(args), *dict(kwargs or {}).values()]
+    return next((value for value in values if backend.is_tensor(value)), None)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return "x".join(str(d) for d in value.shape) + f":{value.dtype}"
+    return repr(value)
 
 
 def wrap(module: object) -> Net:

@@ -1,8 +1,9 @@
 """The model and input options of the command line, declared once for `automap verify`, `infer` and `convert`.
 
-`add_model_options` adds `--torch-model`, `--mindspore-model`, `--input`, `--seed`, `--rtol` and `--atol` to a
-parser and imports nothing beyond argparse. `model_options` turns the parsed arguments into a `ModelOptions`
-(input specs parsed, so that a malformed one fails before any framework is imported); its methods build both
+`add_model_options` adds `--torch-model`, `--mindspore-model`, `--input`, `--seed`, `--rtol`, `--atol` and (for
+inference) the arguments and outputs of each model to a parser and imports nothing beyond argparse.
+`model_options` turns the parsed arguments into a `ModelOptions` (input specs and argument specs parsed, so
+that a malformed one fails before any framework is imported); its methods build both
 models from their factories (MindSpore set to PyNative mode on the CPU) and verify them or run network-aware
 inference with them.
 """
@@ -15,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automap._errors import AutomapError, MissingDependencyError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from automap.records import NameMapping, ParamTable
 
     from ._api import NetworkInference
+    from ._calls import Arguments
     from .verify import VerifyReport
 
 __all__ = ["ModelOptions", "add_model_options", "model_options", "model_options_problem", "require_frameworks"]
@@ -38,18 +40,27 @@ class ModelOptions:
     Attributes:
         torch_model: the factory of the torch module, `package.module:function`.
         mindspore_model: the factory of the MindSpore cell.
-        inputs: one spec per model argument; empty to guess the input from the PyTorch model's first layer.
+        inputs: one spec per probe input; empty to guess the input from the PyTorch model's first layer.
         seed: seed of the random inputs.
-        rtol: relative tolerance of the output comparison.
-        atol: absolute tolerance of the output comparison.
+        rtol: relative tolerance of the output comparison (None: chosen for the precision the models compute in;
+            `automap verify` then uses 1e-4).
+        atol: absolute tolerance of the output comparison (None: 1e-5).
+        torch_arguments: how the probe inputs become the torch model's arguments (`0,2,mask=1`).
+        mindspore_arguments: the same for the MindSpore model.
+        torch_outputs: the torch model's outputs to compare (names or positions, comma-separated).
+        mindspore_outputs: the MindSpore model's outputs to compare.
     """
 
     torch_model: str
     mindspore_model: str
     inputs: tuple[InputSpec, ...] = ()
     seed: int = 0
-    rtol: float = 1e-4
-    atol: float = 1e-5
+    rtol: float | None = None
+    atol: float | None = None
+    torch_arguments: Arguments | None = None
+    mindspore_arguments: Arguments | None = None
+    torch_outputs: str | None = None
+    mindspore_outputs: str | None = None
 
     def build(self) -> tuple[object, object]:
         """Both models, built by their factories (MindSpore set to PyNative mode on the CPU).
@@ -93,8 +104,8 @@ class ModelOptions:
             inputs=list(self.inputs) or None,
             torch_weights=torch_weights,
             mindspore_weights=mindspore_weights,
-            rtol=self.rtol,
-            atol=self.atol,
+            rtol=1e-4 if self.rtol is None else self.rtol,
+            atol=1e-5 if self.atol is None else self.atol,
             seed=self.seed,
         )
 
@@ -117,9 +128,8 @@ class ModelOptions:
             inputs=list(self.inputs) or None,
             threshold=threshold,
             pins=pins,
-            rtol=self.rtol,
-            atol=self.atol,
             seed=self.seed,
+            **self._calling(),
         )
 
     def check(self, mapping: NameMapping, source: ParamTable, target: ParamTable) -> NetworkInference:
@@ -138,10 +148,20 @@ class ModelOptions:
             torch_model=torch_model,
             mindspore_model=mindspore_model,
             inputs=list(self.inputs) or None,
-            rtol=self.rtol,
-            atol=self.atol,
             seed=self.seed,
+            **self._calling(),
         )
+
+    def _calling(self) -> dict[str, Any]:
+        """The keyword arguments of network-aware inference that say how the models are called and compared."""
+        return {
+            "torch_arguments": self.torch_arguments,
+            "mindspore_arguments": self.mindspore_arguments,
+            "torch_outputs": self.torch_outputs,
+            "mindspore_outputs": self.mindspore_outputs,
+            "rtol": self.rtol,
+            "atol": self.atol,
+        }
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -176,11 +196,27 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool = False
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     group.add_argument(
-        "--rtol", type=float, default=1e-4, help="relative tolerance when the outputs are compared (default 1e-4)"
+        "--rtol",
+        type=float,
+        help="relative tolerance when the outputs are compared (default: 1e-4; network-aware inference measures it "
+        "against each output's largest value and loosens it for float16/bfloat16 compute)",
     )
-    group.add_argument(
-        "--atol", type=float, default=1e-5, help="absolute tolerance when the outputs are compared (default 1e-5)"
-    )
+    group.add_argument("--atol", type=float, help="absolute tolerance when the outputs are compared (default 1e-5)")
+    if not required:
+        group.add_argument(
+            "--torch-args",
+            metavar="SPEC",
+            help="how the inputs become the torch model's arguments: positions then keywords, each an input number "
+            "or a constant, e.g. input_ids=0,token_type_ids=1,attention_mask=2 (default: the inputs in order)",
+        )
+        group.add_argument("--mindspore-args", metavar="SPEC", help="the same for the MindSpore model, e.g. 0,2,1")
+        group.add_argument(
+            "--torch-output",
+            metavar="NAMES",
+            help="the torch model's outputs to compare, by name or position, comma-separated, e.g. logits or 0,1 "
+            "(default: paired by shape with the other model's; the choice is printed)",
+        )
+        group.add_argument("--mindspore-output", metavar="NAMES", help="the MindSpore model's outputs to compare")
 
 
 def model_options_problem(args: argparse.Namespace) -> str:
@@ -190,6 +226,9 @@ def model_options_problem(args: argparse.Namespace) -> str:
         return "--torch-model and --mindspore-model go together: give both model factories"
     if getattr(args, "inputs", None) and not torch_model:
         return "--input is for network-aware inference: give --torch-model and --mindspore-model too"
+    calling = ("torch_args", "mindspore_args", "torch_output", "mindspore_output")
+    if any(getattr(args, name, None) for name in calling) and not torch_model:
+        return "--torch-args, --mindspore-args and the output choices need --torch-model and --mindspore-model"
     return ""
 
 
@@ -207,6 +246,10 @@ def model_options(args: argparse.Namespace) -> ModelOptions | None:
     if not torch_model or not mindspore_model:
         return None
     specs = tuple(parse_input_spec(text) for text in args.inputs or [])  # malformed specs fail first
+    from ._calls import parse_arguments
+
+    arguments = [getattr(args, name, None) for name in ("torch_args", "mindspore_args")]
+    parsed = [parse_arguments(text) if text else None for text in arguments]
     require_frameworks()
     return ModelOptions(
         torch_model,
@@ -215,6 +258,10 @@ def model_options(args: argparse.Namespace) -> ModelOptions | None:
         args.seed,
         args.rtol,
         args.atol,
+        parsed[0],
+        parsed[1],
+        getattr(args, "torch_output", None),
+        getattr(args, "mindspore_output", None),
     )
 
 

@@ -15,20 +15,24 @@ agreeing candidate moves its test up to the next comparable enclosing module and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from automap._types import Array
-
 from ._candidates import Group, Option, enumerate_candidates
-from ._compare import MODULE_RTOL, CallShapes, Layout, ModulePairing, arranged, call_shapes, difference, layouts
-from ._nets import Outputs, Run
-from ._session import Session
+from ._compare import ModulePairing
+from ._nets import Forced, Run
+from ._points import Point, Timeline, find_point, module_precision
+from ._session import Call, Session
+from ._tolerance import Tolerance, lowest_precision
 
 MAX_TRIALS = 48
 """Candidates tried per group at most, over all the test modules it climbs to."""
 _MAX_WAVES = 4
+SECONDS = 20.0
+"""Time numeric resolution may take per call: past it, groups still being tried stay unresolved (in doubt)."""
+_MAX_MERGED = 16  # members of a merged group at most (its candidates grow with the product of its parts')
 
 
 Status = Literal["confirmed", "indistinguishable", "unresolved", "untestable"]
@@ -64,43 +68,53 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Timeline:
-    """What the target network's traced run showed, independent of its weights.
+class Reference:
+    """What every trial is compared against: the source's run, and how the target is run and read.
 
     Attributes:
-        shapes: module path -> output shapes of each call.
-        first_use: parameter -> tick of its first use.
-        done: module path -> tick at which its last call completed.
+        run: the source network's traced run on the probe inputs, every module's outputs and inputs recorded.
+        call: the target network's arguments for the same probe inputs.
+        line: the target network's traced run, independent of its weights.
+        trailing: the source modules' trailing parameter-free sub-modules (see `_points.trailing_children`).
+        pairing: source modules by parameter set.
+        tolerance: the bounds in force.
     """
 
-    shapes: Mapping[str, CallShapes]
-    first_use: Mapping[str, int]
-    done: Mapping[str, int]
+    run: Run
+    call: Call
+    line: Timeline
+    trailing: Mapping[str, str]
+    pairing: ModulePairing
+    tolerance: Tolerance
+    precision: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        run: Run,
+        call: Call,
+        line: Timeline,
+        trailing: Mapping[str, str],
+        pairing: ModulePairing,
+        tolerance: Tolerance,
+    ) -> Reference:
+        """A reference, with the source modules' precision read from its run."""
+        return cls(run, call, line, trailing, pairing, tolerance, module_precision(run))
 
-def timeline(run: Run, owner: Mapping[str, str]) -> Timeline:
-    """The timeline of a traced target run with every module's outputs captured."""
-    first_use = dict(run.param_ticks)
-    for name, module in owner.items():
-        if name not in first_use and module in run.entry_ticks:
-            first_use[name] = run.entry_ticks[module]
-    done: dict[str, int] = {}
-    for tick, path, _ in run.events:
-        done[path] = tick
-    return Timeline({p: call_shapes(c) for p, c in run.calls.items()}, first_use, done)
+    def bound(self, point: Point) -> float:
+        """The module-check bound for a point, from the precision both its modules compute in."""
+        found = [self.line.precision.get(point.module, "float32"), self.precision.get(point.reference, "float32")]
+        return self.tolerance.module(lowest_precision(found))
 
-
-@dataclass
-class _Test:
-    module: str
-    reference: str
-    layouts: list[list[Layout]]
+    def point(self, session: Session, path: str, names: Mapping[str, tuple[str, ...]]) -> Point | None:
+        """The point of comparison of a target module, if it can be compared."""
+        return find_point(session.target.net, path, self.line, self.run, self.trailing, names, self.pairing)
 
 
 @dataclass
 class _State:
     group: Group
-    chain: list[_Test]
+    chain: list[Point]
     level: int = 0
     index: int = 0
     tried: list[tuple[int, bool, float]] = field(default_factory=list)
@@ -109,7 +123,7 @@ class _State:
     history: int = 0  # trials at earlier levels
 
     @property
-    def test(self) -> _Test | None:
+    def test(self) -> Point | None:
         return self.chain[self.level] if self.level < len(self.chain) else None
 
 
@@ -117,14 +131,11 @@ def resolve(
     session: Session,
     groups: Sequence[Group],
     base: Mapping[str, Option],
-    reference: Run,
-    line: Timeline,
-    inputs: Sequence[Array],
-    pairing: ModulePairing,
+    reference: Reference,
     *,
     max_trials: int = MAX_TRIALS,
-    rtol: float = MODULE_RTOL,
     target_table_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seconds: float = SECONDS,
 ) -> tuple[list[Outcome], dict[str, Option]]:
     """Try the groups' candidates in the target network until each group's test module agrees with the source.
 
@@ -132,27 +143,26 @@ def resolve(
         session: the two networks and the source tensors.
         groups: the groups of interchangeable choices.
         base: the inferred assignment (target checkpoint name -> option) of every matched target.
-        reference: the source run on `inputs`, with every module's outputs captured.
-        line: the target network's traced run on `inputs` (output shapes, first uses, completions).
-        inputs: the target network's probe inputs (the source's, in the target's dtypes).
-        pairing: source modules by parameter set.
+        reference: the source's run and how the target is run and read.
         max_trials: candidates tried per group and test module at most.
-        rtol: module outputs agree when their largest difference is at most this share of the largest value.
         target_table_shapes: target shapes, for re-enumerating merged groups' candidates.
+        seconds: time the trials may take; groups still being tried then stay unresolved.
 
     Returns:
         One outcome per (merged) group, and the assignment with every group's choice.
     """
     assignment = dict(base)
     names = session.source_names(assignment)
-    states = [_State(g, _chain(session, g, names, reference, line, pairing)) for g in groups]
+    states = [_State(g, _chain(session, g, names, reference)) for g in groups]
     outcomes = [Outcome(s.group, s.group.current, "untestable") for s in states if not s.chain]
-    states = _merged([s for s in states if s.chain], session, names, reference, line, pairing, target_table_shapes)
+    states = _merged([s for s in states if s.chain], session, names, reference, target_table_shapes)
+    _calibrate(session, states, assignment, reference)
+    deadline = time.monotonic() + seconds
     for _ in range(_MAX_WAVES):
         active = [s for s in states if s.status == "active"]
         if not active:
             break
-        _rounds(session, states, assignment, reference, inputs, max_trials, rtol, line)
+        _rounds(session, states, assignment, reference, max_trials, deadline)
         failed = [s for s in states if s.status == "failed"]
         for state in failed:
             state.history += len(state.tried)
@@ -162,7 +172,7 @@ def resolve(
             state.status = "active" if climbs else "unresolved"
             for member, option in state.group.current.items():
                 assignment[member] = option
-        states = _merged(states, session, names, reference, line, pairing, target_table_shapes)
+        states = _merged(states, session, names, reference, target_table_shapes)
     for state in states:
         chosen = (
             state.group.candidates[state.chosen]
@@ -189,15 +199,40 @@ def resolve(
     return outcomes, assignment
 
 
+def _calibrate(session: Session, states: list[_State], assignment: Mapping[str, Option], reference: Reference) -> None:
+    """Let the values choose how points with several possible readings are read, before anything is forced.
+
+    One unforced run of the target with the inferred assignment: each point whose views or arrangements leave
+    a choice keeps the combination that agrees, when one does (a point whose inferred candidates are wrong
+    stays open, and agrees by any combination).
+    """
+    open_points = [
+        p
+        for s in states
+        for p in s.chain
+        if len(p.options) > 1 or any(len(x[2]) > 1 for c in p.options[0][2] for x in c)
+    ]
+    if not open_points:
+        return
+    outputs: set[str] = set()
+    inputs: set[str] = set()
+    for point in open_points:
+        more_outputs, more_inputs = point.capture()
+        outputs |= more_outputs
+        inputs |= more_inputs
+    session.load_target(assignment)
+    run = session.run_target(reference.call, capture=outputs, capture_inputs=inputs)
+    for point in open_points:
+        point.settle(reference.run, run, reference.bound(point))
+
+
 def _rounds(
     session: Session,
     states: list[_State],
     assignment: dict[str, Option],
-    reference: Run,
-    inputs: Sequence[Array],
+    reference: Reference,
     max_trials: int,
-    rtol: float,
-    line: Timeline,
+    deadline: float = float("inf"),
 ) -> None:
     """Rounds in which every active group tries its next candidate, until none is left active.
 
@@ -210,31 +245,57 @@ def _rounds(
         active = [s for s in states if s.status == "active"]
         if not active:
             return
+        if time.monotonic() > deadline:
+            for state in active:  # out of time: what is left keeps its inferred choice, in doubt
+                state.status = "unresolved"
+                assignment.update(state.group.current)
+            return
         for state in active:
             assignment.update(state.group.candidates[state.index])
         session.load_target(assignment)
-        modules = {s.test.module for s in active if s.test is not None}
+        points = [s.test for s in active if s.test is not None]
+        modules = {p.module for p in points}
+        got: Run
         if modules <= kept.keys():
-            outputs = {m: session.rerun_target(m, kept[m]) for m in modules}
+            got = Run([])
+            for point in points:
+                _, inputs = point.capture()
+                outputs, seen = session.rerun_target(point.module, kept[point.module], inputs)
+                got.calls[point.module] = outputs
+                got.inputs.update(seen)
         else:
-            force: dict[str, list[Outputs]] = {}
+            force: dict[str, Forced] = {}
+            force_inputs: dict[str, Forced] = {}
             for state in states:
                 test = state.test
                 if test is None or state.status in ("unresolved", "untestable") or test.module == "":
                     continue
-                if any(other is not state and _feeds(session, line, other, test.module) for other in active):
+                if any(other is not state and _feeds(session, reference.line, other, test.module) for other in active):
                     continue  # forcing it would hide what an enclosing group's members do
-                force[test.module] = arranged(reference.calls[test.reference], test.layouts)
-            run = session.run_target(inputs, capture=modules, force=force, keep=modules)
-            outputs = {m: run.calls.get(m, []) for m in modules}
-            kept.update(run.arguments)
+                forced = test.force(reference.run)
+                if forced is not None:
+                    where, is_input, values = forced
+                    (force_inputs if is_input else force)[where] = values
+            outputs_wanted: set[str] = set()
+            inputs_wanted: set[str] = set()
+            for point in points:
+                more_outputs, more_inputs = point.capture()
+                outputs_wanted |= more_outputs
+                inputs_wanted |= more_inputs
+            got = session.run_target(
+                reference.call,
+                capture=outputs_wanted,
+                force=force,
+                keep=modules,
+                capture_inputs=inputs_wanted,
+                force_inputs=force_inputs,
+            )
+            kept.update(got.arguments)
         for state in active:
             test = state.test
             assert test is not None
-            got = outputs.get(test.module) or []
-            want = reference.calls[test.reference]
-            diff = difference(want, got, test.layouts) if len(got) == len(want) else float("inf")
-            ok = diff <= rtol
+            diff = test.difference(reference.run, got)
+            ok = diff <= reference.bound(test)
             state.tried.append((state.index, ok, diff))
             _advance(state, ok, max_trials)
             if state.status != "active":
@@ -304,26 +365,17 @@ def _common(paths: Sequence[str]) -> str:
 
 
 def _chain(
-    session: Session,
-    group: Group,
-    names: Mapping[str, tuple[str, ...]],
-    reference: Run,
-    line: Timeline,
-    pairing: ModulePairing,
-    start: str | None = None,
-) -> list[_Test]:
+    session: Session, group: Group, names: Mapping[str, tuple[str, ...]], reference: Reference, start: str | None = None
+) -> list[Point]:
     """The comparable test modules for a group: its members' smallest enclosing module, then the ones above it."""
     path = _common(_owner_paths(session, group)) if start is None else start
     modules = session.target.net.modules
-    chain: list[_Test] = []
+    chain: list[Point] = []
     while True:
-        if path in modules and path in line.shapes:
-            for source_path in session.paired(path, names, pairing):
-                calls = reference.calls.get(source_path)
-                found = layouts(call_shapes(calls), line.shapes[path]) if calls else None
-                if found is not None:
-                    chain.append(_Test(path, source_path, found))
-                    break
+        if path in modules:
+            point = reference.point(session, path, names)
+            if point is not None:
+                chain.append(point)
         if path == "":
             return chain
         path = path.rpartition(".")[0]
@@ -333,9 +385,7 @@ def _merged(
     states: list[_State],
     session: Session,
     names: Mapping[str, tuple[str, ...]],
-    reference: Run,
-    line: Timeline,
-    pairing: ModulePairing,
+    reference: Reference,
     target_table_shapes: Mapping[str, tuple[int, ...]] | None,
 ) -> list[_State]:
     """Merge active groups whose choices interact.
@@ -344,6 +394,7 @@ def _merged(
     inner test module is done (they change what it sees, and forcing its output would hide them).
     """
     states = list(states)
+    pending: list[_State] = []  # merged states, their candidates enumerated once merging is done
     changed = True
     while changed:
         changed = False
@@ -353,11 +404,14 @@ def _merged(
                 if a is b or a.test is None or b.test is None:
                     continue
                 if a.test.module != b.test.module and not (
-                    _feeds(session, line, a, b.test.module) or _feeds(session, line, b, a.test.module)
+                    _feeds(session, reference.line, a, b.test.module)
+                    or _feeds(session, reference.line, b, a.test.module)
                 ):
                     continue
                 outer = b.test.module if _inside(a.test.module, b.test.module) else a.test.module
                 members = a.group.members + [m for m in b.group.members if m not in a.group.members]
+                if len(members) > _MAX_MERGED:
+                    continue  # tried together they would outrun any trial budget; each is tried on its own
                 options = {**b.group.options, **a.group.options}
                 group = Group(
                     members,
@@ -366,12 +420,14 @@ def _merged(
                     focus=a.group.focus | b.group.focus,
                     likely=a.group.likely | b.group.likely,
                 )
-                group.candidates = list(enumerate_candidates(group, target_table_shapes or {}))
-                chain = _chain(session, group, names, reference, line, pairing, start=outer)
+                chain = _chain(session, group, names, reference, start=outer)
                 merged = _State(group, chain, history=a.history + b.history)
                 states = [s for s in states if s is not a and s is not b] + [merged]
+                pending = [s for s in pending if s is not a and s is not b] + [merged]
                 changed = True
                 break
             if changed:
                 break
+    for state in pending:  # a chain of merges enumerates the final group only (a large group's search is long)
+        state.group.candidates = list(enumerate_candidates(state.group, target_table_shapes or {}))
     return states

@@ -12,43 +12,68 @@ from dataclasses import dataclass
 
 from automap._errors import AutomapError
 from automap._types import Array
-from automap.records import ParamTable
+from automap.records import ParamRecord, ParamTable
 from automap.transforms import apply_steps
 
 from ._candidates import Option
 from ._compare import ModulePairing
-from ._nets import Net, Outputs, Run, align_names
+from ._nets import Forced, Net, Outputs, Run, align_names
 
 _MIN_ALIGNED = 0.8  # below this share of names found in the checkpoint, the network is not the checkpoint's
 
 
+Call = tuple[list[object], dict[str, object]]
+"""A model's arguments: positional values and keywords (numpy arrays become tensors)."""
+
+
 @dataclass(frozen=True)
 class Side:
-    """One network with the names its checkpoint uses."""
+    """One network with the names its checkpoint uses.
+
+    Attributes:
+        net: the network.
+        table: its checkpoint.
+        to_checkpoint: net parameter -> checkpoint name.
+        from_checkpoint: checkpoint name -> net parameter.
+        renamed: (checkpoint name, net parameter) pairs found by inference, when the names differ beyond a prefix.
+    """
 
     net: Net
     table: ParamTable
-    to_checkpoint: dict[str, str]  # net parameter -> checkpoint name
-    from_checkpoint: dict[str, str]  # checkpoint name -> net parameter
+    to_checkpoint: dict[str, str]
+    from_checkpoint: dict[str, str]
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 def side(net: Net, table: ParamTable, role: str, factory: str) -> Side:
     """Align a network's parameter names with its checkpoint's.
 
+    Names equal on both sides, or equal but for a consistent prefix, pair directly. When too few do (a
+    checkpoint saved with older names than the installed package uses), automap's own inference maps the
+    checkpoint onto the network's parameters (names, shapes and order, within one framework); its pairs of
+    one tensor each, stored alike, are taken and listed in `Side.renamed`.
+
     Raises:
         AutomapError: too few names correspond: the model is not the one the checkpoint was saved from.
     """
     names = align_names(net, table.names)
+    renamed: tuple[tuple[str, str], ...] = ()
+    if _share(names, table) < _MIN_ALIGNED:
+        inferred = _inferred_names(net, table)
+        if _share(inferred, table) > _share(names, table):
+            renamed = tuple((c, n) for n, c in inferred.items() if names.get(n) != c)
+            names = inferred
     floats = [n for n in table.names if not n.endswith("num_batches_tracked")]
     found = set(names.values())
-    share = sum(1 for n in floats if n in found) / max(len(floats), 1)
+    share = _share(names, table)
     if share < _MIN_ALIGNED:
         missing = [n for n in floats if n not in found][:4]
         theirs = list(net.params)[:3]
         msg = (
             f"the {role} model ({factory}) does not fit {table.source}: only {share:.0%} of the checkpoint's "
-            f"parameters are in the model (missing e.g. {', '.join(missing)}; the model has e.g. "
-            f"{', '.join(theirs)}); give the model the checkpoint was saved from"
+            f"parameters are in the model, also after mapping the checkpoint's names onto the model's (missing "
+            f"e.g. {', '.join(missing)}; the model has e.g. {', '.join(theirs)}); give the model the checkpoint "
+            "was saved from"
         )
         raise AutomapError(msg)
     wrong = [(n, c) for n, c in names.items() if tuple(table[c].shape) != net.shape(n)]
@@ -61,7 +86,31 @@ def side(net: Net, table: ParamTable, role: str, factory: str) -> Side:
             "saved from (with the same configuration)"
         )
         raise AutomapError(msg)
-    return Side(net, table, names, {v: k for k, v in names.items()})
+    return Side(net, table, names, {v: k for k, v in names.items()}, renamed)
+
+
+def _share(names: Mapping[str, str], table: ParamTable) -> float:
+    """The share of a checkpoint's float tensors that the network's names reach."""
+    floats = [n for n in table.names if not n.endswith("num_batches_tracked")]
+    found = set(names.values())
+    return sum(1 for n in floats if n in found) / max(len(floats), 1)
+
+
+def _inferred_names(net: Net, table: ParamTable) -> dict[str, str]:
+    """Net parameter -> checkpoint name by automap's inference within one framework (one tensor each, as stored)."""
+    from automap.engine.inference import infer_mapping
+
+    records = tuple(
+        ParamRecord(name, net.shape(name), net.backend.dtype(tensor) or "float32", index)
+        for index, (name, tensor) in enumerate(net.params.items())
+    )
+    own = ParamTable(table.framework, f"the {type(net.module).__name__} model", records)
+    mapping = infer_mapping(table, own)
+    out: dict[str, str] = {}
+    for pair in mapping.pairs:
+        if isinstance(pair.source, str) and not pair.transform and table[pair.source].shape == net.shape(pair.target):
+            out[pair.target] = pair.source
+    return out
 
 
 class Session:
@@ -122,28 +171,50 @@ class Session:
 
     # -- runs ------------------------------------------------------------------------------------------------
 
-    def run_source(self, inputs: Sequence[Array], *, capture: Collection[str] | None = (), trace: bool = False) -> Run:
+    def run_source(
+        self,
+        call: Call,
+        *,
+        capture: Collection[str] | None = (),
+        trace: bool = False,
+        capture_inputs: Collection[str] | None = (),
+    ) -> Run:
         """Run the reference network."""
         self.runs += 1
-        return self.source.net.run(inputs, capture=capture, trace=trace)
+        args, kwargs = call
+        return self.source.net.run(args, keywords=kwargs, capture=capture, trace=trace, capture_inputs=capture_inputs)
 
     def run_target(
         self,
-        inputs: Sequence[Array],
+        call: Call,
         *,
         capture: Collection[str] | None = (),
-        force: Mapping[str, list[Outputs]] | None = None,
+        force: Mapping[str, Forced] | None = None,
         trace: bool = False,
         keep: Collection[str] = (),
+        capture_inputs: Collection[str] | None = (),
+        force_inputs: Mapping[str, Forced] | None = None,
     ) -> Run:
         """Run the network being filled."""
         self.runs += 1
-        return self.target.net.run(inputs, capture=capture, force=force, trace=trace, keep=keep)
+        args, kwargs = call
+        return self.target.net.run(
+            args,
+            keywords=kwargs,
+            capture=capture,
+            force=force,
+            trace=trace,
+            keep=keep,
+            capture_inputs=capture_inputs,
+            force_inputs=force_inputs,
+        )
 
-    def rerun_target(self, path: str, arguments: Sequence[tuple[object, object]]) -> list[Outputs]:
-        """Run one module of the network being filled again, on arguments a run kept."""
+    def rerun_target(
+        self, path: str, arguments: Sequence[tuple[object, object]], capture_inputs: Collection[str] = ()
+    ) -> tuple[list[Outputs], dict[str, list[Outputs]]]:
+        """Run one module of the network being filled again, on arguments a run kept (fresh copies each time)."""
         self.module_runs += 1
-        return self.target.net.rerun(path, arguments)
+        return self.target.net.rerun(path, arguments, capture_inputs=capture_inputs)
 
     # -- pairing ---------------------------------------------------------------------------------------------
 

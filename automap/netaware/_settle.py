@@ -1,14 +1,19 @@
 """Settle a mapping with both networks: numeric resolution, the proof, and repair after a failed proof.
 
 `settle` tries the groups of interchangeable choices in the target network (`_resolve`), then runs the whole
-converted model against the source model on fresh inputs. When their outputs differ it locates the first
-diverging module (`_localise`), offers the parameters involved (and the source tensors used around theirs)
-wider choices, resolves again and proves again, at most twice. What it found is handed back as data; the
-mapping with its evidence is written from it in `_api`.
+converted model against the source model on fresh inputs and compares the chosen outputs under the tolerance
+in force (`_tolerance`). When they differ it locates the first diverging module (`_localise`), offers the
+parameters involved (and the source tensors used around theirs) wider choices, resolves again and proves
+again, at most twice. Targets without a source keep the target model's own values (constants a model computes
+itself); when the proof fails with them, zeros are tried for those named as biases (a counterpart's absent
+bias). When the networks still differ as wholes, or their outputs cannot be compared, every parameter is
+checked in its own module instead (`_perparam`). What it found is handed back as data; the mapping with its
+evidence is written from it in `_api`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -17,16 +22,20 @@ import numpy as np
 from automap._types import Array
 from automap.records import Alternative, Match, NameMapping, ParamTable
 
-from ._candidates import Option, build_groups, doubtful_targets, option_of
-from ._compare import ModulePairing
+from ._candidates import Group, Option, build_groups, doubtful_targets, option_of
+from ._compare import arrangements, best_arrangement
 from ._localise import Divergence, locate
-from ._nets import Run
+from ._perparam import ParameterProof, prove_per_parameter
+from ._points import Point
 from ._probing import Clock, Probes
-from ._resolve import Outcome, resolve
+from ._resolve import Outcome, Reference, resolve
 from ._session import Session
-from .networks import OutputComparison, compare_outputs
+from ._tolerance import compare_named
+from ._units import prune_storage
+from .networks import OutputComparison
 
 _REPAIRS = 2
+_SECONDS = 30.0  # numeric resolution and repairs together; past it, no further repair is started
 _WINDOW = 8  # source tensors either side (in execution order) a repair offers an involved target
 
 
@@ -37,14 +46,21 @@ class Settled:
     Attributes:
         assignment: target checkpoint name -> the option chosen for it.
         outcomes: what numeric resolution found for each group of interchangeable choices.
-        proof: the final comparison of both models' outputs (None when a target has no source).
+        proof: the final comparison of both models' outputs (None when no output can be compared).
         divergence: when not proven, the first module whose outputs differ, with the parameters involved.
+        per_parameter: when not proven as a whole, every parameter checked in its own module.
+        unmatched: targets without a source that the forward pass uses, and the values they kept ("the model's
+            own" or "zeros").
+        disputed: targets that inference on execution order and inference on file order pair differently.
     """
 
     assignment: dict[str, Option]
     outcomes: tuple[Outcome, ...]
     proof: OutputComparison | None
     divergence: Divergence | None
+    per_parameter: ParameterProof | None = None
+    unmatched: tuple[tuple[str, str], ...] = ()
+    disputed: tuple[str, ...] = ()
 
 
 def settle(
@@ -52,8 +68,6 @@ def settle(
     mapping: NameMapping,
     clock: Clock,
     *,
-    rtol: float,
-    atol: float,
     max_trials: int,
     second: NameMapping | None = None,
 ) -> Settled:
@@ -64,31 +78,40 @@ def settle(
     """
     session = probes.session
     source_table, target_table = session.source.table, session.target.table
+    deadline = time.monotonic() + _SECONDS
     try:
         base = {p.target: o for p in mapping.pairs if (o := option_of(p)) is not None}
         table_shapes = {r.name: r.shape for r in target_table.params}
-        pairing = session.source_pairing(_unmatched(mapping.pairs, source_table))
-        doubtful, theirs = _disagreements(mapping, second)
-        groups = build_groups(mapping, source_table, target_table, doubtful=doubtful, second=theirs)
-        session.load_target(base)
-        outcomes, assignment = resolve(
-            session,
-            groups,
-            base,
-            probes.reference,
-            probes.line,
-            probes.probe,
-            pairing,
-            max_trials=max_trials,
-            target_table_shapes=table_shapes,
+        pairing = session.source_pairing(unmatched_sources(mapping.pairs, source_table))
+        reference = Reference.of(
+            probes.reference, probes.probe, probes.line, probes.source_trailing, pairing, probes.tolerance
         )
+        doubtful, theirs = _disagreements(mapping, second)
+        groups = build_groups(mapping, source_table, target_table, doubtful=doubtful, second=theirs, heads=probes.heads)
+        session.load_target(base)
+        groups, decided = prune_storage(session, groups, base, reference, table_shapes)
+        settled_groups = [g for g in groups if len(g.candidates) == 1]
+        groups = [g for g in groups if len(g.candidates) > 1]
+        outcomes, assignment = resolve(
+            session, groups, base, reference, max_trials=max_trials, target_table_shapes=table_shapes
+        )
+        outcomes = [*(_stored(g, decided) for g in settled_groups), *outcomes]
+        for group in settled_groups:
+            assignment.update(group.candidates[0])
         clock.lap("resolve")
-        proof = _prove(session, assignment, mapping, probes.proof_inputs, rtol, atol)
+        unmatched = _unmatched_used(session, mapping, assignment, probes.target_order)
+        proof, kept = _prove(session, assignment, probes, unmatched)
+        if proof is not None and not proof.passed and theirs:
+            # the second opinion as a whole: where the orders mislead inference, file order may pair them right
+            other = {**assignment, **theirs}
+            proof_b, kept_b = _prove(session, other, probes, unmatched)
+            if proof_b is not None and (proof_b.passed or proof_b.max_rel < proof.max_rel):
+                assignment, proof, kept = other, proof_b, kept_b
         divergence = None
         for _ in range(_REPAIRS):
-            if proof is None or proof.passed:
+            if proof is None or proof.passed or time.monotonic() > deadline:
                 break
-            divergence = _locate(session, assignment, probes.reference, probes.probe, pairing)
+            divergence = _locate(session, assignment, reference)
             if divergence is None:
                 break
             current = with_assignment(mapping, assignment, source_table)
@@ -99,8 +122,9 @@ def settle(
                 target_table,
                 doubtful=suspects,
                 broad=True,
-                extra={t: [Option((n,)) for n in names] for t, names in nearby.items()},
+                extra={t: _offers(current, t, names, source_table) for t, names in nearby.items()},
                 focus=divergence.parameters,
+                heads=probes.heads,
             )
             if not repair:
                 break
@@ -108,64 +132,180 @@ def settle(
                 session,
                 repair,
                 assignment,
-                probes.reference,
-                probes.line,
-                probes.probe,
-                pairing,
+                reference,
                 max_trials=max_trials,
                 target_table_shapes=table_shapes,
+                seconds=max(deadline - time.monotonic(), 1.0),
             )
             again = {m for o in more for m in o.group.members}
             outcomes = [*(o for o in outcomes if not again & set(o.group.members)), *more]
-            proof = _prove(session, assignment, mapping, probes.proof_inputs, rtol, atol)
+            proof, kept = _prove(session, assignment, probes, unmatched)
             divergence = None
-        if proof is not None and not proof.passed and divergence is None:
-            divergence = _locate(session, assignment, probes.reference, probes.probe, pairing)
+        per_parameter = None
+        if proof is None or not proof.passed:
+            if proof is not None and divergence is None:
+                divergence = _locate(session, assignment, reference)
+            used = [t for t in probes.target_order if t in assignment]
+            per_parameter = prove_per_parameter(
+                session, assignment, reference, used, _points_of(session, assignment, reference)
+            )
+            if proof is not None and not _explained(per_parameter.free_difference, divergence, reference.line.done):
+                per_parameter = replace(per_parameter, explained=False)
         clock.lap("proof")
     finally:
         probes.close()
-    return Settled(assignment, tuple(outcomes), proof, divergence)
-
-
-def _prove(
-    session: Session,
-    assignment: Mapping[str, Option],
-    mapping: NameMapping,
-    inputs: tuple[list[Array], list[Array]],
-    rtol: float,
-    atol: float,
-) -> OutputComparison | None:
-    """Run both models on the proof inputs with the assignment's weights and compare their outputs."""
-    unmatched = [session.target.from_checkpoint.get(p.target) for p in mapping.pairs if p.target not in assignment]
-    if any(n is not None and session.target.net.is_float(n) for n in unmatched):
-        return None  # a target with no source keeps the model's own values: nothing to prove
-    session.load_target(assignment)
-    reference = session.run_source(inputs[0])
-    candidate = session.run_target(inputs[1])
-    return compare_outputs(
-        [a.astype(np.float64) for a in reference.outputs],
-        [a.astype(np.float64) for a in candidate.outputs],
-        rtol=rtol,
-        atol=atol,
+    return Settled(
+        assignment,
+        tuple(outcomes),
+        proof,
+        divergence,
+        per_parameter,
+        tuple((t, kept) for t in unmatched),
+        tuple(theirs),
     )
 
 
-def _locate(
-    session: Session, assignment: Mapping[str, Option], reference: Run, inputs: Sequence[Array], pairing: ModulePairing
-) -> Divergence | None:
+def _explained(free: str | None, divergence: Divergence | None, done: Mapping[str, int]) -> bool:
+    """Whether a parameter-free difference comes before the first diverging module (so it can cause it)."""
+    if free is None:
+        return False
+    if divergence is None or free not in done or divergence.module not in done:
+        return True
+    return done[free] <= done[divergence.module]
+
+
+def _stored(group: Group, decided: Mapping[str, tuple[str, int, int]]) -> Outcome:
+    """The outcome of a group that the storage checks left with one candidate."""
+    found = list({decided[m][0]: decided[m] for m in group.members if m in decided}.values())  # once per layer
+    layers = sorted(layer for layer, _, _ in found)
+    return Outcome(
+        group,
+        dict(group.candidates[0]),
+        "confirmed",
+        ", ".join(layers) + " (each fed its source layer's input)",
+        "the source layers they read",
+        trials=sum(tried for _, tried, _ in found),
+        rejected=sum(rejected for _, _, rejected in found),
+        difference=0.0,
+    )
+
+
+def _unmatched_used(
+    session: Session, mapping: NameMapping, assignment: Mapping[str, Option], order: Sequence[str]
+) -> list[str]:
+    """Float targets without a source that the forward pass uses."""
+    used = set(order)
+    out = []
+    for pair in mapping.pairs:
+        name = session.target.from_checkpoint.get(pair.target)
+        if pair.target not in assignment and name is not None and session.target.net.is_float(name):
+            if pair.target in used:
+                out.append(pair.target)
+    return out
+
+
+def _prove(
+    session: Session, assignment: Mapping[str, Option], probes: Probes, unmatched: Sequence[str]
+) -> tuple[OutputComparison | None, str]:
+    """Run both models on the proof inputs with the assignment's weights and compare the chosen outputs.
+
+    Targets without a source keep the target model's own values; when the outputs then differ, zeros are
+    tried for those named as biases. Returns the comparison (None when no output can be compared) and what the
+    unmatched targets kept.
+    """
+    choice = probes.choice
+    if not choice.source:
+        return None, "the model's own values"
+    session.load_target(assignment)
+    reference = session.run_source(probes.proof_calls[0])
+    by_name = dict(zip(reference.names, reference.outputs, strict=True))
+    comparison = _compare(session, probes, by_name)
+    biases = [t for t in unmatched if t.rpartition(".")[2].endswith("bias")]
+    if comparison.passed or not biases:
+        return comparison, "the model's own values"
+    net = session.target.net
+    names = [session.target.from_checkpoint[t] for t in biases]
+    before = {n: net.array(n) for n in names}
+    net.load({n: np.zeros_like(before[n]) for n in names}, dict.fromkeys(names, "float32"))
+    zeroed = _compare(session, probes, by_name)
+    if zeroed.passed:
+        return zeroed, "zeros for the biases"
+    net.load(before, dict.fromkeys(names, "float32"))
+    return comparison, "the model's own values"
+
+
+def _compare(session: Session, probes: Probes, reference: Mapping[str, Array]) -> OutputComparison:
+    """The chosen outputs compared; outputs paired by shape are paired again by value when that makes them agree."""
+    candidate = session.run_target(probes.proof_calls[1])
+    got = dict(zip(candidate.names, candidate.outputs, strict=True))
+    pairs = list(zip(probes.choice.source, probes.choice.target, strict=True))
+    comparison = compare_named(reference, got, pairs, probes.tolerance)
+    if comparison.passed or not probes.choice.automatic:
+        return comparison
+    by_value = _paired_by_value(reference, got, pairs)
+    if by_value == pairs:
+        return comparison
+    again = compare_named(reference, got, by_value, probes.tolerance)
+    if again.passed:
+        probes.choice = replace(
+            probes.choice, source=tuple(a for a, _ in by_value), target=tuple(b for _, b in by_value)
+        )
+        return again
+    return comparison
+
+
+def _paired_by_value(
+    reference: Mapping[str, Array], got: Mapping[str, Array], pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The same outputs paired again, each source output with the closest free target output it can be compared with."""
+    free = [b for _, b in pairs]
+    out = []
+    for a, _ in pairs:
+        best: tuple[float, str | None] = (float("inf"), None)
+        for b in free:
+            layout = arrangements(tuple(reference[a].shape), tuple(got[b].shape))
+            if layout:
+                found = best_arrangement(reference[a].astype(np.float64), got[b].astype(np.float64), layout)[0]
+                best = min(best, (found, b), key=lambda item: item[0])
+        if best[1] is None:
+            return list(pairs)
+        free.remove(best[1])
+        out.append((a, best[1]))
+    return out
+
+
+def _locate(session: Session, assignment: Mapping[str, Option], reference: Reference) -> Divergence | None:
     """Run the target with the assignment, every module recorded, and find the first module that differs."""
     session.load_target(assignment)
-    run = session.run_target(inputs, capture=None, trace=True)
+    run = session.run_target(reference.call, capture=None, trace=True, capture_inputs=None)
     return locate(
         session.target.net,
-        reference,
+        reference.run,
         run,
         session.source_names(assignment),
-        pairing,
+        reference.pairing,
+        source_trailing=reference.trailing,
+        bound=reference.bound,
         to_checkpoint=session.target.to_checkpoint,
         source_to_checkpoint=session.source.to_checkpoint,
         reference_framework=session.source.net.framework,
     )
+
+
+def _points_of(session: Session, assignment: Mapping[str, Option], reference: Reference) -> dict[str, Point | None]:
+    """The point of comparison of every target module holding a parameter, up to the first comparable one."""
+    names = session.source_names(assignment)
+    net = session.target.net
+    out: dict[str, Point | None] = {}
+    for name in net.params:
+        path = net.owner[name]
+        while True:
+            if path not in out:
+                out[path] = reference.point(session, path, names)
+            if out[path] is not None or path == "":
+                break
+            path = path.rpartition(".")[0]
+    return out
 
 
 def _disagreements(mapping: NameMapping, second: NameMapping | None) -> tuple[list[str], dict[str, Option]]:
@@ -206,11 +346,39 @@ def _suspects(
         if pair is None or involved not in target or not pair.source_names or pair.source_names[0] not in position:
             continue
         at = position[pair.source_names[0]]
-        shape = sorted(target[involved].shape)
-        around = source_order[max(0, at - window) : at + window + 1]
-        nearby[involved] = [n for n in around if n in source and sorted(source[n].shape) == shape]
+        shape, stored = sorted(target[involved].shape), source[pair.source_names[0]].shape
+        around = [*source_order[max(0, at - window) : at + window + 1], *_kin(pair.source_names[0], source)]
+        nearby[involved] = list(
+            dict.fromkeys(
+                n for n in around if n in source and (sorted(source[n].shape) == shape or source[n].shape == stored)
+            )
+        )
         doubtful += [holder[n] for n in nearby[involved] if n in holder and holder[n] not in doubtful]
     return doubtful, nearby
+
+
+def _offers(mapping: NameMapping, target: str, names: Sequence[str], source: ParamTable) -> list[Option]:
+    """Nearby source tensors as options for a target, with its current source's steps where stored alike.
+
+    A MindSpore Conv1d's extra axis is squeezed away for a neighbour as for the current source.
+    """
+    pair = mapping.pair_for(target)
+    current = option_of(pair) if pair is not None else None
+    stored = source[current.sources[0]].shape if current is not None and len(current.sources) == 1 else None
+    return [
+        Option((n,), current.steps) if current is not None and source[n].shape == stored else Option((n,))
+        for n in names
+    ]
+
+
+def _kin(name: str, source: ParamTable) -> list[str]:
+    """Source tensors held, at any depth, by the module above `name`'s own.
+
+    A weight-norm cell's `weight` sits beside its owner's `weight_v`; a tensor the source's forward pass never reads
+    has no place in its execution order, so the neighbourhood in that order misses it.
+    """
+    above = name.rpartition(".")[0].rpartition(".")[0]
+    return [n for n in source.names if n != name and (not above or n.startswith(above + "."))] if above else []
 
 
 def with_assignment(mapping: NameMapping, assignment: Mapping[str, Option], source: ParamTable) -> NameMapping:
@@ -221,7 +389,7 @@ def with_assignment(mapping: NameMapping, assignment: Mapping[str, Option], sour
         if option is not None and option != option_of(pair):
             pair = _moved(pair, option, source)
         pairs.append(pair)
-    return replace(mapping, pairs=tuple(pairs), unmatched_source=_unmatched(pairs, source))
+    return replace(mapping, pairs=tuple(pairs), unmatched_source=unmatched_sources(pairs, source))
 
 
 def _moved(pair: Match, option: Option, source: ParamTable) -> Match:
@@ -240,7 +408,7 @@ def _moved(pair: Match, option: Option, source: ParamTable) -> Match:
     )
 
 
-def _unmatched(pairs: Sequence[Match], source: ParamTable) -> tuple[str, ...]:
+def unmatched_sources(pairs: Sequence[Match], source: ParamTable) -> tuple[str, ...]:
     """Source names no pair uses, in file order."""
     used = {n for p in pairs for n in p.source_names}
     return tuple(n for n in source.names if n not in used)

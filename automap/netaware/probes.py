@@ -21,7 +21,16 @@ from automap._advice import option
 from automap._errors import AutomapError
 from automap._types import Array
 
-__all__ = ["InputSpec", "ProbeInput", "guess_input", "make_input", "make_inputs", "parse_input_spec"]
+__all__ = [
+    "InputSpec",
+    "ProbeInput",
+    "TokenIds",
+    "guess_input",
+    "make_input",
+    "make_inputs",
+    "parse_input_spec",
+    "token_ids",
+]
 
 _FLOATS = ("float32", "float16", "float64")
 _INTS = ("int64", "int32", "int16", "int8", "uint8")
@@ -64,8 +73,9 @@ def parse_input_spec(text: str) -> InputSpec:
 
     Args:
         text: `SHAPE[:DTYPE[:LOW-HIGH]]`, the shape's dimensions joined by `x` (`1x3x224x224`). The dtype
-            defaults to float32; integer inputs take values in `[LOW, HIGH)` (default 0-10), float inputs
-            are uniform in `[LOW, HIGH)` when a range is given, standard normal otherwise.
+            defaults to float32; integer inputs take values in `[LOW, HIGH)` (default: token ids of the models'
+            vocabulary, or 0-10), float inputs are uniform in `[LOW, HIGH)` when a range is given, standard
+            normal otherwise; `LOW-LOW` is a constant (`2x16:float32:1-1`, an attention mask of ones).
 
     Returns:
         The parsed spec.
@@ -95,8 +105,8 @@ def parse_input_spec(text: str) -> InputSpec:
         if found is None:
             _bad(text, f"the range {parts[2]!r} must look like LOW-HIGH, e.g. 0-1000")
         low, high = float(found.group(1)), float(found.group(2))
-        if dtype != "bool" and not low < high:
-            _bad(text, f"the range {parts[2]!r} is empty; LOW must be below HIGH")
+        if dtype != "bool" and not low <= high:
+            _bad(text, f"the range {parts[2]!r} is empty; LOW must be below HIGH (or equal to it for a constant)")
         if dtype in _INTS and not (low.is_integer() and high.is_integer()):
             _bad(text, f"an integer input needs an integer range, got {parts[2]!r}")
         if dtype in _INTS and not _fits(dtype, low, high):
@@ -104,12 +114,34 @@ def parse_input_spec(text: str) -> InputSpec:
     return InputSpec(shape, dtype, low, high)
 
 
-def make_input(spec: InputSpec, rng: np.random.Generator) -> Array:
+@dataclass(frozen=True, slots=True)
+class TokenIds:
+    """Where integer inputs given without a range draw their values: token ids of the models' vocabulary.
+
+    Attributes:
+        high: the vocabulary size (ids are below it).
+        avoid: special ids (padding, start, end, ...) that the models treat apart, never drawn.
+        origin: where the figures come from, for the description of the inputs.
+    """
+
+    high: int
+    avoid: frozenset[int] = frozenset()
+    origin: str = ""
+
+    def describe(self) -> str:
+        """`ids below 128, avoiding 0, 1, 2 (the models' config)`."""
+        avoided = ", ".join(str(i) for i in sorted(self.avoid)[:8]) + ("..." if len(self.avoid) > 8 else "")
+        avoiding = f", avoiding {avoided}" if self.avoid else ""
+        return f"ids below {self.high}{avoiding}" + (f" ({self.origin})" if self.origin else "")
+
+
+def make_input(spec: InputSpec, rng: np.random.Generator, ids: TokenIds | None = None) -> Array:
     """Draw a random array for a spec.
 
     Args:
         spec: the input's shape, dtype and range.
         rng: the random generator; the same seed gives the same array.
+        ids: for an integer spec without a range, the token ids to draw from (default: 0 to 9).
 
     Returns:
         A C-contiguous numpy array of `spec.shape` and `spec.dtype`.
@@ -118,7 +150,13 @@ def make_input(spec: InputSpec, rng: np.random.Generator) -> Array:
         >>> make_input(parse_input_spec("2x3:int64:0-5"), np.random.default_rng(0)).shape
         (2, 3)
     """
+    if spec.low is not None and spec.low == spec.high:  # a constant, such as an attention mask of ones
+        return np.full(spec.shape, spec.low, dtype=spec.dtype)
     if spec.dtype in _INTS:
+        if (spec.low is None or spec.high is None) and ids is not None:
+            allowed = np.setdiff1d(np.arange(ids.high, dtype=np.int64), np.array(sorted(ids.avoid), dtype=np.int64))
+            if allowed.size:
+                return np.ascontiguousarray(rng.choice(allowed, size=spec.shape).astype(spec.dtype))
         low, high = _DEFAULT_INT_RANGE if spec.low is None or spec.high is None else (spec.low, spec.high)
         ints = rng.integers(int(low), int(high), size=spec.shape, dtype=np.int64)
         return np.ascontiguousarray(ints.astype(spec.dtype))
@@ -131,8 +169,12 @@ def make_input(spec: InputSpec, rng: np.random.Generator) -> Array:
     return np.ascontiguousarray(values.astype(spec.dtype))
 
 
-def make_inputs(inputs: Sequence[ProbeInput], rng: np.random.Generator) -> tuple[list[Array], list[str]]:
+def make_inputs(
+    inputs: Sequence[ProbeInput], rng: np.random.Generator, ids: TokenIds | None = None
+) -> tuple[list[Array], list[str]]:
     """The arrays for given inputs (arrays as they are, specs filled from `rng` in turn) and how each was made.
+
+    Integer specs without a range draw from `ids` when given.
 
     Raises:
         AutomapError: a spec string is malformed.
@@ -145,8 +187,9 @@ def make_inputs(inputs: Sequence[ProbeInput], rng: np.random.Generator) -> tuple
             described.append("x".join(str(d) for d in value.shape) + f":{value.dtype} (given array)")
         else:
             spec = parse_input_spec(value) if isinstance(value, str) else value
-            arrays.append(make_input(spec, rng))
-            described.append(str(spec))
+            arrays.append(make_input(spec, rng, ids))
+            token = spec.dtype in _INTS and (spec.low is None or spec.high is None) and ids is not None
+            described.append(f"{spec} ({ids.describe()})" if token and ids is not None else str(spec))
     return arrays, described
 
 
@@ -166,8 +209,8 @@ def guess_input(torch_module: object) -> InputSpec:
         return InputSpec((1, first.in_channels, *(32,) * int(kind[4])))
     if kind == "Linear":
         return InputSpec((1, first.in_features))
-    if kind == "Embedding":
-        return InputSpec((1, 16), "int64", 0, first.num_embeddings)
+    if kind == "Embedding":  # token ids: their range comes from the models (see `TokenIds`)
+        return InputSpec((1, 16), "int64")
     if kind == "LayerNorm":
         return InputSpec((1, 4, *first.normalized_shape))
     found = f"its first layer is a {kind}" if kind else "it has no layer with parameters"
@@ -177,6 +220,61 @@ def guess_input(torch_module: object) -> InputSpec:
         f"{option('inputs', ['1x16:int64:0-1000'])}"
     )
     raise AutomapError(msg)
+
+
+_SPECIAL_IDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "unk_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "mask_token_id",
+    "decoder_start_token_id",
+)
+
+
+def token_ids(*models: object) -> TokenIds | None:
+    """The token ids to probe the models with, from their configs (`config.vocab_size` and the special ids).
+
+    The vocabulary is the smallest any model's config (or, without one, the PyTorch model's first embedding)
+    gives; the special ids of every config are avoided: a padding id is masked differently by two ports, so
+    correctly mapped models would disagree on it. None when no model says how large its vocabulary is.
+    """
+    sizes: list[int] = []
+    avoid: set[int] = set()
+    for model in models:
+        config = getattr(model, "config", None)
+        size = getattr(config, "vocab_size", None) if config is not None else None
+        if isinstance(size, int) and size > 0:
+            sizes.append(size)
+        for name in _SPECIAL_IDS:
+            value = getattr(config, name, None) if config is not None else None
+            for number in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+                    avoid.add(number)
+    origin = "the models' config"
+    if not sizes:
+        embedding = _first_embedding(models[0]) if models else None
+        if embedding is None:
+            return None
+        sizes.append(int(embedding))
+        origin = "the first embedding"
+    high = min(sizes)
+    kept = frozenset(i for i in avoid if i < high)
+    if len(kept) >= high:
+        kept = frozenset()
+    return TokenIds(high, kept, origin)
+
+
+def _first_embedding(model: object) -> int | None:
+    modules = getattr(model, "named_modules", None)
+    if modules is None:
+        return None
+    for _, module in modules():
+        if type(module).__name__ == "Embedding" and hasattr(module, "num_embeddings"):
+            return int(module.num_embeddings)
+    return None
 
 
 def _fits(dtype: str, low: float, high: float) -> bool:

@@ -21,7 +21,7 @@ from automap.records import ParamTable
 
 from ._frameworks import NetworkRunError, get_backend
 from .networks import OutputComparison, compare_outputs, flatten_outputs, load_into_mindspore, load_into_torch
-from .probes import ProbeInput, guess_input, make_inputs
+from .probes import ProbeInput, guess_input, make_inputs, token_ids
 
 if TYPE_CHECKING:
     from ._localise import Divergence
@@ -131,7 +131,7 @@ def verify(
     guessed = inputs is None
     if inputs is None:
         inputs = [guess_input(torch_module)]
-    arrays_in, described = make_inputs(inputs, rng)
+    arrays_in, described = make_inputs(inputs, rng, token_ids(torch_module, mindspore_cell))
     hint = f"; give the input with {option('inputs', ['SHAPE:DTYPE'])}" if guessed else ""
     reference = _run("pytorch", torch_module, arrays_in, described, hint)
     candidate = _run("mindspore", mindspore_cell, arrays_in, described, hint)

@@ -17,11 +17,12 @@ already imported, since no model or tensor of a framework that is not imported c
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from automap._text import first_line
 from automap._types import Array, Framework
 from automap.dtypes import dtype_from_numpy, get_dtype
 
-__all__ = ["Backend", "NetworkRunError", "backend_of", "get_backend", "leaves", "rebuild"]
+__all__ = ["Backend", "NetworkRunError", "backend_of", "get_backend", "leaves", "named_leaves", "rebuild"]
 
 Model = Any
 """A `torch.nn.Module` or a `mindspore.nn.Cell` (or one of their sub-modules)."""
@@ -116,12 +117,20 @@ class Backend(ABC):
     # -- running -------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def run(self, model: Model, inputs: Sequence[object], *, uses: Callable[[object], None] | None = None) -> object:
+    def run(
+        self,
+        model: Model,
+        inputs: Sequence[object],
+        *,
+        keywords: Mapping[str, object] | None = None,
+        uses: Callable[[object], None] | None = None,
+    ) -> object:
         """Run the network in eval mode without gradients; its raw output. Its training mode is restored after.
 
         Args:
             model: the network.
             inputs: one entry per positional argument: numpy arrays become tensors, anything else is passed as is.
+            keywords: keyword arguments, converted alike.
             uses: called with every tensor the network hands a framework function (PyTorch) or reads from a
                 cell (MindSpore), to trace when each parameter is first used.
         """
@@ -133,8 +142,24 @@ class Backend(ABC):
     def keep(
         self, args: tuple[object, ...], kwargs: Mapping[str, object] | None
     ) -> tuple[tuple[object, ...], dict[str, object]]:
-        """A call's arguments as they must be kept to call the module again later."""
-        return tuple(args), dict(kwargs or {})
+        """A call's arguments as they must be kept to call the module again later, safe from what happens next.
+
+        The forward pass may change its arguments after the call (a list of feature maps rewritten in place,
+        a cache that layers append to), and a module run again on kept arguments would change them again: the
+        containers are copied, tensors by `copy_tensor`, and other objects (a `DynamicCache`) deep-copied. Call
+        it again on kept arguments before each new run (`Net.rerun` does).
+        """
+        copied = _copy_arguments((tuple(args), dict(kwargs or {})), self)
+        kept_args, kept_kwargs = cast("tuple[tuple[object, ...], dict[str, object]]", copied)
+        return kept_args, kept_kwargs
+
+    def copy_tensor(self, tensor: Tensor) -> Tensor:
+        """A tensor as an argument must be kept (the framework's tensors that cannot change in place: itself)."""
+        return tensor
+
+    def stateful(self, args: tuple[object, ...], kwargs: Mapping[str, object] | None) -> list[str]:
+        """The type names of the objects among a call's arguments that carry state (neither tensor nor plain data)."""
+        return sorted({type(v).__name__ for v in _walk((args, dict(kwargs or {}))) if _is_state(v, self)})
 
     def hook(self, module: Model, entered: Hook, completed: Hook) -> list[Any]:
         """Hook one module; the handles that remove the hooks.
@@ -211,6 +236,16 @@ class Backend(ABC):
         """A network's or module's output as a flat list of arrays (`values`), in `leaves` order."""
         return [self.values(leaf) for leaf in leaves(value) if self.is_tensor(leaf)]
 
+    def named_outputs(self, value: object) -> list[tuple[str, Array]]:
+        """A network's output as (name, array) pairs in `leaves` order; names are `named_leaves` paths."""
+        return [(name, self.values(leaf)) for name, leaf in named_leaves(value) if self.is_tensor(leaf)]
+
+    def lowest_float(self, value: object) -> str | None:
+        """The least precise floating-point dtype among an output's tensors (None when it holds none)."""
+        found = [self.dtype(leaf) for leaf in leaves(value) if self.is_tensor(leaf)]
+        floats = [d for d in found if d is not None and d in _PRECISION]
+        return max(floats, key=_PRECISION.__getitem__) if floats else None
+
 
 class NetworkRunError(AutomapError):
     """A network failed on its inputs (usually: inputs of the wrong shape or dtype)."""
@@ -253,21 +288,70 @@ def backend_of(value: object) -> Backend | None:
 
 
 def leaves(value: object) -> Iterator[object]:
-    """The leaves of nested outputs in a stable order: mappings by sorted key, lists and tuples in order."""
+    """The leaves of nested outputs in a stable order: mappings, lists and tuples in their own order."""
+    for _, leaf in named_leaves(value):
+        yield leaf
+
+
+def named_leaves(value: object, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(path, leaf) for the leaves of nested outputs, in `leaves` order: `logits`, `0`, `hidden_states.2`.
+
+    A path joins the keys (mappings) and positions (lists, tuples) that lead to the leaf with dots; a bare
+    tensor's path is "". Mappings keep their own order: a HuggingFace output lists its fields as the model
+    declares them (`start_logits` before `end_logits`), which is what a port's tuple follows.
+    """
     if isinstance(value, Mapping):
-        for key in sorted(value):
-            yield from leaves(value[key])
+        for key in list(value):
+            yield from named_leaves(value[key], f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list | tuple):
+        for number, item in enumerate(value):
+            yield from named_leaves(item, f"{prefix}.{number}" if prefix else str(number))
+    else:
+        yield prefix, value
+
+
+_PRECISION = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+"""Floating-point dtypes, most precise first (float8 types are storage, not compute)."""
+_PLAIN = (str, bytes, int, float, complex, bool, type(None), np.ndarray, np.generic)
+
+
+def _walk(value: object) -> Iterator[object]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _walk(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from leaves(item)
+            yield from _walk(item)
     else:
         yield value
+
+
+def _is_state(value: object, backend: Backend) -> bool:
+    return not isinstance(value, _PLAIN) and not backend.is_tensor(value) and not callable(value)
+
+
+def _copy_arguments(value: object, backend: Backend) -> object:
+    """A copy of nested arguments: containers rebuilt, tensors by `copy_tensor`, stateful objects deep-copied."""
+    if backend.is_tensor(value):
+        return backend.copy_tensor(value)
+    if isinstance(value, dict):
+        return {key: _copy_arguments(item, backend) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_arguments(item, backend) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_copy_arguments(item, backend) for item in value)
+    if _is_state(value, backend):
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # an object that cannot be copied is passed as it is (it may hold no state)
+            return value
+    return value
 
 
 def rebuild(value: object, replace: Callable[[object], object]) -> object:
     """`value` with each leaf replaced by `replace(leaf)`, visited in `leaves` order, containers kept."""
     if isinstance(value, Mapping):
-        rebuilt = {key: rebuild(value[key], replace) for key in sorted(value)}
+        rebuilt = {key: rebuild(value[key], replace) for key in list(value)}
         return type(value)(rebuilt) if isinstance(value, dict) else rebuilt
     if isinstance(value, tuple):
         items = [rebuild(item, replace) for item in value]

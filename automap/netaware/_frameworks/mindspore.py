@@ -82,7 +82,14 @@ class MindSporeBackend(Backend):
         made = mindspore.Tensor(np.ascontiguousarray(array))
         return made if made.dtype == like.dtype else made.astype(like.dtype)
 
-    def run(self, model: Any, inputs: Sequence[object], *, uses: Callable[[object], None] | None = None) -> object:
+    def run(
+        self,
+        model: Any,
+        inputs: Sequence[object],
+        *,
+        keywords: Mapping[str, object] | None = None,
+        uses: Callable[[object], None] | None = None,
+    ) -> object:
         original = nn.Cell.__getattr__
 
         def reading(cell: Any, name: str) -> Any:
@@ -95,11 +102,12 @@ class MindSporeBackend(Backend):
         try:
             with _pynative():
                 model.set_train(False)
-                args = [mindspore.Tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
+                args = [_tensor(x) for x in inputs]
+                kwargs = {k: _tensor(v) for k, v in (keywords or {}).items()}
                 if uses is not None:
                     nn.Cell.__getattr__ = reading  # restored below
                 try:
-                    return model(*args)
+                    return model(*args, **kwargs)
                 finally:
                     nn.Cell.__getattr__ = original
         finally:
@@ -113,6 +121,10 @@ class MindSporeBackend(Backend):
                 return module(*args, **kwargs)
         finally:
             model.set_train(was_training)
+
+
+def _tensor(value: object) -> object:
+    return mindspore.Tensor(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
 
 
 @contextlib.contextmanager

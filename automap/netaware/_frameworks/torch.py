@@ -41,7 +41,9 @@ class TorchBackend(Backend):
         return dict(model.state_dict(keep_vars=True))
 
     def modules(self, model: Any) -> dict[str, Any]:
-        return dict(model.named_modules())
+        # a parametrization (weight norm, orthogonal, ...) runs when its weight is read, not on the data: its
+        # "output" is a weight, which no module of the other network computes
+        return {n: m for n, m in model.named_modules() if ".parametrizations" not in f".{n}"}
 
     def optional(self, name: str) -> bool:
         return name.endswith("num_batches_tracked")
@@ -71,16 +73,24 @@ class TorchBackend(Backend):
     def like(self, array: Array, like: Any) -> Any:
         return torch.from_numpy(np.ascontiguousarray(array)).to(dtype=like.dtype, device=like.device)
 
-    def run(self, model: Any, inputs: Sequence[object], *, uses: Callable[[object], None] | None = None) -> object:
-        args = [torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
+    def run(
+        self,
+        model: Any,
+        inputs: Sequence[object],
+        *,
+        keywords: Mapping[str, object] | None = None,
+        uses: Callable[[object], None] | None = None,
+    ) -> object:
+        args = [_tensor(x) for x in inputs]
+        kwargs = {k: _tensor(v) for k, v in (keywords or {}).items()}
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
                 if uses is None:
-                    return model(*args)
+                    return model(*args, **kwargs)
                 with _Uses(uses):
-                    return model(*args)
+                    return model(*args, **kwargs)
         finally:
             model.train(was_training)
 
@@ -93,13 +103,12 @@ class TorchBackend(Backend):
         finally:
             model.train(was_training)
 
-    def keep(
-        self, args: tuple[object, ...], kwargs: Mapping[str, object] | None
-    ) -> tuple[tuple[object, ...], dict[str, object]]:
-        def copy(value: object) -> object:  # the forward pass may change its tensors in place afterwards
-            return value.detach().clone() if isinstance(value, torch.Tensor) else value
+    def copy_tensor(self, tensor: Any) -> Any:
+        return tensor.detach().clone()  # the forward pass may change its tensors in place afterwards
 
-        return tuple(copy(a) for a in args), {k: copy(v) for k, v in (kwargs or {}).items()}
+
+def _tensor(value: object) -> object:
+    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
 
 
 class _Uses(TorchFunctionMode):

@@ -1,0 +1,218 @@
+"""How the probe inputs become each model's arguments, and which of each model's outputs are compared.
+
+A model rarely takes its inputs in the same order as its port, or returns the same outputs: a HuggingFace model
+takes `input_ids=`, `attention_mask=` by keyword and returns a dict-like output; a MindFormers model takes
+positional token ids and returns extra tensors. Both are said in the words of the command line:
+
+- arguments: `0,2,decoder_input_ids=1,use_cache=false`: positional arguments, then keywords; each value is the
+  number of a probe input (`--input`, counted from 0) or a constant (`true`, `false`, `none`, a number);
+- outputs: `logits` or `0,2`: output names (the paths of `automap.netaware._frameworks.named_leaves`: a
+  name also selects what lies below it) or positions in the model's flattened list of outputs.
+
+When the outputs are not given, they are paired by shape: the source model's outputs in order, each with the
+first free target output of a shape it can be compared with (the same, axes permuted, leading axes merged);
+what is left unpaired is not compared, and the choice is printed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from automap._advice import option
+from automap._errors import AutomapError
+from automap._types import Array
+
+from ._compare import arrangements
+
+__all__ = ["Arguments", "OutputChoice", "match_outputs", "parse_arguments", "parse_outputs", "select_outputs"]
+
+Constant = bool | int | float | None
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONSTANTS: dict[str, Constant] = {"true": True, "false": False, "none": None}
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """Where each argument of a model comes from: a probe input (its number) or a constant.
+
+    Attributes:
+        positional: one entry per positional argument: `("input", n)` or `("constant", value)`.
+        keywords: (keyword, entry) pairs, in the order given.
+        text: the spec as given, for messages.
+    """
+
+    positional: tuple[tuple[str, object], ...]
+    keywords: tuple[tuple[str, tuple[str, object]], ...] = ()
+    text: str = ""
+
+    def build(self, inputs: Sequence[Array]) -> tuple[list[object], dict[str, object]]:
+        """The positional and keyword arguments for the probe inputs.
+
+        Raises:
+            AutomapError: an entry names a probe input that does not exist.
+        """
+        return [self._value(e, inputs) for e in self.positional], {k: self._value(e, inputs) for k, e in self.keywords}
+
+    def _value(self, entry: tuple[str, object], inputs: Sequence[Array]) -> object:
+        kind, value = entry
+        if kind == "constant":
+            return value
+        assert isinstance(value, int)
+        if value >= len(inputs):
+            msg = (
+                f"the arguments {self.text!r} use probe input {value}, but there are {len(inputs)} inputs "
+                f"(give one {option('inputs', ['SPEC'])} per probe input, counted from 0)"
+            )
+            raise AutomapError(msg)
+        return inputs[value]
+
+    @property
+    def inputs_used(self) -> set[int]:
+        """The numbers of the probe inputs these arguments take."""
+        entries = [*self.positional, *(e for _, e in self.keywords)]
+        return {int(v) for kind, v in entries if kind == "input" and isinstance(v, int)}
+
+
+def parse_arguments(text: str) -> Arguments:
+    """Parse `0,2,decoder_input_ids=1,use_cache=false`.
+
+    Raises:
+        AutomapError: the spec is malformed (the message shows the expected form).
+    """
+    positional: list[tuple[str, object]] = []
+    keywords: list[tuple[str, tuple[str, object]]] = []
+    for item in [part.strip() for part in text.split(",") if part.strip()]:
+        name, equals, value = item.partition("=")
+        if equals:
+            if not _NAME.match(name.strip()):
+                _bad_arguments(text, f"{name.strip()!r} is not a keyword")
+            keywords.append((name.strip(), _entry(value.strip(), text)))
+            continue
+        if keywords:
+            _bad_arguments(text, f"positional {item!r} after a keyword")
+        positional.append(_entry(item, text))
+    return Arguments(tuple(positional), tuple(keywords), text)
+
+
+def _entry(value: str, text: str) -> tuple[str, object]:
+    if value.isdigit():
+        return ("input", int(value))
+    lowered = value.lower()
+    if lowered in _CONSTANTS:
+        return ("constant", _CONSTANTS[lowered])
+    try:
+        return ("constant", float(value))
+    except ValueError:
+        _bad_arguments(text, f"{value!r} is neither a probe input number nor true, false, none or a number")
+    raise AssertionError  # unreachable: _bad_arguments raises
+
+
+def _bad_arguments(text: str, reason: str) -> None:
+    msg = (
+        f"arguments {text!r}: {reason}; expected positions then keywords, each a probe input number or a "
+        "constant, e.g. '0,2,decoder_input_ids=1,use_cache=false'"
+    )
+    raise AutomapError(msg)
+
+
+def parse_outputs(text: str | Sequence[str | int]) -> tuple[str | int, ...]:
+    """Parse `logits` or `0,2` (names or positions), or take a list as it is."""
+    items = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    return tuple(int(i) if isinstance(i, str) and i.isdigit() else i for i in items if i != "")
+
+
+def select_outputs(names: Sequence[str], wanted: Sequence[str | int], framework: str) -> tuple[str, ...]:
+    """The output names a selection keeps, in the order asked (positions are counted in `names`).
+
+    Raises:
+        AutomapError: a name or position matches no output; the message lists the outputs.
+    """
+    out: list[str] = []
+    for item in wanted:
+        if isinstance(item, int):
+            if item >= len(names):
+                _no_output(item, names, framework)
+            out.append(names[item])
+            continue
+        found = [n for n in names if n == item or n.startswith(item + ".")]
+        if not found:
+            _no_output(item, names, framework)
+        out.extend(n for n in found if n not in out)
+    return tuple(out)
+
+
+def _no_output(item: str | int, names: Sequence[str], framework: str) -> None:
+    shown = ", ".join(f"{i}: {n or '(the output)'}" for i, n in enumerate(names[:12]))
+    msg = f"the {framework} model has no output {item!r}; its outputs are {shown}"
+    raise AutomapError(msg)
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """Which outputs of the two models are compared, and how the choice was made.
+
+    Attributes:
+        source: names of the source model's outputs compared, in order.
+        target: names of the target model's outputs compared with them, in the same order.
+        automatic: paired by shape (the models' outputs were not given or did not correspond one to one).
+        left_out: outputs of either model not compared (`framework: name`).
+    """
+
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    automatic: bool = False
+    left_out: tuple[str, ...] = ()
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def lines(self, source_title: str = "source", target_title: str = "target") -> list[str]:
+        """One line per compared pair, and one for what was left out."""
+        how = "paired by shape" if self.automatic else "as given"
+        out = [f"outputs compared ({how}):"]
+        for a, b in zip(self.source, self.target, strict=True):
+            out.append(
+                f"  {source_title} {a or '(the output)'} {list(self.shapes.get('source:' + a, ()))} ~ "
+                f"{target_title} {b or '(the output)'} {list(self.shapes.get('target:' + b, ()))}"
+            )
+        if self.left_out:
+            more = f", ... ({len(self.left_out)} in all)" if len(self.left_out) > 6 else ""
+            shown = ", ".join(self.left_out[:6]) + more
+            out.append(f"  not compared: {shown}")
+        return out
+
+
+def match_outputs(
+    source: Sequence[tuple[str, tuple[int, ...]]],
+    target: Sequence[tuple[str, tuple[int, ...]]],
+    titles: tuple[str, str],
+) -> OutputChoice:
+    """Pair the outputs of two models by shape, in order, when they do not correspond one to one.
+
+    Args:
+        source: (name, shape) of each output of the source model.
+        target: (name, shape) of each output of the target model.
+        titles: the two models' framework titles, for `left_out`.
+    """
+    shapes = {**{f"source:{n}": s for n, s in source}, **{f"target:{n}": s for n, s in target}}
+    if len(source) == len(target) and all(arrangements(a, b) for (_, a), (_, b) in zip(source, target, strict=True)):
+        return OutputChoice(tuple(n for n, _ in source), tuple(n for n, _ in target), shapes=shapes)
+    taken: set[int] = set()
+    pairs: list[tuple[str, str]] = []
+    for exact in (True, False):
+        for name, shape in source:
+            if name in {a for a, _ in pairs}:
+                continue
+            for number, (other, other_shape) in enumerate(target):
+                if number in taken:
+                    continue
+                if (shape == other_shape) if exact else bool(arrangements(shape, other_shape)):
+                    taken.add(number)
+                    pairs.append((name, other))
+                    break
+    order = {n: i for i, (n, _) in enumerate(source)}
+    pairs.sort(key=lambda p: order[p[0]])
+    used_source = {a for a, _ in pairs}
+    left = [f"{titles[0]} {n or '(the output)'}" for n, _ in source if n not in used_source]
+    left += [f"{titles[1]} {n or '(the output)'}" for i, (n, _) in enumerate(target) if i not in taken]
+    return OutputChoice(tuple(a for a, _ in pairs), tuple(b for _, b in pairs), True, tuple(left), shapes)

@@ -1,0 +1,239 @@
+"""Network-aware inference on real third-party model code: the real-port corpus's networks, built by their packages.
+
+Each case of the mode's work on real ports is checked on a pair that has it: an HF decoder whose single layers
+are re-run with a cache (GPT-2), MindFormers layers that flatten batch and sequence next to HF's (BERT, GPT-2),
+an activation folded into MindFormers' `w1` (LLaMA), concatenated targets (CLIP's fused `in_proj`), outputs of
+different structure paired by shape (HF's dict-like outputs against MindFormers' tuples), probe token ids
+that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
+the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
+resolution cannot tell apart (CrossViT: in doubt, never confident), and an HF checkpoint saved with older key
+names than the model's, through the command line with its argument options.
+
+These tests need the third-party model packages (transformers, mindformers, mindcv, timm, torchvision), which
+do not belong in automap's own environment: they are skipped, saying so, unless run inside the environment that
+`benchmarks/realports/env.sh` builds:
+
+    bash benchmarks/realports/env.sh              # once: .venv-realports
+    bash benchmarks/realports/test.sh             # these tests, in that environment
+
+Each pair runs as the corpus benchmark runs it (`benchmarks.realports.netaware`): its checkpoint files written by
+the corpus generator, network-aware inference in a process of its own, scored against the pair's proven truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.realports.netaware import NetworkResult, run_pairs, unavailable
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(unavailable()), reason=f"needs the third-party environment: {unavailable()}"),
+]
+
+_ROOT = Path(__file__).resolve().parents[2]
+_PAIRS = (
+    "bert_hf_mindformers",
+    "clip_hf_mindformers",
+    "crossvit_timm_mindcv",
+    "gpt2_mindformers_hf",
+    "llama_gqa_mindformers_hf",
+    "poolformer_mindcv_timm",
+    "vit_timm_mindformers",
+    "whisper_mindformers_hf",
+)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pairs' checkpoint files, written by the corpus generator."""
+    return tmp_path_factory.mktemp("realports-files")
+
+
+@pytest.fixture(scope="module")
+def results(files: Path) -> dict[str, NetworkResult]:
+    """Network-aware inference on each pair, scored against its truth."""
+    return {r.pair: r for r in run_pairs(list(_PAIRS), files)}
+
+
+def _report(result: NetworkResult) -> str:
+    return "\n".join(result.detail) or result.error
+
+
+def _sound(result: NetworkResult) -> None:
+    """Every target right, none wrong at or above the threshold, and the mapping proven or confirmed per parameter."""
+    assert not result.error, result.error
+    assert result.total > 0
+    assert (result.right, result.wrong_above) == (result.total, 0), _report(result)
+    assert result.status in ("proven", "confirmed per parameter"), _report(result)
+
+
+def test_hf_decoder_layers_rerun_with_their_cache_switched_off(results: dict[str, NetworkResult]) -> None:
+    gpt2 = results["gpt2_mindformers_hf"]
+    _sound(gpt2)
+    assert gpt2.status == "proven", _report(gpt2)
+    assert any("caching switched off" in line for line in gpt2.detail), _report(gpt2)
+
+
+def test_flattened_batch_and_sequence_layouts_settle_square_weights(results: dict[str, NetworkResult]) -> None:
+    # MindFormers' BERT layers work on (batch*seq, hidden): its square dense weights must still be oriented right
+    bert = results["bert_hf_mindformers"]
+    _sound(bert)
+    assert bert.status == "proven", _report(bert)
+    assert bert.confirmed_groups > 0, _report(bert)
+
+
+def test_activation_folded_into_a_layer_is_no_divergence(results: dict[str, NetworkResult]) -> None:
+    llama = results["llama_gqa_mindformers_hf"]
+    _sound(llama)
+    assert llama.status == "proven", _report(llama)
+    assert not any("diverge" in line for line in llama.detail), _report(llama)
+
+
+def test_concatenated_targets_and_outputs_paired_by_shape(results: dict[str, NetworkResult]) -> None:
+    # HF's separate q/k/v become MindFormers' fused in_proj; HF returns a dict-like output, MindFormers a tuple
+    clip = results["clip_hf_mindformers"]
+    _sound(clip)
+    assert clip.status == "proven", _report(clip)
+    assert any("paired by shape" in line for line in clip.detail), _report(clip)
+    assert any("not compared" in line for line in clip.detail), _report(clip)
+
+
+def test_probe_token_ids_avoid_the_models_special_ids(results: dict[str, NetworkResult]) -> None:
+    whisper = results["whisper_mindformers_hf"]
+    _sound(whisper)
+    assert any("avoiding" in line and "config" in line for line in whisper.detail), _report(whisper)
+
+
+def test_networks_differing_in_parameter_free_code_name_the_module(results: dict[str, NetworkResult]) -> None:
+    # timm's PoolFormer pools before its head's norm, mindcv's after: every weight right, the outputs differ
+    poolformer = results["poolformer_mindcv_timm"]
+    assert not poolformer.error, poolformer.error
+    assert (poolformer.right, poolformer.wrong_above) == (poolformer.total, 0), _report(poolformer)
+    verdict = next(line for line in poolformer.detail if line.startswith("per parameter"))
+    assert "parameter-free module PyTorch 'head.global_pool.pool'" in verdict, verdict
+    assert "disagree: head.norm.weight" in verdict, verdict  # its effect is only seen after the pooling
+
+
+def test_blocks_numeric_resolution_cannot_place_stay_in_doubt(results: dict[str, NetworkResult]) -> None:
+    # CrossViT's same-shaped LayerNorms of different places agree when fed each other's values: never confirmed
+    crossvit = results["crossvit_timm_mindcv"]
+    assert not crossvit.error, crossvit.error
+    assert crossvit.wrong_above == 0, _report(crossvit)
+    assert crossvit.right >= crossvit.total - 4, _report(crossvit)
+    assert crossvit.status != "confirmed per parameter", _report(crossvit)
+
+
+def test_tolerance_relative_to_each_output(results: dict[str, NetworkResult]) -> None:
+    gpt2 = results["gpt2_mindformers_hf"]
+    assert "x its largest value" in gpt2.tolerance, gpt2.tolerance
+    assert "float32 compute" in gpt2.tolerance, gpt2.tolerance
+
+
+_FACTORIES = """
+import benchmarks.realports._setup as setup
+from benchmarks.realports.pairs import get_pair
+
+PAIR = get_pair({name!r})
+
+
+def _ready():
+    setup.prepare()
+    if PAIR.setup is not None:
+        PAIR.setup()
+
+
+def torch_model():
+    _ready()
+    return PAIR.torch_model()
+
+
+def mindspore_model():
+    _ready()
+    if {float16!r}:
+        setup.mindformers_float32 = lambda net: net  # MindFormers' own float16 compute, as users get it
+    return PAIR.mindspore_model()
+"""
+
+
+def _infer_cli(
+    name: str, source: Path, target: Path, folder: Path, options: list[str], *, float16: bool = False
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`automap infer SOURCE TARGET` with the pair's models from a factory module, as a user runs it."""
+    module = f"{name}_factories"
+    (folder / f"{module}.py").write_text(_FACTORIES.format(name=name, float16=float16))
+    mapping = folder / "mapping.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), str(_ROOT), env.get("PYTHONPATH", "")])
+    command = [
+        *(sys.executable, "-m", "automap", "infer", str(source), str(target), "-o", str(mapping)),
+        *("--torch-model", f"{module}:torch_model", "--mindspore-model", f"{module}:mindspore_model", *options),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=_ROOT, env=env)
+    return done, mapping
+
+
+def test_float16_compute_gets_its_own_bound_and_is_proven(
+    results: dict[str, NetworkResult], files: Path, tmp_path: Path
+) -> None:
+    # MindFormers' ViT as it comes (float16 matmuls): float32's bound would call its rounding a divergence
+    assert "vit_timm_mindformers" in results  # its files are written
+    pair_files = files / "vit_timm_mindformers"
+    done, _ = _infer_cli(
+        "vit_timm_mindformers",
+        pair_files / "torch_model.pth",
+        pair_files / "mindspore_model.ckpt",
+        tmp_path,
+        ["--input", "2x3x32x32:float32"],
+        float16=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tolerance (for float16 compute)" in done.stdout, done.stdout
+    assert "PROVEN" in done.stdout, done.stdout
+
+
+def _old_bert_name(name: str) -> str:
+    """BERT checkpoints saved by older code: LayerNorm's `gamma`/`beta`, which HF still loads."""
+    return name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+
+
+def test_cli_maps_checkpoint_names_older_than_the_model_and_proves(
+    results: dict[str, NetworkResult], files: Path, tmp_path: Path
+) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    assert "bert_hf_mindformers" in results  # its files are written
+    pair_files = files / "bert_hf_mindformers"
+    (original,) = sorted((pair_files / "torch").glob("*.safetensors"))
+    tensors = load_file(str(original))
+    old = tmp_path / "bert-old-names.safetensors"
+    save_file({_old_bert_name(k): v for k, v in tensors.items()}, str(old), metadata={"format": "pt"})  # as HF saves
+    assert any(k.endswith("LayerNorm.gamma") for k in load_file(str(old)))
+    done, mapping = _infer_cli(
+        "bert_hf_mindformers",
+        old,
+        pair_files / "mindspore_model.ckpt",
+        tmp_path,
+        [
+            *("--input", "2x16:int64", "--input", "2x16:int64:0-2", "--input", "2x16:int64:1-1"),
+            *("--torch-args", "input_ids=0,token_type_ids=1,attention_mask=2"),
+        ],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "LayerNorm.gamma ->" in done.stdout, done.stdout  # the names mapped onto the model's are shown
+    assert "PROVEN" in done.stdout, done.stdout
+    written: dict[str, Any] = json.loads(mapping.read_text())
+    truth = json.loads((_ROOT / "tests/data/realports/bert_hf_mindformers/truth.json").read_text())["truth"]
+    chosen = {p["target"]: p for p in written["pairs"]}
+    for target, entry in truth.items():
+        source = entry if isinstance(entry, str) else entry["source"]
+        expected = [_old_bert_name(s) for s in ([source] if isinstance(source, str) else source)]
+        got = chosen[target]["source"]
+        assert ([got] if isinstance(got, str) else got) == expected, (target, chosen[target])
