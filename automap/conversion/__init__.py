@@ -13,14 +13,8 @@ CRC-32s), and `readback` (the output re-opened with a `Verifier` and compared). 
 
 from __future__ import annotations
 
-from ._convert import (
-    ConversionReport,
-    check_direction,
-    check_not_source,
-    check_output,
-    convert,
-    infer_for_conversion,
-)
+from ._convert import ConversionReport, check_direction, convert, infer_for_conversion
+from ._outputs import check_not_source, check_output
 from .plan import ConversionPlan, PlannedTensor, check_mapping, is_restored_by_loader
 
 __all__ = [

@@ -19,30 +19,30 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from automap._advice import option, option_name
-from automap._atomic import check_writable
-from automap._errors import ConversionError, MissingDependencyError
+from automap._errors import ConversionError
 from automap._text import human_bytes, shape_text
 from automap._types import Framework, StrPath
 from automap.dtypes import get_dtype
-from automap.io import dcp, fsdp, load_checkpoint, ms_distributed
-from automap.io.formats import FORMATS, PYTORCH
-from automap.io.sharded import base_path, files_of, index_path, layout, parse_size
+from automap.io import load_checkpoint
+from automap.io.formats import FORMATS
+from automap.io.sharded import index_path, layout, parse_size
 from automap.mapping import load_mapping
 from automap.records import Match, NameMapping, ParamRecord, ParamTable
 
+from ._outputs import check_output, refuse_writing_over
+from ._outputs import source_files as files_holding
 from ._pages import MappedPages
 from ._workers import WorkerReport, WorkersResult, can_fork, write_in_workers
-from .plan import ConversionPlan, installed, is_restored_by_loader, output_framework, plan_conversion
+from .plan import ConversionPlan, is_restored_by_loader, output_framework, plan_conversion
 from .readback import verify_output
 from .writer import output_records, write_output
 
-__all__ = ["ConversionReport", "check_direction", "check_not_source", "check_output", "convert", "infer_for_conversion"]
+__all__ = ["ConversionReport", "check_direction", "convert", "infer_for_conversion"]
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,8 @@ def convert(
         raise ConversionError(msg)
     out = check_output(output, sharded=shard_size is not None, overwrite=overwrite)
     source_table = _table(source)
-    source_files = _source_files(source_table)
-    _refuse_writing_over(source_files, [index_path(out)] if shard_size is not None else [out])
+    source_files = files_holding(source_table)
+    refuse_writing_over(source_files, [index_path(out)] if shard_size is not None else [out])
     target_table = _table(target) if target is not None else None
     check_direction(source_table, target_table, out)
     the_mapping = mapping if isinstance(mapping, NameMapping) else load_mapping(mapping)
@@ -251,7 +251,7 @@ def convert(
     if shard_size is not None:
         shards = layout(out, records, shard_size)
         files, index = [(path, list(group)) for path, group in shards.shards], shards.index
-        _refuse_writing_over(source_files, [path for path, _ in files])
+        refuse_writing_over(source_files, [path for path, _ in files])
     total = sum(t.nbytes for t in plan.tensors)
     notes = _dtype_notes(plan, target_table, dtype) + _workers_notes(workers, len(files), index is not None)
     if not verify:
@@ -356,41 +356,6 @@ def _workers_notes(workers: int, files: int, sharded: bool) -> tuple[str, ...]:
     if files < workers:
         return (f"note: {files} shard{'s' if files > 1 else ''}, so {min(workers, files)} worker(s) were used",)
     return ()
-
-
-def check_output(output: StrPath, *, sharded: bool = False, overwrite: bool = False) -> Path:
-    """Refuse an output that cannot be written, before any work is done.
-
-    Args:
-        output: the output file (for a sharded output, the name one file would have, or the index's name).
-        sharded: the output will be split into shards plus an index.
-        overwrite: an existing output may be replaced.
-
-    Returns:
-        The output as one file would be named (`model.safetensors` also for `model.safetensors.index.json`).
-
-    Raises:
-        ConversionError: the output's name says no checkpoint format automap writes, or the output (or, sharded,
-            its index) exists without `overwrite`, is a directory, or its folder does not exist or takes no file.
-        MissingDependencyError: the output is a PyTorch file and torch is not installed.
-
-    Example:
-        >>> check_output("model.ckpt", sharded=True)  # doctest: +SKIP
-        PosixPath('model.ckpt')
-    """
-    _check_output_kind(base_path(output) if sharded else Path(output))
-    # automap's .pth writer refers to torch's own tensor-rebuilding functions, so it needs torch
-    if FORMATS.for_suffix(base_path(output) if sharded else Path(output)) is PYTORCH and not installed("torch"):
-        msg = (
-            f"writing {Path(output).name!r} (PyTorch's format) needs torch, which is not installed; run: pip install "
-            "'automap[torch]', or write .safetensors, which needs no framework"
-        )
-        raise MissingDependencyError(msg)
-    if sharded:
-        base = base_path(output)
-        check_writable(index_path(base), overwrite=overwrite)
-        return base
-    return check_writable(output, overwrite=overwrite)
 
 
 def check_direction(source: ParamTable, target: ParamTable | None, output: StrPath) -> None:
@@ -521,16 +486,6 @@ def _source_name(pair: Match) -> str:
     return pair.source if isinstance(pair.source, str) else " + ".join(pair.source_names)
 
 
-def _check_output_kind(out: Path) -> None:
-    fmt = FORMATS.for_suffix(out)
-    if fmt is None or fmt.write_to is None or not fmt.holds_data:
-        msg = (
-            f"cannot tell what to write for {out.name!r}: name the output .ckpt (MindSpore), .pth (PyTorch) "
-            "or .safetensors"
-        )
-        raise ConversionError(msg)
-
-
 def _table(value: ParamTable | StrPath) -> ParamTable:
     return value if isinstance(value, ParamTable) else load_checkpoint(value)
 
@@ -543,37 +498,3 @@ def _shard_size(value: int | str | None) -> int | None:
     except ValueError as error:
         msg = f"{option_name('max_shard_size')}: {error}"
         raise ConversionError(msg) from None
-
-
-def _source_files(table: ParamTable) -> list[Path]:
-    """The files holding the source's data (an index's shards, a distributed folder's files): pages, overwrites."""
-    with contextlib.suppress(OSError, ValueError):
-        source = Path(table.source)
-        if source.is_file():
-            return [source, *(f for f in files_of(source) if f != source)]
-        if source.is_dir():
-            readers = {"pytorch-dcp": dcp.data_files, "pytorch-fsdp": fsdp.data_files}
-            return readers.get(table.format, ms_distributed.data_files)(source)
-    return []
-
-
-def check_not_source(source: ParamTable, outputs: Sequence[StrPath]) -> None:
-    """Refuse an output that is one of the source checkpoint's files, before any work is done.
-
-    Args:
-        source: the source checkpoint's table.
-        outputs: every file the command will write.
-
-    Raises:
-        ConversionError: an output is one of the source's files (a shard of it included).
-    """
-    _refuse_writing_over(_source_files(source), [Path(o) for o in outputs])
-
-
-def _refuse_writing_over(sources: Sequence[Path], outputs: Sequence[Path]) -> None:
-    """Refuse an output that is one of the source's files (streaming would read what it overwrites)."""
-    resolved = {s.resolve() for s in sources if s.exists()}
-    for output in outputs:
-        if output.exists() and output.resolve() in resolved:
-            msg = f"output {str(output)!r} is the source checkpoint; write to another file"
-            raise ConversionError(msg)
