@@ -150,6 +150,29 @@ def test_agreeing_numbers_in_containers_of_unequal_size_are_flagged() -> None:
     assert {t for t in truth if ".layers.2." in t} <= set(right)  # the last layer's shape settles it
 
 
+def test_where_both_files_keep_declaration_order_the_order_decides_and_the_pairs_stay_flagged() -> None:
+    # the same MLPs saved with torch.save (declaration order: proj_in, layers, proj_out), not sorted as text
+    hf: list[Spec] = []
+    port: list[Spec] = []
+    truth: dict[str, str | None] = {}
+    for i in range(2):
+        h = f"mlps.{i}."
+        for module, port_module, shape in (
+            ("proj_in", "layers.0", 16),
+            ("layers.0", "layers.1", 16),
+            ("proj_out", "layers.2", 4),
+        ):
+            for leaf, leaf_shape in (("weight", (shape, 16)), ("bias", (shape,))):
+                hf.append((h + f"{module}.{leaf}", leaf_shape))
+                port.append((h + f"{port_module}.{leaf}", leaf_shape))
+                truth[h + f"{port_module}.{leaf}"] = h + f"{module}.{leaf}"
+    mapping = infer_mapping(_table("pytorch", hf), _table("mindspore", port))
+    for pair in mapping.pairs:
+        assert pair.source == truth[pair.target], pair
+        if ".layers.0." in pair.target or ".layers.1." in pair.target:
+            assert pair.confidence < mapping.threshold
+
+
 def test_containers_numbered_alike_are_not_flagged() -> None:
     specs = [
         (f"encoder.layers.{i}.{leaf}", (16, 16) if leaf == "weight" else (16,))

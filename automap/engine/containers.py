@@ -59,9 +59,7 @@ def doubt_renumbered_containers(solution: Solution, source: Side, target: Side, 
         ):
             trapped.add(t_found[0])
     for container in trapped:
-        flagged = _flag_swaps(groups[container], candidates)
-        if source.ordered and target.ordered:
-            _follow_order(flagged, source, target, candidates)
+        _flag_swaps(groups[container], candidates)
 
 
 def _last(container: str) -> str:
@@ -79,13 +77,12 @@ def _sizes(side: Side) -> dict[str, int]:
     return {container: len(found) for container, found in members.items()}
 
 
-def _flag_swaps(members: list[tuple[str, Assignment]], candidates: Candidates) -> list[Assignment]:
+def _flag_swaps(members: list[tuple[str, Assignment]], candidates: Candidates) -> None:
     """Cap the pairs of two members whenever each member's target could take the other's source."""
     targets = np.array([a.target for _, a in members])
     allowed: dict[int, set[int]] = defaultdict(set)
     for index in np.flatnonzero(np.isin(candidates.target, targets)):
         allowed[int(candidates.target[index])].add(int(candidates.source[index]))
-    flagged: dict[int, Assignment] = {}
     for i, (member_a, a) in enumerate(members):
         for member_b, b in members[i + 1 :]:
             if member_a == member_b or a.source == b.source:
@@ -93,33 +90,6 @@ def _flag_swaps(members: list[tuple[str, Assignment]], candidates: Candidates) -
             if b.source in allowed[a.target] and a.source in allowed[b.target]:
                 for capped, rival in ((a, b.source), (b, a.source)):
                     _cap(capped, rival)
-                    flagged[capped.target] = capped
-    return list(flagged.values())
-
-
-def _follow_order(flagged: list[Assignment], source: Side, target: Side, candidates: Candidates) -> None:
-    """Give the flagged pairs of one shape their sources in declaration order, the only signal left.
-
-    Both files list the members in the order the modules declare them (SAM's `proj_in` before the hidden
-    `layers`, the original's `layers.0` first); the pairs stay flagged, since a port may declare otherwise.
-    """
-    by_shape: dict[tuple[int, ...], list[Assignment]] = defaultdict(list)
-    for a in flagged:
-        by_shape[target.nodes[a.target].shape].append(a)
-    for group in by_shape.values():
-        targets = sorted(group, key=lambda a: target.rank[target.nodes[a.target].base])
-        sources = sorted(
-            (a.source for a in group if a.source is not None), key=lambda s: source.rank[source.nodes[s].base]
-        )
-        moves = [(a, s, _candidate(candidates, a.target, s)) for a, s in zip(targets, sources, strict=True)]
-        if all(index is not None for _, _, index in moves):
-            for a, s, index in moves:
-                a.source, a.candidate = s, index
-
-
-def _candidate(candidates: Candidates, t: int, s: int) -> int | None:
-    found = np.flatnonzero((candidates.target == t) & (candidates.source == s))
-    return int(found[0]) if len(found) else None
 
 
 def _cap(a: Assignment, rival: int | None) -> None:
