@@ -123,39 +123,49 @@ class ConventionIndex:
         self.target: list[frozenset[int]] = [frozenset()] * len(target_names)
         if not self.active:
             return
-        self.source = self._match(source_names, source_framework)
-        self.target = self._match(target_names, target_framework)
-        self._drop_kept_names(source_names if source_framework == "mindspore" else target_names)
+        # the HuggingFace sides of the aliases, looked for among the MindSpore names while those are matched
+        alias_sides = frozenset(entry.pytorch for entry in self.entries if not entry.vetoes)
+        self.source, source_kept = self._match(source_names, source_framework, alias_sides)
+        self.target, target_kept = self._match(target_names, target_framework, alias_sides)
+        self._drop_kept_names(source_kept if source_framework == "mindspore" else target_kept)
         # entries whose other side some name of the other table matches: only those can speak against a pair
         vetoing = frozenset(i for i, entry in enumerate(self.entries) if entry.vetoes)
         self.realised_source = vetoing & frozenset().union(*self.source)
         self.realised_target = vetoing & frozenset().union(*self.target)
 
-    def _drop_kept_names(self, mindspore_names: Sequence[str]) -> None:
+    def _drop_kept_names(self, kept_names: set[str]) -> None:
         """Silence the aliases whose HuggingFace side the MindSpore table itself uses.
 
         An alias says a port may keep the original codebase's name for what HuggingFace renamed. A port that
         uses HuggingFace's name (mindone and mindnlp keep them all) shows that it did not: there, the original
         name means something else (wav2vec2's `layer_norm` is fairseq's attention norm, and HuggingFace's own
         name for the layer's *last* norm in other models), and the alias would pair two different norms.
+        `kept_names` are the aliases' HuggingFace patterns that some MindSpore name ends with.
         """
-        present = {suffix for name in mindspore_names for suffix in _suffixes(name)}
-        kept = frozenset(i for i, entry in enumerate(self.entries) if not entry.vetoes and entry.pytorch in present)
+        kept = frozenset(i for i, entry in enumerate(self.entries) if not entry.vetoes and entry.pytorch in kept_names)
         if kept:
             self.source = [ids - kept for ids in self.source]
             self.target = [ids - kept for ids in self.target]
 
-    def _match(self, names: Sequence[str], framework: Framework) -> list[frozenset[int]]:
-        """Per name, the entries whose pattern on this side matches it; the longest matching pattern wins."""
+    def _match(
+        self, names: Sequence[str], framework: Framework, wanted: frozenset[str]
+    ) -> tuple[list[frozenset[int]], set[str]]:
+        """Per name, the entries whose pattern on this side matches it; the longest matching pattern wins.
+
+        Also which of the `wanted` patterns some name matches, found in the same pass over the names.
+        """
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for number, entry in enumerate(self.entries):
             by_pattern[entry.side(framework)].append(number)
         out = []
+        seen: set[str] = set()
         for name in names:
-            found = [suffix for suffix in _suffixes(name) if suffix in by_pattern]
+            suffixes = _suffixes(name)
+            seen.update(suffix for suffix in suffixes if suffix in wanted)
+            found = [suffix for suffix in suffixes if suffix in by_pattern]
             longest = max((f.count(".") for f in found), default=-1)
             out.append(frozenset(i for f in found if f.count(".") == longest for i in by_pattern[f]))
-        return out
+        return out, seen
 
     def score(self, target: int, source: int, pieces: tuple[Part | None, Part | None], transposed: bool) -> float:
         """How the published tables judge one candidate, in [0, 1].
