@@ -15,7 +15,7 @@ shapes, first uses, completions and the trailing sub-modules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._compare import CallShapes, Link, ModulePairing, arranged, call_shapes, difference, layouts, settle_layouts
@@ -23,7 +23,7 @@ from ._nets import Forced, Net, Outputs, Run
 from ._session import paired_modules
 from ._tolerance import lowest_precision
 
-__all__ = ["Point", "Timeline", "View", "find_point", "module_precision", "timeline", "trailing_children"]
+__all__ = ["Point", "Timeline", "View", "captures", "find_point", "module_precision", "timeline", "trailing_children"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,17 @@ class Point:
 
     def _candidates(self) -> list[tuple[View, View, list[list[Link]]]]:
         return [self.options[self.chosen]] if self.settled else self.options
+
+
+def captures(points: Sequence[Point]) -> tuple[set[str], set[str]]:
+    """(modules whose outputs, modules whose first inputs) one run must record to judge all of `points`."""
+    outputs: set[str] = set()
+    inputs: set[str] = set()
+    for point in points:
+        more_outputs, more_inputs = point.capture()
+        outputs |= more_outputs
+        inputs |= more_inputs
+    return outputs, inputs
 
 
 def find_point(

@@ -23,7 +23,7 @@ from typing import Literal
 from ._candidates import Group, Option, enumerate_candidates
 from ._compare import ModulePairing
 from ._nets import Forced, Run
-from ._points import Point, Timeline, find_point, module_precision
+from ._points import Point, Timeline, captures, find_point, module_precision
 from ._session import Call, Session
 from ._tolerance import Tolerance, lowest_precision
 
@@ -214,12 +214,7 @@ def _calibrate(session: Session, states: list[_State], assignment: Mapping[str, 
     ]
     if not open_points:
         return
-    outputs: set[str] = set()
-    inputs: set[str] = set()
-    for point in open_points:
-        more_outputs, more_inputs = point.capture()
-        outputs |= more_outputs
-        inputs |= more_inputs
+    outputs, inputs = captures(open_points)
     session.load_target(assignment)
     run = session.run_target(reference.call, capture=outputs, capture_inputs=inputs)
     for point in open_points:
@@ -276,12 +271,7 @@ def _rounds(
                 if forced is not None:
                     where, is_input, values = forced
                     (force_inputs if is_input else force)[where] = values
-            outputs_wanted: set[str] = set()
-            inputs_wanted: set[str] = set()
-            for point in points:
-                more_outputs, more_inputs = point.capture()
-                outputs_wanted |= more_outputs
-                inputs_wanted |= more_inputs
+            outputs_wanted, inputs_wanted = captures(points)
             got = session.run_target(
                 reference.call,
                 capture=outputs_wanted,
