@@ -181,3 +181,32 @@ def test_containers_numbered_alike_are_not_flagged() -> None:
     ]
     mapping = infer_mapping(_table("pytorch", specs), _table("mindspore", specs))
     assert not [p for p in mapping.pairs if p.decided_by is DecidedBy.RENUMBERED]
+
+
+def _mixed_layout_port() -> tuple[ParamTable, ParamTable]:
+    """A port that keeps its attention layers `(out, in)` but stores its MLP's layers `(in, out)`, square one too."""
+    hidden, inner = 16, 32
+    source: list[Spec] = []
+    target: list[Spec] = []
+    for i in range(2):
+        for layer, shape in (("qkv", (3 * hidden, hidden)), ("kv", (2 * hidden, hidden)), ("gate", (8, hidden))):
+            source.append((f"blocks.{i}.attn.{layer}.weight", shape))
+            target.append((f"blocks.{i}.attention.{layer}.weight", shape))
+        for layer, shape in (("fc1", (inner, hidden)), ("mid", (inner, inner)), ("fc2", (hidden, inner))):
+            source.append((f"blocks.{i}.mlp.{layer}.weight", shape))
+            target.append((f"blocks.{i}.ffn.{layer}.weight", shape[::-1]))
+    return _table("pytorch", source), _table("mindspore", target)
+
+
+def test_a_square_weight_whose_layout_nothing_shows_follows_its_sibling_layers_and_stays_flagged() -> None:
+    # most of the port's non-square layers are kept (out, in), but the MLP beside the square `mid` is transposed
+    source, target = _mixed_layout_port()
+    mapping = infer_mapping(source, target)
+    by_target = {p.target: p for p in mapping.pairs}
+    for i in range(2):
+        mid = by_target[f"blocks.{i}.ffn.mid.weight"]
+        assert mid.source == f"blocks.{i}.mlp.mid.weight"
+        assert [s.to_json()["op"] for s in mid.transform] == ["transpose"]
+        assert mid.confidence < mapping.threshold and mid.decided_by is DecidedBy.LAYOUT_ONLY
+        fc1 = by_target[f"blocks.{i}.ffn.fc1.weight"]
+        assert [s.to_json()["op"] for s in fc1.transform] == ["transpose"]

@@ -174,11 +174,13 @@ def test_in_out_storage_gets_a_transpose_and_the_square_member_is_guessed_and_fl
         assert _pair(mapping, f"layers.{i}.up.weight").transform == (Transpose(),)
         assert _pair(mapping, f"layers.{i}.down.weight").transform == (Transpose(),)
         mix = _pair(mapping, f"layers.{i}.mix.weight")
-        # a square shape cannot tell, and ports mix conventions: the guess follows most of the port's layers,
-        # flagged for review
+        # a square shape cannot tell, and ports mix conventions: the guess follows the layers beside it (up and
+        # down, in the same module), flagged for review
         assert mix.transform == (Transpose(),)
         assert mix.confidence < mapping.threshold and mix.decided_by is DecidedBy.LAYOUT_ONLY
-        assert "nothing shows whether this one is (transposed like most of them)" in mix.labels["note"]
+        assert (
+            "nothing shows whether this one is (transposed like the other layers of its module)" in mix.labels["note"]
+        )
     assert any("square 2-D weights flagged" in n for n in mapping.notes)
 
 

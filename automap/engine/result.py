@@ -166,9 +166,12 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
     the same layer (in other blocks) show; else the frameworks' default (`(out, in)` on both sides, nothing
     transposed) when nothing in the port suggests otherwise. When the port does store some layers transposed
     (or leaves that open), a square weight with no evidence of its own is flagged instead of guessed: ports
-    mix conventions (MindFormers' T5 transposes the attention output but not q, k, v).
+    mix conventions (MindFormers' T5 transposes the attention output but not q, k, v). Its flagged layout is
+    then the one its sibling layers show (`attn.k` beside an `attn.q` whose layout is known), where they agree,
+    and the port's majority only where they do not: the layers of one module are most often stored alike.
     """
     layers: dict[str, Counter[bool]] = defaultdict(Counter)
+    siblings: dict[str, Counter[bool]] = defaultdict(Counter)  # by module: the layouts its layers show
     port: Counter[bool] = Counter()
     port_transposes = False
     for match in matches.values():
@@ -178,9 +181,15 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
         if match.decided_by is DecidedBy.LAYOUT_ONLY:
             port_transposes = True  # a transposed layout was as likely as the one chosen
         shape = match.target_shape
-        if len(shape) != 2 or shape[0] == shape[1] or match.confidence < _TRUSTED:
+        if len(shape) == 2 and shape[0] == shape[1]:
+            published = _published_layout(match, ctx) if not transposed else None
+            if published is not None:
+                siblings[_module(match.target)][published] += 1
+            continue
+        if len(shape) != 2 or match.confidence < _TRUSTED:
             continue
         layers[_layer(match.target)][transposed] += 1
+        siblings[_module(match.target)][transposed] += 1
         port[transposed] += 1
         port_transposes |= transposed
     flipped = doubted = 0
@@ -201,12 +210,15 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
             labels["note"] = "square weight stored like the same layer's non-square weights in other blocks"
         elif not port_transposes:
             continue  # the frameworks' default: both store (out, in)
-        else:  # a guess: like most of the port's layers, and flagged
-            transposed = port[True] > port[False]
+        else:  # a guess, flagged: like its sibling layers where they agree, else like most of the port's layers
+            kin = siblings.get(_module(name))
+            alike = kin is not None and len(kin) == 1
+            transposed = next(iter(kin)) if kin is not None and alike else port[True] > port[False]
             labels[DECIDED_BY] = DecidedBy.LAYOUT_ONLY.value
             labels["note"] = (
                 "square weight: the port stores some layers transposed, and nothing shows whether this one is"
-                + (" (transposed like most of them)" if transposed else "")
+                + (f" ({'transposed' if transposed else 'kept'} like the other layers of its module)" if alike else "")
+                + (" (transposed like most of them)" if transposed and not alike else "")
             )
             match = replace(match, confidence=min(match.confidence, _CAP))
             doubted += 1
@@ -219,6 +231,11 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
         notes.append(f"{flipped} square 2-D weights transposed to follow the port's storage convention")
     if doubted:
         notes.append(f"{doubted} square 2-D weights flagged: nothing shows whether the port stores them transposed")
+
+
+def _module(name: str) -> str:
+    """The module holding a weight's layer, across blocks (`blocks.#.attn` for `blocks.3.attn.k.weight`)."""
+    return owner(_layer(name))
 
 
 def _layer(name: str) -> str:
