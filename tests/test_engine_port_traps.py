@@ -210,3 +210,33 @@ def test_a_square_weight_whose_layout_nothing_shows_follows_its_sibling_layers_a
         assert mid.confidence < mapping.threshold and mid.decided_by is DecidedBy.LAYOUT_ONLY
         fc1 = by_target[f"blocks.{i}.ffn.fc1.weight"]
         assert [s.to_json()["op"] for s in fc1.transform] == ["transpose"]
+
+
+def test_a_square_piece_of_a_fused_weight_takes_the_layout_its_published_table_states() -> None:
+    # MindFormers' ViT script cuts timm's qkv into dense1-3 as they are, but transposes the projection and the
+    # MLP: the port mixes layouts in one module, and only the table tells the pieces' layout
+    dim = 16
+    source: list[Spec] = []
+    target: list[Spec] = []
+    for i in range(2):
+        source += [
+            (f"blocks.{i}.attn.qkv.weight", (3 * dim, dim)),
+            (f"blocks.{i}.attn.proj.weight", (dim, dim)),
+            (f"blocks.{i}.mlp.fc1.weight", (4 * dim, dim)),
+            (f"blocks.{i}.mlp.fc2.weight", (dim, 4 * dim)),
+        ]
+        target += [(f"vit.blocks.{i}.attention.dense{k}.weight", (dim, dim)) for k in (1, 2, 3)]
+        target += [
+            (f"vit.blocks.{i}.attention.projection.weight", (dim, dim)),
+            (f"vit.blocks.{i}.output.mapping.weight", (dim, 4 * dim)),
+            (f"vit.blocks.{i}.output.projection.weight", (4 * dim, dim)),
+        ]
+    mapping = infer_mapping(_table("pytorch", source), _table("mindspore", target))
+    by_target = {p.target: p for p in mapping.pairs}
+    for i in range(2):
+        for k in range(3):
+            piece = by_target[f"vit.blocks.{i}.attention.dense{k + 1}.weight"]
+            assert piece.source == f"blocks.{i}.attn.qkv.weight"
+            assert [s.to_json() for s in piece.transform] == [{"op": "split", "axis": 0, "parts": 3, "index": k}]
+        projection = by_target[f"vit.blocks.{i}.attention.projection.weight"]
+        assert [s.to_json()["op"] for s in projection.transform] == ["transpose"]

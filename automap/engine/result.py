@@ -244,15 +244,24 @@ def _layer(name: str) -> str:
 
 
 def _published_layout(match: Match, ctx: FeatureContext) -> bool | None:
-    """Whether a published rename table that pairs a square weight's two names transposes it, or None."""
+    """Whether a published rename table that pairs a square weight's two names transposes it, or None.
+
+    A weight cut from a fused source (`qkv` -> `dense1`) takes what the table says of that piece.
+    """
     index = ctx.conventions
     if index is None or not index.active or not isinstance(match.source, str):
         return None
     target, source = ctx.target.table.get(match.target), ctx.source.table.get(match.source)
     if target is None or source is None:
         return None
+    first = match.transform[0] if match.transform else None
+    piece = (first.index, first.parts) if isinstance(first, Split) else None
     entries = [index.entries[i] for i in index.target[target.index] & index.source[source.index]]
-    said = {entry.layout == "transposed" for entry in entries if entry.piece is None and not entry.interleaved}
+    said = {
+        entry.layout == "transposed"
+        for entry in entries
+        if not entry.interleaved and (entry.piece[:2] if entry.piece is not None else None) == piece
+    }
     return said.pop() if len(said) == 1 else None
 
 
