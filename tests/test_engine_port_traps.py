@@ -240,3 +240,27 @@ def test_a_square_piece_of_a_fused_weight_takes_the_layout_its_published_table_s
             assert [s.to_json() for s in piece.transform] == [{"op": "split", "axis": 0, "parts": 3, "index": k}]
         projection = by_target[f"vit.blocks.{i}.attention.projection.weight"]
         assert [s.to_json()["op"] for s in projection.transform] == ["transpose"]
+
+
+def test_a_target_concatenated_from_square_pieces_takes_the_layout_their_published_table_states() -> None:
+    # MindFormers' GPT-2 keeps q, k, v as square `dense1-3` stored (out, in); HuggingFace's Conv1D `c_attn` is
+    # (in, 3 * out): the pieces go in transposed, which their square shapes cannot show but the script states
+    dim = 16
+    source: list[Spec] = []
+    target: list[Spec] = []
+    for i in range(2):
+        for k in (1, 2, 3):
+            source += [(f"backbone.blocks.{i}.attention.dense{k}.weight", (dim, dim))]
+            source += [(f"backbone.blocks.{i}.attention.dense{k}.bias", (dim,))]
+        source += [(f"backbone.blocks.{i}.attention.projection.weight", (dim, dim))]
+        source += [(f"backbone.blocks.{i}.output.mapping.weight", (dim, 4 * dim))]
+        target += [(f"transformer.h.{i}.attn.c_attn.weight", (dim, 3 * dim))]
+        target += [(f"transformer.h.{i}.attn.c_attn.bias", (3 * dim,))]
+        target += [(f"transformer.h.{i}.attn.c_proj.weight", (dim, dim))]
+        target += [(f"transformer.h.{i}.mlp.c_fc.weight", (dim, 4 * dim))]
+    mapping = infer_mapping(_table("mindspore", source), _table("pytorch", target))
+    by_target = {p.target: p for p in mapping.pairs}
+    for i in range(2):
+        fused = by_target[f"transformer.h.{i}.attn.c_attn.weight"]
+        assert fused.source_names == tuple(f"backbone.blocks.{i}.attention.dense{k}.weight" for k in (1, 2, 3))
+        assert [s.to_json() for s in fused.transform] == [{"op": "concat", "axis": 0}, {"op": "transpose"}]

@@ -167,7 +167,9 @@ class ConventionIndex:
             out.append(frozenset(i for f in found if f.count(".") == longest for i in by_pattern[f]))
         return out, seen
 
-    def score(self, target: int, source: int, pieces: tuple[Part | None, Part | None], transposed: bool) -> float:
+    def score(
+        self, target: int, source: int, pieces: tuple[Part | None, Part | None], transposed: bool | None
+    ) -> float:
         """How the published tables judge one candidate, in [0, 1].
 
         1 when an entry pairs the two names (with the piece and the layout it states); 0 when entries pair
@@ -178,7 +180,8 @@ class ConventionIndex:
             target: the target parameter's index in its table.
             source: the source parameter's index in its table.
             pieces: the candidate's (target part, source part): which piece of a fused tensor it takes, if any.
-            transposed: whether the candidate's layout needs a transpose.
+            transposed: whether the candidate's layout needs a transpose; None when its shapes cannot show a
+                layout (a bias, a square weight), so that any layout the entry states fits.
         """
         t_ids, s_ids = self.target[target], self.source[source]
         shared = t_ids & s_ids
@@ -188,11 +191,11 @@ class ConventionIndex:
             return 0.0
         return 0.5
 
-    def _fits(self, entry: Convention, pieces: tuple[Part | None, Part | None], transposed: bool) -> bool:
+    def _fits(self, entry: Convention, pieces: tuple[Part | None, Part | None], transposed: bool | None) -> bool:
         """Whether a candidate pairs the two names the way the entry says: piece, per-head split, layout."""
         if entry.interleaved:
             return False  # a piece per head is no contiguous piece: no candidate can be it
-        if transposed != (entry.layout == "transposed"):  # scripts state a transpose; otherwise they copy as is
+        if transposed is not None and transposed != (entry.layout == "transposed"):  # else they copy as is
             return False
         fused_side = 0 if entry.piece_of == self.frameworks[1] else 1
         part = pieces[fused_side]

@@ -177,7 +177,10 @@ def convention_feature(ctx: FeatureContext) -> Array:
     for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True)):
         tb, sb = t_nodes[t].base, s_nodes[s].base
         if index.target[tb] or index.source[sb]:
-            transposed = ctx.candidates.relation[i].kind == "transpose"
+            kind, shape = ctx.candidates.relation[i].kind, t_nodes[t].shape
+            # a bias, or a square weight taken as it is, shows no layout: the table's is applied afterwards
+            shows_layout = kind == "transpose" or (len(shape) == 2 and shape[0] != shape[1])
+            transposed = kind == "transpose" if shows_layout else None
             out[i] = index.score(tb, sb, (t_nodes[t].part, s_nodes[s].part), transposed)
     return out
 

@@ -21,7 +21,7 @@ from .features import FEATURES, FeatureContext
 from .fused import piece_index
 from .graph import owner
 from .names import index_template, tokenize
-from .shapes import Part, concat_steps
+from .shapes import TRANSPOSE, Part, Relation, concat_steps
 from .sides import Side
 from .solver import Assignment, Solution
 
@@ -140,12 +140,19 @@ def _concatenated(
     names = tuple(source.table.params[source.nodes[a.source].base].name for a in parts if a.source is not None)
     shapes = tuple(source.table.params[source.nodes[a.source].base].shape for a in parts if a.source is not None)
     relation = ctx.candidates.relation[parts[0].candidate]  # type: ignore[index]
+    published = None
+    if relation.kind == "exact" and all(len(s) == 2 and s[0] == s[1] for s in shapes):  # the shapes show no layout
+        published = _published_piece_layout(ctx, record, parts)
+        if published:
+            relation = Relation((Transpose(),), TRANSPOSE, "transpose")
     steps = concat_steps(Part(first.axis, first.parts, 0), relation, record.shape, shapes)
     if steps is None:
         return None
     weakest = min(parts, key=lambda a: a.confidence)
     evidence, labels = _evidence(weakest, scores)
-    labels["note"] = f"built by concatenating {len(names)} source tensors"
+    labels["note"] = f"built by concatenating {len(names)} source tensors" + (
+        ", each stored as the published rename table of its library says" if published is not None else ""
+    )
     return Match(
         target=record.name,
         source=names,
@@ -157,6 +164,31 @@ def _concatenated(
         alternatives=(),
         labels=labels,
     )
+
+
+def _published_piece_layout(ctx: FeatureContext, record: ParamRecord, parts: list[Assignment]) -> bool | None:
+    """Whether the published tables transpose the square sources a target is concatenated from, or None.
+
+    Each source must be paired with its own piece of the target by an entry, and all must say the same.
+    """
+    index = ctx.conventions
+    if index is None or not index.active:
+        return None
+    said: set[bool] = set()
+    for a in parts:
+        part = ctx.target.nodes[a.target].part
+        if a.source is None or part is None:
+            return None
+        shared = index.target[record.index] & index.source[ctx.source.nodes[a.source].base]
+        layouts = {
+            index.entries[i].layout == "transposed"
+            for i in shared
+            if (piece := index.entries[i].piece) is not None and piece[:2] == (part.index, part.parts)
+        }
+        if len(layouts) != 1:
+            return None
+        said |= layouts
+    return said.pop() if len(said) == 1 else None
 
 
 def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx: FeatureContext) -> None:
