@@ -148,6 +148,25 @@ def test_agreeing_numbers_in_containers_of_unequal_size_are_flagged() -> None:
     flagged = {p.target for p in mapping.pairs if p.decided_by is DecidedBy.RENUMBERED}
     assert {t for t in truth if ".layers.0." in t or ".layers.1." in t} <= flagged
     assert {t for t in truth if ".layers.2." in t} <= set(right)  # the last layer's shape settles it
+    # the file sorted as text shows no order, but the names do: `proj_in` first, `proj_out` last, the numbered
+    # layers between them; the flagged members are paired by that rank
+    assert {p.target: p.source for p in mapping.pairs} == truth
+
+
+@pytest.mark.parametrize("other", ["norm", "proj_in_out"])
+def test_a_member_whose_place_no_name_shows_keeps_the_renumbered_container_unordered(other: str) -> None:
+    # beside `proj_in`, `layers.*` and `proj_out`, a member such as `norm` has no place in that order (nor has a
+    # name that says both): no rank is given, and the members stay as the numbers put them, flagged
+    hf: list[Spec] = []
+    port: list[Spec] = []
+    h = "mlp."
+    for module, port_module in (("proj_in", "layers.0"), ("layers.0", "layers.1"), (other, "layers.2")):
+        hf += [(h + f"{module}.weight", (16, 16)), (h + f"{module}.bias", (16,))]
+        port += [(h + f"{port_module}.weight", (16, 16)), (h + f"{port_module}.bias", (16,))]
+    mapping = infer_mapping(_table("pytorch", sorted(hf)), _table("mindspore", port))
+    by_target = {p.target: p for p in mapping.pairs}
+    assert by_target["mlp.layers.0.weight"].source != "mlp.proj_in.weight"
+    assert all(p.confidence < mapping.threshold for p in mapping.pairs if ".layers.0." in p.target)
 
 
 def test_where_both_files_keep_declaration_order_the_order_decides_and_the_pairs_stay_flagged() -> None:

@@ -7,6 +7,11 @@ Nothing in one name shows this; the containers do: they hold different numbers o
 container, wherever two members could swap their sources (the shapes allow it), the choice between them is not
 evidence the names can carry, and the pairs are flagged instead of written with the confidence the agreeing
 numbers gave them.
+
+What the names do carry is position: a member called `proj_in` (or `input`) comes first and one called `proj_out`
+(or `output`) last, the numbered members in between in their order. Where that orders every member on both sides
+and each target can take the source of the same rank, the members are paired by rank (still flagged: the order
+comes from words, not from the tensors).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def doubt_renumbered_containers(solution: Solution, source: Side, target: Side, 
     """
     t_sizes, s_sizes = _sizes(target), _sizes(source)
     groups: dict[str, list[tuple[str, Assignment]]] = defaultdict(list)
-    trapped: set[str] = set()
+    trapped: dict[str, str] = {}  # target container -> the source container its agreeing numbers point into
     for a in solution.assignments.values():
         if a.source is None:
             continue
@@ -57,9 +62,64 @@ def doubt_renumbered_containers(solution: Solution, source: Side, target: Side, 
             and _last(s_found[0]) == _last(t_found[0])
             and s_sizes[s_found[0]] != t_sizes[t_found[0]]
         ):
-            trapped.add(t_found[0])
-    for container in trapped:
+            trapped[t_found[0]] = s_found[0]
+    for container, source_container in trapped.items():
+        _pair_by_rank(container, source_container, solution, source, target, candidates)
         _flag_swaps(groups[container], candidates)
+
+
+_FIRST = frozenset({"in", "input"})
+_LAST = frozenset({"out", "output"})
+
+
+def _slots(parent: str, container: str, names: list[str]) -> dict[str, list[str]] | None:
+    """The members of `parent` in the order their names give, each with its tensors' names below it.
+
+    Members are the numbered entries of `container` and siblings named as first (`proj_in`) or last
+    (`proj_out`); None when `parent` holds anything else, whose place the names cannot tell.
+    """
+    ranked: dict[tuple[int, int], str] = {}
+    tensors: dict[str, list[str]] = defaultdict(list)
+    inner = container[len(parent) + 1 :] if parent else container
+    for name in names:
+        if not name.startswith(parent + "."):
+            continue
+        rest = name[len(parent) + 1 :].split(".")
+        if rest[0] == inner and len(rest) > 2 and rest[1].isdigit():
+            slot, rank = f"{inner}.{rest[1]}", (1, int(rest[1]))
+        else:
+            words = set(rest[0].lower().split("_"))
+            if len(rest) < 2 or not (words & _FIRST or words & _LAST) or (words & _FIRST and words & _LAST):
+                return None
+            slot, rank = rest[0], ((0, 0) if words & _FIRST else (2, 0))
+        if ranked.setdefault(rank, slot) != slot:
+            return None  # two members claim one place
+        tensors[slot].append(name)
+    return {ranked[rank]: tensors[ranked[rank]] for rank in sorted(ranked)}
+
+
+def _pair_by_rank(
+    container: str, source_container: str, solution: Solution, source: Side, target: Side, candidates: Candidates
+) -> None:
+    """Give each member of a renumbered target container the source member of the same rank, where all can take it."""
+    t_parent, s_parent = container.rpartition(".")[0], source_container.rpartition(".")[0]
+    t_slots = _slots(t_parent, container, list(target.table.names))
+    s_slots = _slots(s_parent, source_container, list(source.table.names))
+    if t_slots is None or s_slots is None or len(t_slots) != len(s_slots) or len(t_slots) < 2:
+        return
+    whole = {source.table.names[n.base]: i for i, n in enumerate(source.nodes) if n.part is None}
+    by_target = {target.table.names[target.nodes[a.target].base]: a for a in solution.assignments.values()}
+    index = {(int(t), int(s)): i for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))}
+    moves: list[tuple[Assignment, int, int]] = []
+    for t_slot, s_slot in zip(t_slots, s_slots, strict=True):
+        for name in t_slots[t_slot]:
+            a = by_target.get(name)
+            wanted = whole.get(f"{s_parent}.{s_slot}{name[len(t_parent) + 1 + len(t_slot) :]}")
+            if a is None or a.source is None or wanted is None or (a.target, wanted) not in index:
+                return  # a member this order cannot place: leave the container to the flags
+            moves.append((a, wanted, index[a.target, wanted]))
+    for a, wanted, candidate in moves:
+        a.source, a.candidate = wanted, candidate
 
 
 def _last(container: str) -> str:
