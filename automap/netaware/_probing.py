@@ -139,7 +139,9 @@ def prepare(
             undo()
         raise
     notes.extend(_stateful_note(n) for n in (source_net, target_net) if n.stateful)
-    precision = lowest_precision([*module_precision(reference).values(), *module_precision(shapes_run).values()])
+    precision = lowest_precision(
+        [*module_precision(reference, source_net).values(), *module_precision(shapes_run, target_net).values()]
+    )
     fresh = _proof_inputs(inputs, torch_probe, torch_net, seed + 1, ids)
     proof_calls = _calls(fresh, torch_args, ms_args, calling.mindspore_inputs)
     return Probes(
