@@ -64,8 +64,7 @@ class Arguments:
         kind, value = entry
         if kind == "constant":
             return value
-        number, items = (value, ()) if kind == "input" else value  # type: ignore[misc]
-        assert isinstance(number, int) and isinstance(items, tuple)
+        number, items = _reference(kind, value)
         if number >= len(inputs):
             msg = (
                 f"the arguments {self.text!r} use probe input {number}, but there are {len(inputs)} inputs "
@@ -87,8 +86,17 @@ class Arguments:
     def inputs_used(self) -> set[int]:
         """The numbers of the probe inputs these arguments take (whole or an item of them)."""
         entries = [*self.positional, *(e for _, e in self.keywords)]
-        found = {v if kind == "input" else v[0] for kind, v in entries if kind in ("input", "item")}  # type: ignore[index]
-        return {int(n) for n in found}
+        return {_reference(kind, value)[0] for kind, value in entries if kind != "constant"}
+
+
+def _reference(kind: str, value: object) -> tuple[int, tuple[int, ...]]:
+    """(probe input number, item indices) of an `input` or `item` entry."""
+    if kind == "input":
+        assert isinstance(value, int)
+        return value, ()
+    assert isinstance(value, tuple) and len(value) == 2
+    number, items = value
+    return int(number), tuple(int(i) for i in items)
 
 
 def parse_arguments(text: str) -> Arguments:
