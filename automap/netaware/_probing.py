@@ -276,7 +276,14 @@ def _renamed(found: object) -> str:
         f", ... ({len(renamed)} in all)" if len(renamed) > 3 else ""
     )
     where = table.source if table is not None else "the checkpoint"
-    return f"{where}: names differ from the model's; mapped onto the model by automap's inference: {shown}"
+    doubtful = len(getattr(found, "doubtful", ()))
+    doubt = (
+        f"; {doubtful} of them below that inference's threshold (told apart by file order only: check them, as "
+        "the proof runs the model loaded so)"
+        if doubtful
+        else ""
+    )
+    return f"{where}: names differ from the model's; mapped onto the model by automap's inference: {shown}{doubt}"
 
 
 def _stateful_note(net: Net) -> str:

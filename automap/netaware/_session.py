@@ -51,6 +51,8 @@ class Side:
             a checkpoint that keeps them apart); such a parameter is not in `to_checkpoint`, and each of its
             checkpoint names leads to it in `from_checkpoint`.
         regions: checkpoint name -> where it lies in its net parameter, for the names in `pieces`.
+        doubtful: checkpoint names among `renamed` whose place that inference gave below its threshold (pieces
+            told apart by file order only): the proof, run on the model loaded so, does not check them.
     """
 
     net: Net
@@ -60,6 +62,7 @@ class Side:
     renamed: tuple[tuple[str, str], ...] = ()
     pieces: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     regions: Mapping[str, Region] = field(default_factory=dict)
+    doubtful: frozenset[str] = frozenset()
 
     def checkpoint_names(self, net_name: str) -> tuple[str, ...]:
         """The checkpoint names a net parameter is made of (none when the checkpoint has no counterpart)."""
@@ -91,12 +94,16 @@ def side(net: Net, table: ParamTable, role: str, factory: str) -> Side:
     names = align_names(net, table.names)
     renamed: tuple[tuple[str, str], ...] = ()
     pieces: dict[str, tuple[tuple[str, Region], ...]] = {}
+    doubtful: frozenset[str] = frozenset()
     if _share(names, table) < _MIN_ALIGNED:
-        inferred, inferred_pieces = _inferred_names(net, table)
+        inferred, inferred_pieces, doubtful = _inferred_names(net, table)
         if _share(inferred, table, inferred_pieces) > _share(names, table):
             renamed = tuple((c, n) for n, c in inferred.items() if names.get(n) != c)
             renamed += tuple((c, f"{n}{_region_text(r)}") for n, found in inferred_pieces.items() for c, r in found)
             names, pieces = inferred, inferred_pieces
+            doubtful = frozenset(c for c, _ in renamed if c in doubtful)
+        else:
+            doubtful = frozenset()
     floats = [n for n in table.names if not n.endswith("num_batches_tracked")]
     found = set(names.values()) | {c for members in pieces.values() for c, _ in members}
     share = _share(names, table, pieces)
@@ -130,6 +137,7 @@ def side(net: Net, table: ParamTable, role: str, factory: str) -> Side:
         renamed,
         {n: tuple(c for c, _ in members) for n, members in pieces.items()},
         {c: r for members in pieces.values() for c, r in members},
+        doubtful,
     )
 
 
@@ -150,10 +158,13 @@ def _region_text(region: Region) -> str:
     return f"[{', '.join(parts)}]" if parts else ""
 
 
-def _inferred_names(net: Net, table: ParamTable) -> tuple[dict[str, str], dict[str, tuple[tuple[str, Region], ...]]]:
+def _inferred_names(
+    net: Net, table: ParamTable
+) -> tuple[dict[str, str], dict[str, tuple[tuple[str, Region], ...]], frozenset[str]]:
     """Net parameter -> checkpoint name by automap's inference within one framework (one tensor each, as stored).
 
-    Also net parameter -> (checkpoint name, region) for the parameters made of several checkpoint tensors.
+    Also net parameter -> (checkpoint name, region) for the parameters made of several checkpoint tensors, and
+    the checkpoint names taken from pairs below the inference's threshold.
     """
     from automap.engine.inference import infer_mapping
 
@@ -175,6 +186,7 @@ def _inferred_names(net: Net, table: ParamTable) -> tuple[dict[str, str], dict[s
     mapping = infer_mapping(table, own)
     out: dict[str, str] = {}
     regions: dict[str, list[tuple[str, Region]]] = defaultdict(list)
+    doubtful = {s for p in mapping.pairs if p.confidence < mapping.threshold for s in p.source_names}
     for pair in mapping.pairs:
         name, shape, stacked = offered[pair.target]
         at: Region = () if stacked is None else (stacked,)
@@ -195,7 +207,7 @@ def _inferred_names(net: Net, table: ParamTable) -> tuple[dict[str, str], dict[s
         for name, found in regions.items()
         if sum(table[c].numel for c, _ in found) == int(np.prod(net.shape(name)))
     }
-    return out, covered
+    return out, covered, frozenset(doubtful)
 
 
 class Session:
