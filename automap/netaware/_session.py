@@ -25,6 +25,7 @@ from ._nets import Forced, Net, Outputs, Run, align_names
 
 _MIN_ALIGNED = 0.8  # below this share of names found in the checkpoint, the network is not the checkpoint's
 _MAX_SLICES = 1024  # a stacked parameter offered to inference as its slices has at most this many
+_SAME_LAYOUT = 4.0  # weight of equal shapes in that inference: within one framework tensors are stored alike
 
 
 Region = tuple[int | slice, ...]
@@ -183,7 +184,7 @@ def _inferred_names(
         for position, (record, (name, shape, _)) in enumerate(offered.items())
     )
     own = ParamTable(table.framework, f"the {type(net.module).__name__} model", records)
-    mapping = infer_mapping(table, own)
+    mapping = infer_mapping(table, own, weights={"shape": _SAME_LAYOUT})
     out: dict[str, str] = {}
     regions: dict[str, list[tuple[str, Region]]] = defaultdict(list)
     doubtful = {s for p in mapping.pairs if p.confidence < mapping.threshold for s in p.source_names}
