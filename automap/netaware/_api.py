@@ -387,6 +387,7 @@ def _final_mapping(
     diverging = set(settled.divergence.parameters) if settled.divergence is not None and not proven else set()
     below = round(max(mapping.threshold - 0.01, 0.0), 4)
     disputed = set(settled.disputed)
+    placed_in_doubt = probes.session.source.doubtful | probes.session.target.doubtful
     inferred = {p.target: p for p in mapping.pairs}
     pairs = []
     changed = []
@@ -445,6 +446,10 @@ def _final_mapping(
             confidence = min(confidence, below)
         if moved and not confirmed:
             confidence = min(confidence, below)
+        if moved and (pair.target in placed_in_doubt or placed_in_doubt.intersection(pair.source_names)):
+            # the proof ran the model loaded by a guess of where this tensor goes: it cannot overrule the names
+            confidence = min(confidence, below)
+            labels["doubt"] = "its place in its own model was told by file order only, and the probe moved it"
         if pair.target in counters and pair.source is not None and not _counter_source(pair):
             pair = replace(pair, source=None, transform=(), source_shape=None)
             labels = {"note": "a counter the framework keeps (not a weight): it takes no source"}

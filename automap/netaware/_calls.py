@@ -5,7 +5,9 @@ takes `input_ids=`, `attention_mask=` by keyword and returns a dict-like output;
 positional token ids and returns extra tensors. Both are said in the words of the command line:
 
 - arguments: `0,2,decoder_input_ids=1,use_cache=false`: positional arguments, then keywords; each value is the
-  number of a probe input (`--input`, counted from 0) or a constant (`true`, `false`, `none`, a number);
+  number of a probe input (`--input`, counted from 0), an item of one (`1[0]`: a model that takes one image's
+  prompts where the other takes a batch), or a constant: `true`, `false`, `none`, a number, a quoted string, a
+  tuple (`original_size=(64,64)`: sizes a model wants as Python tuples);
 - outputs: `logits` or `0,2`: output names (the paths of `automap.netaware._frameworks.named_leaves`: a
   name also selects what lies below it) or positions in the model's flattened list of outputs.
 
@@ -28,17 +30,20 @@ from ._compare import arrangements
 
 __all__ = ["Arguments", "OutputChoice", "match_outputs", "parse_arguments", "parse_outputs", "select_outputs"]
 
-Constant = bool | int | float | None
+Constant = bool | int | float | str | None | tuple[object, ...]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONSTANTS: dict[str, Constant] = {"true": True, "false": False, "none": None}
+_TOKENS = re.compile(r"""\s*(?:('[^']*'|"[^"]*")|([()\[\],=])|([^\s()\[\],='"]+)|(\S))""")
+_EXAMPLE = "'0,2,decoder_input_ids=1,use_cache=false' or 'image=0,points=1[0],size=(64,64)'"
 
 
 @dataclass(frozen=True)
 class Arguments:
-    """Where each argument of a model comes from: a probe input (its number) or a constant.
+    """Where each argument of a model comes from: a probe input (its number), an item of one, or a constant.
 
     Attributes:
-        positional: one entry per positional argument: `("input", n)` or `("constant", value)`.
+        positional: one entry per positional argument: `("input", n)`, `("item", (n, (i, ...)))` (probe input
+            `n` indexed by `i, ...` along its first axes) or `("constant", value)`.
         keywords: (keyword, entry) pairs, in the order given.
         text: the spec as given, for messages.
     """
@@ -51,7 +56,7 @@ class Arguments:
         """The positional and keyword arguments for the probe inputs.
 
         Raises:
-            AutomapError: an entry names a probe input that does not exist.
+            AutomapError: an entry names a probe input that does not exist, or an item it does not have.
         """
         return [self._value(e, inputs) for e in self.positional], {k: self._value(e, inputs) for k, e in self.keywords}
 
@@ -59,60 +64,153 @@ class Arguments:
         kind, value = entry
         if kind == "constant":
             return value
-        assert isinstance(value, int)
-        if value >= len(inputs):
+        number, items = _reference(kind, value)
+        if number >= len(inputs):
             msg = (
-                f"the arguments {self.text!r} use probe input {value}, but there are {len(inputs)} inputs "
+                f"the arguments {self.text!r} use probe input {number}, but there are {len(inputs)} inputs "
                 f"(give one {option('inputs', ['SPEC'])} per probe input, counted from 0)"
             )
             raise AutomapError(msg)
-        return inputs[value]
+        array = inputs[number]
+        shape = tuple(array.shape)
+        if len(items) > len(shape) or any(i >= n for i, n in zip(items, shape, strict=False)):
+            where = "".join(f"[{i}]" for i in items)
+            msg = (
+                f"the arguments {self.text!r} take item {number}{where} of probe input {number}, which is shaped "
+                f"{list(shape)}: no such item"
+            )
+            raise AutomapError(msg)
+        return array[items] if items else array
 
     @property
     def inputs_used(self) -> set[int]:
-        """The numbers of the probe inputs these arguments take."""
+        """The numbers of the probe inputs these arguments take (whole or an item of them)."""
         entries = [*self.positional, *(e for _, e in self.keywords)]
-        return {int(v) for kind, v in entries if kind == "input" and isinstance(v, int)}
+        return {_reference(kind, value)[0] for kind, value in entries if kind != "constant"}
+
+
+def _reference(kind: str, value: object) -> tuple[int, tuple[int, ...]]:
+    """(probe input number, item indices) of an `input` or `item` entry."""
+    if kind == "input":
+        assert isinstance(value, int)
+        return value, ()
+    assert isinstance(value, tuple) and len(value) == 2
+    number, items = value
+    return int(number), tuple(int(i) for i in items)
 
 
 def parse_arguments(text: str) -> Arguments:
-    """Parse `0,2,decoder_input_ids=1,use_cache=false`.
+    """Parse `0,2,decoder_input_ids=1,use_cache=false,size=(64,64),points=1[0]`.
+
+    Each value is a probe input's number (`1`), an item of one (`1[0]`: its first item along the first axis),
+    or a constant: `true`, `false`, `none`, a number (a bare whole number is a probe input: a constant integer
+    takes a sign, `+5`, `-1`), a quoted string, or a tuple of constants in parentheses (`(64, 64)`, `(1,)`, `()`),
+    where whole numbers are integers.
 
     Raises:
-        AutomapError: the spec is malformed (the message shows the expected form).
+        AutomapError: the spec is malformed (one line naming what and where, with the expected form).
     """
+    tokens = _tokenize(text)
     positional: list[tuple[str, object]] = []
     keywords: list[tuple[str, tuple[str, object]]] = []
-    for item in [part.strip() for part in text.split(",") if part.strip()]:
-        name, equals, value = item.partition("=")
-        if equals:
-            if not _NAME.match(name.strip()):
-                _bad_arguments(text, f"{name.strip()!r} is not a keyword")
-            keywords.append((name.strip(), _entry(value.strip(), text)))
+    at = 0
+    while at < len(tokens):
+        keyword = ""
+        if at + 1 < len(tokens) and tokens[at + 1] == ("punct", "="):
+            keyword = tokens[at][1]
+            if tokens[at][0] != "word" or not _NAME.match(keyword):
+                _bad_arguments(text, f"{keyword!r} is not a keyword")
+            at += 2
+        elif keywords and tokens[at] != ("punct", ","):
+            _bad_arguments(text, f"positional {_shown(tokens, at)!r} after a keyword")
+        if at < len(tokens) and tokens[at] == ("punct", ","):
+            if keyword:
+                _bad_arguments(text, f"no value after {keyword}=")
+            at += 1  # an empty item (`0,,1`, a trailing comma) is skipped
             continue
-        if keywords:
-            _bad_arguments(text, f"positional {item!r} after a keyword")
-        positional.append(_entry(item, text))
+        entry, at = _value(tokens, at, text, top=True)
+        if keyword:
+            keywords.append((keyword, entry))
+        else:
+            positional.append(entry)
+        if at < len(tokens):
+            if tokens[at] != ("punct", ","):
+                _bad_arguments(text, f"{_shown(tokens, at)!r} where a comma should end the value")
+            at += 1
     return Arguments(tuple(positional), tuple(keywords), text)
 
 
-def _entry(value: str, text: str) -> tuple[str, object]:
-    if value.isdigit():
-        return ("input", int(value))
-    lowered = value.lower()
+Token = tuple[str, str]
+
+
+def _tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    for string, punct, word, other in _TOKENS.findall(text):
+        if other:
+            reason = "an unclosed quote" if other in "'\"" else f"unexpected {other!r}"
+            _bad_arguments(text, reason)
+        tokens.append(("string", string) if string else ("punct", punct) if punct else ("word", word))
+    return tokens
+
+
+def _shown(tokens: Sequence[Token], at: int) -> str:
+    return tokens[at][1] if at < len(tokens) else "the end"
+
+
+def _value(tokens: Sequence[Token], at: int, text: str, *, top: bool) -> tuple[tuple[str, object], int]:
+    """One value from `tokens[at]` on, and where the next token is."""
+    if at >= len(tokens):
+        _bad_arguments(text, "a value is missing at the end")
+    kind, token = tokens[at]
+    if kind == "string":
+        return ("constant", token[1:-1]), at + 1
+    if token == "(":
+        items: list[object] = []
+        at += 1
+        while at < len(tokens) and tokens[at] != ("punct", ")"):
+            (_, item), at = _value(tokens, at, text, top=False)
+            items.append(item)
+            if at < len(tokens) and tokens[at] == ("punct", ","):
+                at += 1
+            elif at < len(tokens) and tokens[at] != ("punct", ")"):
+                _bad_arguments(text, f"{_shown(tokens, at)!r} in a tuple where a comma or ')' should be")
+        if at >= len(tokens):
+            _bad_arguments(text, "a tuple's '(' has no ')'")
+        return ("constant", tuple(items)), at + 1
+    if kind != "word":
+        _bad_arguments(text, f"{token!r} where a value should be")
+    if top and token.isdigit():
+        return _item(tokens, at, text)
+    lowered = token.lower()
     if lowered in _CONSTANTS:
-        return ("constant", _CONSTANTS[lowered])
-    try:
-        return ("constant", float(value))
-    except ValueError:
-        _bad_arguments(text, f"{value!r} is neither a probe input number nor true, false, none or a number")
+        return ("constant", _CONSTANTS[lowered]), at + 1
+    for convert in (int, float):
+        try:
+            return ("constant", convert(token)), at + 1
+        except ValueError:
+            continue
+    what = "a probe input number" if top else "a constant"
+    _bad_arguments(text, f"{token!r} is neither {what} nor true, false, none, a number, a quoted string or a tuple")
     raise AssertionError  # unreachable: _bad_arguments raises
+
+
+def _item(tokens: Sequence[Token], at: int, text: str) -> tuple[tuple[str, object], int]:
+    """A probe input's number, with the items it is indexed by (`1[0]`)."""
+    number, at = int(tokens[at][1]), at + 1
+    items: list[int] = []
+    while at < len(tokens) and tokens[at] == ("punct", "["):
+        inside = tokens[at + 1 : at + 3]
+        if len(inside) < 2 or not inside[0][1].isdigit() or inside[1] != ("punct", "]"):
+            _bad_arguments(text, f"probe input {number}'s item is not a whole number in brackets, as in {number}[0]")
+        items.append(int(inside[0][1]))
+        at += 3
+    return (("item", (number, tuple(items))) if items else ("input", number)), at
 
 
 def _bad_arguments(text: str, reason: str) -> None:
     msg = (
-        f"arguments {text!r}: {reason}; expected positions then keywords, each a probe input number or a "
-        "constant, e.g. '0,2,decoder_input_ids=1,use_cache=false'"
+        f"arguments {text!r}: {reason}; expected positions then keywords, each a probe input number (or an item "
+        f"of one, 1[0]) or a constant (true, false, none, a number, 'text', a tuple (64,64)), e.g. {_EXAMPLE}"
     )
     raise AutomapError(msg)
 

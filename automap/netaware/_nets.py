@@ -312,6 +312,8 @@ class Net:
         finally:
             self._context = None
         context.record.names, context.record.outputs = self._root_outputs(output)
+        if self.selection is not None and "" in context.record.calls:  # the whole model is read as its selection
+            context.record.calls[""] = [list(context.record.outputs)]
         return context.record
 
     def _converted(self, value: object) -> object:
@@ -354,7 +356,9 @@ class Net:
             outputs = []
             for args, kwargs in arguments:
                 fresh_args, fresh_kwargs = self.backend.keep(args, kwargs)
-                outputs.append(self.backend.outputs(self.backend.call(self.module, module, fresh_args, fresh_kwargs)))
+                value = self.backend.call(self.module, module, fresh_args, fresh_kwargs)
+                whole = not path and self.selection is not None  # the whole model is read as its selection
+                outputs.append(self._root_outputs(value)[1] if whole else self.backend.outputs(value))
         except Exception as error:
             what = f"{type(error).__name__}: {first_line(str(error))}"
             msg = f"running {path or 'the model'} again on its own failed: {what}"

@@ -206,10 +206,16 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool = False
         group.add_argument(
             "--torch-args",
             metavar="SPEC",
-            help="how the inputs become the torch model's arguments: positions then keywords, each an input number "
-            "or a constant, e.g. input_ids=0,token_type_ids=1,attention_mask=2 (default: the inputs in order)",
+            help="how the inputs become the torch model's arguments: positions then keywords, each an input number, "
+            "an item of one (1[0]: its first item along the first axis) or a constant (true, false, none, a number; "
+            "a whole number is an input, a constant integer takes a sign: +5, -1; 'text'; a tuple: (64,64)), e.g. "
+            "input_ids=0,token_type_ids=1,attention_mask=2 (default: the inputs in order)",
         )
-        group.add_argument("--mindspore-args", metavar="SPEC", help="the same for the MindSpore model, e.g. 0,2,1")
+        group.add_argument(
+            "--mindspore-args",
+            metavar="SPEC",
+            help="the same for the MindSpore model, e.g. 0,2,1 or image=0,original_size=(64,64),point_coords=1[0]",
+        )
         group.add_argument(
             "--torch-output",
             metavar="NAMES",

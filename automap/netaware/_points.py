@@ -117,14 +117,24 @@ def timeline(run: Run, net: Net) -> Timeline:
         first_use,
         done,
         trailing_children(net, run),
-        module_precision(run),
+        module_precision(run, net),
     )
 
 
-def module_precision(run: Run) -> dict[str, str]:
-    """Module path -> the least precise float dtype among its outputs and its sub-modules' (where not float32)."""
+def module_precision(run: Run, net: Net | None = None) -> dict[str, str]:
+    """Module path -> the least precise float dtype among its outputs and its sub-modules' (where not float32).
+
+    Given the network, the parameters it holds count too: a weight kept in float16 (a layer that computes a
+    product in float16 and casts back) rounds what it is converted from, whatever its module's outputs are.
+    """
+    found = list(run.precision.items())
+    if net is not None:
+        for name, tensor in net.params.items():
+            dtype = net.backend.dtype(tensor)
+            if dtype in ("float16", "bfloat16"):
+                found.append((net.owner.get(name, ""), dtype))
     out: dict[str, str] = {}
-    for path, dtype in run.precision.items():
+    for path, dtype in found:
         parts = path.split(".") if path else []
         for i in range(len(parts), -1, -1):
             outer = ".".join(parts[:i])

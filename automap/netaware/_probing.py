@@ -12,7 +12,7 @@ precision the networks compute in (which sets the tolerances).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from automap.records import ParamTable
 from ._calls import Arguments, OutputChoice, match_outputs, parse_arguments, parse_outputs, select_outputs
 from ._nets import Net, Run, wrap
 from ._points import Timeline, module_precision, timeline, trailing_children
-from ._session import Call, Session, side
+from ._session import Call, Session, Side, side
 from ._tolerance import Tolerance, lowest_precision, tolerance_for
 from .probes import ProbeInput, TokenIds, guess_input, make_input, make_inputs, token_ids
 
@@ -139,15 +139,17 @@ def prepare(
             undo()
         raise
     notes.extend(_stateful_note(n) for n in (source_net, target_net) if n.stateful)
-    precision = lowest_precision([*module_precision(reference).values(), *module_precision(shapes_run).values()])
+    precision = lowest_precision(
+        [*module_precision(reference, source_net).values(), *module_precision(shapes_run, target_net).values()]
+    )
     fresh = _proof_inputs(inputs, torch_probe, torch_net, seed + 1, ids)
     proof_calls = _calls(fresh, torch_args, ms_args, calling.mindspore_inputs)
     return Probes(
         session=session,
         reference=reference,
         line=timeline(shapes_run, target_net),
-        source_order=_order(source_net, reference, session.source.to_checkpoint),
-        target_order=_order(target_net, shapes_run, session.target.to_checkpoint),
+        source_order=_order(session.source, reference),
+        target_order=_order(session.target, shapes_run),
         probe=probe,
         source_call=source_call,
         proof_calls=proof_calls if source_net.framework == "pytorch" else proof_calls[::-1],
@@ -274,7 +276,14 @@ def _renamed(found: object) -> str:
         f", ... ({len(renamed)} in all)" if len(renamed) > 3 else ""
     )
     where = table.source if table is not None else "the checkpoint"
-    return f"{where}: names differ from the model's; mapped onto the model by automap's inference: {shown}"
+    doubtful = len(getattr(found, "doubtful", ()))
+    doubt = (
+        f"; {doubtful} of them below that inference's threshold (told apart by file order only: check them, as "
+        "the proof runs the model loaded so)"
+        if doubtful
+        else ""
+    )
+    return f"{where}: names differ from the model's; mapped onto the model by automap's inference: {shown}{doubt}"
 
 
 def _stateful_note(net: Net) -> str:
@@ -335,6 +344,6 @@ def _proof_inputs(
     return _inputs(inputs, torch_net, seed, ids)[0]
 
 
-def _order(net: Net, run: Run, to_checkpoint: Mapping[str, str]) -> list[str]:
-    """Checkpoint names in the order a traced run first used them."""
-    return [to_checkpoint[n] for n in net.execution_order(run) if n in to_checkpoint]
+def _order(side: Side, run: Run) -> list[str]:
+    """Checkpoint names in the order a traced run first used them (a parameter made of pieces: its pieces)."""
+    return [c for n in side.net.execution_order(run) for c in side.checkpoint_names(n)]

@@ -127,7 +127,12 @@ CALLS: dict[str, Call] = {
         torch_args="0,encoder_hidden_states=1,timestep=2,return_dict=false",
         mindspore_args="0,encoder_hidden_states=1,timestep=2,return_dict=false",
     ),
-    "sam_hf_mindformers": Call(("1x3x64x64:float32",), torch_args="pixel_values=0", mindspore_args="image=0"),
+    "sam_hf_mindformers": Call(  # one image, one prompt of two points: mindformers takes that image's prompts
+        ("1x3x64x64:float32", "1x1x2x2:float32:0-64", "1x1x2:int32:0-1"),
+        torch_args="pixel_values=0,input_points=1,input_labels=2",
+        mindspore_args="image=0,input_size=(64,64),original_size=(64,64),point_coords=1[0],point_labels=2[0],"
+        "return_logits=true",
+    ),
     "edgenext_mindcv_timm": _IMAGES_64,
     "convit_timm_mindcv": Call(("2x3x56x56:float32",)),
     "poolformer_mindcv_timm": _IMAGES_64,

@@ -6,8 +6,10 @@ an activation folded into MindFormers' `w1` (LLaMA), concatenated targets (CLIP'
 different structure paired by shape (HF's dict-like outputs against MindFormers' tuples), probe token ids
 that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
 the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
-resolution cannot tell apart (CrossViT: in doubt, never confident), and an HF checkpoint saved with older key
-names than the model's, through the command line with its argument options.
+resolution cannot tell apart (CrossViT: in doubt, never confident), an HF checkpoint saved with older key
+names than the model's, through the command line with its argument options, an HF model that fuses its experts
+into stacked tensors loading a checkpoint that keeps them apart (Mixtral), and a model called with sizes as
+tuples and one image's prompts from an argument spec (MindFormers' SAM, which also keeps a float16 weight).
 
 These tests need the third-party model packages (transformers, mindformers, mindcv, timm, torchvision), which
 do not belong in automap's own environment: they are skipped, saying so, unless run inside the environment that
@@ -45,7 +47,9 @@ _PAIRS = (
     "crossvit_timm_mindcv",
     "gpt2_mindformers_hf",
     "llama_gqa_mindformers_hf",
+    "mixtral_moe_mindformers_hf",
     "poolformer_mindcv_timm",
+    "sam_hf_mindformers",
     "vit_timm_mindformers",
     "whisper_mindformers_hf",
 )
@@ -237,3 +241,48 @@ def test_cli_maps_checkpoint_names_older_than_the_model_and_proves(
         expected = [_old_bert_name(s) for s in ([source] if isinstance(source, str) else source)]
         got = chosen[target]["source"]
         assert ([got] if isinstance(got, str) else got) == expected, (target, chosen[target])
+
+
+def test_experts_fused_into_stacked_tensors_load_from_a_checkpoint_that_keeps_them_apart(
+    results: dict[str, NetworkResult],
+) -> None:
+    # the installed transformers stacks Mixtral's experts (`experts.gate_up_proj` [experts, 2*ffn, hidden]); the
+    # checkpoint keeps `experts.N.w1/w2/w3`: each is put in its place of the stacked tensor, and the pair is proven
+    mixtral = results["mixtral_moe_mindformers_hf"]
+    _sound(mixtral)
+    assert mixtral.status == "proven", _report(mixtral)
+    shown = next(line for line in mixtral.detail if "names differ from the model's" in line)
+    assert "experts.0.w1.weight -> model.layers.0.mlp.experts.gate_up_proj[0, 0:96]" in shown, shown
+
+
+def test_sizes_as_tuples_and_an_item_of_an_input_from_the_command_line(
+    results: dict[str, NetworkResult], files: Path, tmp_path: Path
+) -> None:
+    # MindFormers' SAM wants its image sizes as tuples and one image's prompts ([prompts, points, 2]) where HF
+    # takes a batch of them ([images, prompts, points, 2]); it keeps its Gaussian matrix in float16
+    assert "sam_hf_mindformers" in results  # its files are written
+    pair_files = files / "sam_hf_mindformers"
+    (torch_file,) = sorted((pair_files / "torch").glob("*.safetensors"))
+    done, mapping = _infer_cli(
+        "sam_hf_mindformers",
+        torch_file,
+        pair_files / "mindspore_model.ckpt",
+        tmp_path,
+        [
+            *("--input", "1x3x64x64:float32", "--input", "1x1x2x2:float32:0-64", "--input", "1x1x2:int32:0-1"),
+            *("--torch-args", "pixel_values=0,input_points=1,input_labels=2"),
+            "--mindspore-args",
+            "image=0,input_size=(64,64),original_size=(64,64),point_coords=1[0],point_labels=2[0],return_logits=true",
+        ],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tolerance (for float16 compute)" in done.stdout, done.stdout  # the float16 weight counts
+    assert "PROVEN" in done.stdout, done.stdout
+    written: dict[str, Any] = json.loads(mapping.read_text())
+    point_weight = "prompt_encoder.point_embeddings.0.embedding_table"  # used only when points are given
+    chosen = {p["target"]: p for p in written["pairs"]}
+    assert chosen[point_weight]["source"] == "prompt_encoder.point_embed.0.weight", chosen[point_weight]
+    assert chosen[point_weight]["confidence"] >= 0.99, chosen[point_weight]
+    sam = results["sam_hf_mindformers"]
+    _sound(sam)
+    assert sam.status == "proven", _report(sam)
