@@ -50,6 +50,9 @@ class ParameterProof:
         framework: the target network's framework title, for the report.
         by_function: confirmed parameters (among `confirmed`) whose layer could only be checked on its function:
             fed its source layer's input, the only layer of its kind not confirmed in place.
+        places: (target layer, its source layer, another source layer) for layers that disagree in place where
+            exactly one other source layer of the same kind was fed the very input the target layer got: the
+            layer's weights belong to that one (two same-shaped norms of different places swapped).
         explained: the whole-model difference is explained by the parameter-free difference: it lies before the
             first diverging module. When it is not (no such difference, or one only after it), the modules agree
             when fed their paired source modules' values and still the unforced run diverges: the pairing of
@@ -66,6 +69,7 @@ class ParameterProof:
     framework: str = ""
     explained: bool = True
     by_function: tuple[str, ...] = ()
+    places: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -147,6 +151,7 @@ def prove_per_parameter(
         fed = _source_input(point, reference)
         if fed is not None:
             force_inputs.setdefault(point.module, fed)
+    names = session.source_names(assignment)
     session.load_target(assignment)
     run = session.run_target(
         reference.call,
@@ -194,6 +199,15 @@ def prove_per_parameter(
         first_free_difference(session, reference, run),
         net.backend.title,
         by_function=tuple(by_function),
+        places=tuple(
+            _places(
+                session,
+                reference,
+                run,
+                [net.owner[session.target.from_checkpoint[n]] for n, _ in failed],
+                source_names=names,
+            )
+        ),
     )
 
 
@@ -225,6 +239,48 @@ def _by_function(
         if verdicts[layer]:
             out.append(ckpt)
     return out
+
+
+def _places(
+    session: Session,
+    reference: Reference,
+    run: Run,
+    modules: Sequence[str],
+    *,
+    source_names: Mapping[str, tuple[str, ...]],
+) -> list[tuple[str, str, str]]:
+    """For layers that disagree in place: the one other source layer of their kind that saw the input they got.
+
+    In the forced run every comparable module before a layer gave the source's values, so the input the layer got
+    is the one its true counterpart got in the source run.
+    """
+    net, source = session.target.net, session.source.net
+    out = []
+    for layer in dict.fromkeys(modules):
+        if layer not in net.leaves:
+            continue
+        current = paired_modules(net, layer, source_names, reference.pairing)
+        got = run.inputs.get(layer)
+        if len(current) != 1 or not got:
+            continue
+        kind = _kind(source, current[0])
+        bound = reference.tolerance.module_rtol
+        found = [
+            path
+            for path in source.leaves
+            if path != current[0]
+            and _kind(source, path) == kind
+            and _same_inputs(reference.run.inputs.get(path), got, bound)
+        ]
+        if len(found) == 1:
+            out.append((layer, current[0], found[0]))
+    return out
+
+
+def _same_inputs(want: Sequence[Sequence[Array]] | None, got: Sequence[Sequence[Array]], bound: float) -> bool:
+    if not want or len(want) != len(got):
+        return False
+    return all(bool(a) and bool(b) and _close(a[0], b[0], bound) for a, b in zip(want, got, strict=True))
 
 
 def _kind(net: Net, path: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
