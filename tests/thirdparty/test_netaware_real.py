@@ -3,7 +3,8 @@
 Each case of the mode's work on real ports is checked on a pair that has it: an HF decoder whose single layers
 are re-run with a cache (GPT-2), MindFormers layers that flatten batch and sequence next to HF's (BERT, GPT-2),
 an activation folded into MindFormers' `w1` (LLaMA), concatenated targets (CLIP's fused `in_proj`), outputs of
-different structure paired by shape (HF's dict-like outputs against MindFormers' tuples), probe token ids
+different structure paired by shape (HF's dict-like outputs against MindFormers' tuples) or not comparable at
+all (open_clip's features against MindFormers' logits: what acts after them stays untestable), probe token ids
 that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
 the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
 resolution cannot tell apart, placed by the inputs they get (CrossViT), and an HF checkpoint saved with older key
@@ -42,6 +43,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 _PAIRS = (
     "bert_hf_mindformers",
     "clip_hf_mindformers",
+    "clip_mindformers_openclip",
     "crossvit_timm_mindcv",
     "gpt2_mindformers_hf",
     "llama_gqa_mindformers_hf",
@@ -104,6 +106,21 @@ def test_concatenated_targets_and_outputs_paired_by_shape(results: dict[str, Net
     assert clip.status == "proven", _report(clip)
     assert any("paired by shape" in line for line in clip.detail), _report(clip)
     assert any("not compared" in line for line in clip.detail), _report(clip)
+
+
+def test_outputs_that_nothing_compares_leave_the_end_parameters_untestable(
+    results: dict[str, NetworkResult],
+) -> None:
+    # open_clip returns features and the scale, MindFormers logits: no output compares, and the text projection
+    # and the logit scale act after every value both compute; they stay untestable, never confirmed
+    clip = results["clip_mindformers_openclip"]
+    assert not clip.error, clip.error
+    assert (clip.right, clip.wrong_above) == (clip.total, 0), _report(clip)
+    assert clip.status == "not proven", _report(clip)
+    assert any("not compared" in line and "[2, 2]" in line for line in clip.detail), _report(clip)
+    verdict = next(line for line in clip.detail if line.startswith("per parameter"))
+    assert f"{clip.total - 2} parameters confirmed" in verdict, verdict
+    assert "2 untestable: text_projection, logit_scale" in verdict, verdict
 
 
 def test_probe_token_ids_avoid_the_models_special_ids(results: dict[str, NetworkResult]) -> None:
