@@ -172,3 +172,18 @@ def test_a_norm_is_not_confirmed_on_its_function_while_another_of_its_kind_is_op
     assert proof is not None and not result.confirmed_per_parameter
     assert not proof.by_function
     assert "norm2.gamma" not in proof.confirmed
+
+
+def test_a_norm_is_not_confirmed_on_its_function_while_a_source_norm_of_its_kind_is_unread(
+    nets: ModuleType, checkpoints: tuple[Path, Path]
+) -> None:
+    # norm2 reads norm_a's weights, as norm1 does, and agrees on its function; norm_b, read by nothing, is where
+    # it might belong as well
+    wrong = {**TRUTH, "norm2.gamma": "norm_a.weight", "norm2.beta": "norm_a.bias"}
+    result = _check(nets, checkpoints, wrong, nets.mindspore_model())
+    proof = result.per_parameter
+    norm2 = next(p for p in result.mapping.pairs if p.target == "norm2.gamma")
+    assert norm2.source == "norm_a.weight", "the mapping was not left as given"
+    assert proof is not None and not result.confirmed_per_parameter
+    assert not proof.by_function and "norm2.gamma" not in proof.confirmed
+    assert norm2.confidence < result.mapping.threshold

@@ -35,6 +35,8 @@ from ._tolerance import lowest_precision
 
 __all__ = ["ParameterProof", "prove_per_parameter"]
 
+_MAX_PLACES = 32  # layers that disagree in place, at most, for which a better placed source layer is looked for
+
 
 @dataclass(frozen=True)
 class ParameterProof:
@@ -225,6 +227,7 @@ def _by_function(
     net = session.target.net
     placed = {session.target.from_checkpoint[c] for c in confirmed}
     names = session.source_names(assignment)
+    taken = {s for option in assignment.values() for s in option.sources}
     verdicts: dict[str, bool] = {}
     out = []
     for ckpt in open_names:
@@ -233,8 +236,11 @@ def _by_function(
         if layer not in unplaced or checker.input_known(layer):
             continue
         if layer not in verdicts:
-            verdicts[layer] = _only_one_left(net, layer, placed) and _function_agrees(
-                session, reference, run, layer, paired_modules(net, layer, names, reference.pairing)
+            sources = paired_modules(net, layer, names, reference.pairing)
+            verdicts[layer] = (
+                _only_one_left(net, layer, placed)
+                and all(_all_taken(session, source, taken) for source in sources[:1])
+                and _function_agrees(session, reference, run, layer, sources)
             )
         if verdicts[layer]:
             out.append(ckpt)
@@ -255,8 +261,11 @@ def _places(
     is the one its true counterpart got in the source run.
     """
     net, source = session.target.net, session.source.net
-    out = []
-    for layer in dict.fromkeys(modules):
+    out: list[tuple[str, str, str]] = []
+    layers = list(dict.fromkeys(modules))
+    if len(layers) > _MAX_PLACES:  # a port that differs everywhere: no swap of a few layers will prove it
+        return out
+    for layer in layers:
         if layer not in net.leaves:
             continue
         current = paired_modules(net, layer, source_names, reference.pairing)
@@ -297,6 +306,22 @@ def _only_one_left(net: Net, layer: str, placed: set[str]) -> bool:
     for path in net.modules:
         if path != layer and net.subtree.get(path) and not _inside(layer, path) and _kind(net, path) == kind:
             if not all(n in placed for n in net.subtree[path] if net.is_float(n)):
+                return False
+    return True
+
+
+def _all_taken(session: Session, layer: str, taken: set[str]) -> bool:
+    """Whether every source layer of this one's kind gives all its parameters to some target.
+
+    A source layer of the kind that no target reads would be where a layer checked on its function alone might
+    belong as well.
+    """
+    net, stored = session.source.net, session.source.to_checkpoint
+    kind = _kind(net, layer)
+    for path in net.modules:
+        if path != layer and net.subtree.get(path) and _kind(net, path) == kind:
+            names = [stored[n] for n in net.subtree[path] if net.is_float(n) and n in stored]
+            if not all(n in taken for n in names):
                 return False
     return True
 
