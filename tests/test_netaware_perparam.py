@@ -1,6 +1,7 @@
 """The per-parameter proof where two ports differ in parameter-free code: a norm applied before the pool in one
 and after it in the other cannot be compared in place, so it is checked on its function (fed its source norm's
-input), and that counts only as the one norm of its kind not confirmed in place."""
+input), and that counts only as the one norm of its kind not confirmed in place, with every source norm of its kind
+read. Norms that read each other's weights are placed by the input each got in the teacher-forced run."""
 
 from __future__ import annotations
 
@@ -187,3 +188,36 @@ def test_a_norm_is_not_confirmed_on_its_function_while_a_source_norm_of_its_kind
     assert proof is not None and not result.confirmed_per_parameter
     assert not proof.by_function and "norm2.gamma" not in proof.confirmed
     assert norm2.confidence < result.mapping.threshold
+
+
+def test_swapped_norms_are_placed_by_the_input_each_got(nets: ModuleType, checkpoints: tuple[Path, Path]) -> None:
+    # the two norms read each other's weights: fed the modules before it the source's values, norm1 got the
+    # input norm_a got in the source run, and norm_a is the only other norm of its kind that saw it
+    from automap.netaware._candidates import Option
+    from automap.netaware._perparam import prove_per_parameter
+    from automap.netaware._probing import Calling, prepare
+    from automap.netaware._resolve import Reference
+    from automap.netaware._settle import _placed, _points_of
+
+    torch_path, ms_path = checkpoints
+    probes = prepare(
+        torch_path, ms_path, nets.torch_model(), nets.mindspore_model(), ["2x3x6x6:float32"],
+        Calling(None, None, None, None, None), 0,
+    )  # fmt: skip
+    try:
+        session = probes.session
+        swapped = {**TRUTH, "norm1.gamma": "norm_b.weight", "norm1.beta": "norm_b.bias"}
+        swapped |= {"norm2.gamma": "norm_a.weight", "norm2.beta": "norm_a.bias"}
+        assignment = {t: Option((s,)) for t, s in swapped.items()}
+        reference = Reference.of(
+            probes.reference, probes.probe, probes.line, probes.source_trailing, session.source_pairing(()),
+            probes.tolerance,
+        )  # fmt: skip
+        used = [t for t in probes.target_order if t in assignment]
+        proof = prove_per_parameter(session, assignment, reference, used, _points_of(session, assignment, reference))
+        assert ("norm1", "norm_b", "norm_a") in proof.places
+        moved = _placed(session, assignment, proof.places)
+        assert moved is not None
+        assert {t: o.sources[0] for t, o in moved.items()} == TRUTH
+    finally:
+        probes.close()
