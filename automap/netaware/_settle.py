@@ -155,6 +155,7 @@ def settle(
             if moved is not None:
                 proof_b, kept_b = _prove(session, moved, probes, unmatched)
                 if proof_b is not None and proof_b.passed:  # the proof decides: a move it does not prove is dropped
+                    probes.notes.append(_placed_note(per_parameter.places, session.target.net.backend.title))
                     assignment, proof, kept, divergence, per_parameter = moved, proof_b, kept_b, None, None
             if (
                 per_parameter is not None
@@ -204,6 +205,13 @@ def _placed(
         if tuple(sources) != option.sources:
             out[ckpt] = Option(tuple(sources), option.steps)
     return out if out != dict(assignment) else None
+
+
+def _placed_note(places: Sequence[tuple[str, str, str]], title: str) -> str:
+    """What placing layers by their inputs changed, for the report."""
+    shown = "; ".join(f"{title} {layer!r} reads {found!r}, not {current!r}" for layer, current, found in places[:4])
+    more = f"; ... ({len(places)} in all)" if len(places) > 4 else ""
+    return f"placed by the input each got (then proven): {shown}{more}"
 
 
 def _explained(free: str | None, divergence: Divergence | None, done: Mapping[str, int]) -> bool:

@@ -151,6 +151,7 @@ def test_same_shaped_blocks_of_different_places_are_placed_by_their_inputs(
     crossvit = results["crossvit_timm_mindcv"]
     _sound(crossvit)
     assert crossvit.status == "proven", _report(crossvit)
+    assert any(line.startswith("placed by the input each got") for line in crossvit.detail), _report(crossvit)
 
 
 def test_tolerance_relative_to_each_output(results: dict[str, NetworkResult]) -> None:
