@@ -12,6 +12,17 @@ first seen: the output of its smallest comparable module, when it is used after 
 inside that one has finished, and otherwise the input of the next comparable module to start, as the target
 computed it before forcing. A parameter with neither stays untestable.
 
+A layer that cannot be compared in place (its output has another shape than its counterpart's: one port pools
+before the norm, the other after) and whose own input is already a value the source never computes (the networks
+differ upstream, so no in-place check is possible) is checked on its function instead: fed its source layer's
+recorded input, it must give that layer's output. That shows how its weights are stored, not where they belong,
+so it counts only when every other target layer of the same kind (the same parameters and shapes) is confirmed
+in place and every source layer of that kind is read by some target: the one left is this layer's.
+
+A layer that disagrees in place got, in the forced run, the input its true counterpart got in the source run.
+When exactly one other source layer of its kind saw that input, it is named (`ParameterProof.places`), so that
+the caller can try the two source layers the other way round and keep that only if the whole model is proven.
+
 Where the networks differ in parameter-free code, the first parameter-free module whose output matches no
 value the source network computed (no module output or input of it) is named.
 """
