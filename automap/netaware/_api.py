@@ -424,7 +424,12 @@ def _final_mapping(
                     "floating-point values, which no run can prove)"
                 )
         elif pair.target in confirmed_own and per_parameter is not None:
-            labels["proof"] = "confirmed in its own module, fed the source model's values"
+            labels["proof"] = (
+                "confirmed on its layer's function (fed its source layer's input; the only layer of its kind not "
+                "confirmed in place)"
+                if pair.target in per_parameter.by_function
+                else "confirmed in its own module, fed the source model's values"
+            )
             confidence = max(confidence, _PROVEN)
             confirmed = True
         elif pair.target in untestable_own:

@@ -311,6 +311,6 @@ def match_outputs(
     order = {n: i for i, (n, _) in enumerate(source)}
     pairs.sort(key=lambda p: order[p[0]])
     used_source = {a for a, _ in pairs}
-    left = [f"{titles[0]} {n or '(the output)'}" for n, _ in source if n not in used_source]
-    left += [f"{titles[1]} {n or '(the output)'}" for i, (n, _) in enumerate(target) if i not in taken]
+    left = [f"{titles[0]} {n or '(the output)'} {list(s)}" for n, s in source if n not in used_source]
+    left += [f"{titles[1]} {n or '(the output)'} {list(s)}" for i, (n, s) in enumerate(target) if i not in taken]
     return OutputChoice(tuple(a for a, _ in pairs), tuple(b for _, b in pairs), True, tuple(left), shapes)

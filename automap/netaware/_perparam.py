@@ -12,6 +12,17 @@ first seen: the output of its smallest comparable module, when it is used after 
 inside that one has finished, and otherwise the input of the next comparable module to start, as the target
 computed it before forcing. A parameter with neither stays untestable.
 
+A layer that cannot be compared in place (its output has another shape than its counterpart's: one port pools
+before the norm, the other after) and whose own input is already a value the source never computes (the networks
+differ upstream, so no in-place check is possible) is checked on its function instead: fed its source layer's
+recorded input, it must give that layer's output. That shows how its weights are stored, not where they belong,
+so it counts only when every other target layer of the same kind (the same parameters and shapes) is confirmed
+in place and every source layer of that kind is read by some target: the one left is this layer's.
+
+A layer that disagrees in place got, in the forced run, the input its true counterpart got in the source run.
+When exactly one other source layer of its kind saw that input, it is named (`ParameterProof.places`), so that
+the caller can try the two source layers the other way round and keep that only if the whole model is proven.
+
 Where the networks differ in parameter-free code, the first parameter-free module whose output matches no
 value the source network computed (no module output or input of it) is named.
 """
@@ -22,16 +33,20 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from automap._errors import AutomapError
 from automap._types import Array
 
 from ._candidates import Option
 from ._compare import arrangements, relative_difference
-from ._nets import Forced, Run
+from ._nets import Forced, Net, Run
 from ._points import Point
 from ._resolve import Reference
-from ._session import Session
+from ._session import Session, paired_modules
+from ._tolerance import lowest_precision
 
 __all__ = ["ParameterProof", "prove_per_parameter"]
+
+_MAX_PLACES = 32  # layers that disagree in place, at most, for which a better placed source layer is looked for
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,11 @@ class ParameterProof:
         worst: the largest difference among the modules that agreed (relative to their largest value).
         free_difference: the first parameter-free target module whose output the source never computes, if any.
         framework: the target network's framework title, for the report.
+        by_function: confirmed parameters (among `confirmed`) whose layer could only be checked on its function:
+            fed its source layer's input, the only layer of its kind not confirmed in place.
+        places: (target layer, its source layer, another source layer) for layers that disagree in place where
+            exactly one other source layer of the same kind was fed the very input the target layer got: the
+            layer's weights belong to that one (two same-shaped norms of different places swapped).
         explained: the whole-model difference is explained by the parameter-free difference: it lies before the
             first diverging module. When it is not (no such difference, or one only after it), the modules agree
             when fed their paired source modules' values and still the unforced run diverges: the pairing of
@@ -61,6 +81,8 @@ class ParameterProof:
     free_difference: str | None
     framework: str = ""
     explained: bool = True
+    by_function: tuple[str, ...] = ()
+    places: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -83,7 +105,7 @@ class ParameterProof:
         if self.complete:
             return (
                 f"all {len(self.confirmed)} parameters confirmed in their own modules ({self.modules} modules fed "
-                f"the source's values, max rel diff {self.worst:.2g}); {where}"
+                f"the source's values, max rel diff {self.worst:.2g}){self._functional()}; {where}"
             )
         parts = [f"{len(self.confirmed)} parameters confirmed in their own modules"]
         if self.failed:
@@ -92,7 +114,16 @@ class ParameterProof:
         if self.untestable:
             shown = ", ".join(self.untestable[:4]) + (", ..." if len(self.untestable) > 4 else "")
             parts.append(f"{len(self.untestable)} untestable: {shown}")
-        return "; ".join(parts) + f"; {where}"
+        return "; ".join(parts) + self._functional() + f"; {where}"
+
+    def _functional(self) -> str:
+        if not self.by_function:
+            return ""
+        shown = ", ".join(self.by_function[:4]) + (", ..." if len(self.by_function) > 4 else "")
+        return (
+            f" ({len(self.by_function)} on their layer's function alone, fed its source layer's input, the only "
+            f"layer of its kind not confirmed in place: {shown})"
+        )
 
 
 def prove_per_parameter(
@@ -120,6 +151,7 @@ def prove_per_parameter(
             continue
         own[ckpt] = _own_point(net.owner[name], points_of)
     points = {p.module: p for p in own.values() if p is not None}
+    unplaced = {net.owner[session.target.from_checkpoint[c]] for c in own} - set(points)
     force: dict[str, Forced] = {}
     force_inputs: dict[str, Forced] = {}
     for point in points.values():
@@ -132,9 +164,16 @@ def prove_per_parameter(
         fed = _source_input(point, reference)
         if fed is not None:
             force_inputs.setdefault(point.module, fed)
+    names = session.source_names(assignment)
     session.load_target(assignment)
     run = session.run_target(
-        reference.call, capture=None, force=force, capture_inputs=None, force_inputs=force_inputs, trace=True
+        reference.call,
+        capture=None,
+        force=force,
+        capture_inputs=None,
+        force_inputs=force_inputs,
+        trace=True,
+        keep=unplaced,
     )
     checker = _Checker(session, reference, run, points_of)
     agree: dict[str, tuple[bool, float]] = {}
@@ -143,7 +182,9 @@ def prove_per_parameter(
         # the module's own input, as the target computed it from what came before (forced), must be its source
         # module's too when the source computes it at all: two same-function modules swapped (LayerNorms of two
         # places) agree when fed, not in place; an input no source module sees comes from a parameter-free difference
-        in_place = point.module == "" or checker.input_agrees(point) is not False or not checker.input_known(point)
+        in_place = (
+            point.module == "" or checker.input_agrees(point) is not False or not checker.input_known(point.module)
+        )
         agree[path] = (diff <= reference.bound(point) and in_place, diff)
     confirmed: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -156,6 +197,11 @@ def prove_per_parameter(
             confirmed.append(ckpt)
         else:
             failed.append((ckpt, place))
+    open_names = [*untestable, *(n for n, _ in failed)]
+    by_function = _by_function(session, assignment, reference, run, checker, unplaced, confirmed, open_names)
+    confirmed += by_function
+    untestable = [n for n in untestable if n not in by_function]
+    failed = [(n, m) for n, m in failed if n not in by_function]
     diffs = [d for ok, d in agree.values() if ok]
     return ParameterProof(
         tuple(confirmed),
@@ -165,7 +211,164 @@ def prove_per_parameter(
         max(diffs, default=0.0),
         first_free_difference(session, reference, run),
         net.backend.title,
+        by_function=tuple(by_function),
+        places=tuple(
+            _places(
+                session,
+                reference,
+                run,
+                [net.owner[session.target.from_checkpoint[n]] for n, _ in failed],
+                source_names=names,
+            )
+        ),
     )
+
+
+def _by_function(
+    session: Session,
+    assignment: Mapping[str, Option],
+    reference: Reference,
+    run: Run,
+    checker: _Checker,
+    unplaced: set[str],
+    confirmed: Sequence[str],
+    open_names: Sequence[str],
+) -> list[str]:
+    """The open parameters confirmed on their layer's function (see the module docstring)."""
+    net = session.target.net
+    placed = {session.target.from_checkpoint[c] for c in confirmed}
+    names = session.source_names(assignment)
+    taken = {s for option in assignment.values() for s in option.sources}
+    verdicts: dict[str, bool] = {}
+    out = []
+    for ckpt in open_names:
+        name = session.target.from_checkpoint[ckpt]
+        layer = net.owner[name]
+        if layer not in unplaced or checker.input_known(layer):
+            continue
+        if layer not in verdicts:
+            sources = paired_modules(net, layer, names, reference.pairing)
+            verdicts[layer] = (
+                _only_one_left(net, layer, placed)
+                and all(_all_taken(session, source, taken) for source in sources[:1])
+                and _function_agrees(session, reference, run, layer, sources)
+            )
+        if verdicts[layer]:
+            out.append(ckpt)
+    return out
+
+
+def _places(
+    session: Session,
+    reference: Reference,
+    run: Run,
+    modules: Sequence[str],
+    *,
+    source_names: Mapping[str, tuple[str, ...]],
+) -> list[tuple[str, str, str]]:
+    """For layers that disagree in place: the one other source layer of their kind that saw the input they got.
+
+    In the forced run every comparable module before a layer gave the source's values, so the input the layer got
+    is the one its true counterpart got in the source run.
+    """
+    net, source = session.target.net, session.source.net
+    out: list[tuple[str, str, str]] = []
+    layers = list(dict.fromkeys(modules))
+    if len(layers) > _MAX_PLACES:  # a port that differs everywhere: no swap of a few layers will prove it
+        return out
+    for layer in layers:
+        if layer not in net.leaves:
+            continue
+        current = paired_modules(net, layer, source_names, reference.pairing)
+        got = run.inputs.get(layer)
+        if len(current) != 1 or not got:
+            continue
+        kind = _kind(source, current[0])
+        bound = reference.tolerance.module_rtol
+        found = [
+            path
+            for path in source.leaves
+            if path != current[0]
+            and _kind(source, path) == kind
+            and _same_inputs(reference.run.inputs.get(path), got, bound)
+        ]
+        if len(found) == 1:
+            out.append((layer, current[0], found[0]))
+    return out
+
+
+def _same_inputs(want: Sequence[Sequence[Array]] | None, got: Sequence[Sequence[Array]], bound: float) -> bool:
+    if not want or len(want) != len(got):
+        return False
+    return all(bool(a) and bool(b) and _close(a[0], b[0], bound) for a, b in zip(want, got, strict=True))
+
+
+def _kind(net: Net, path: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """A layer's floating-point parameters by their names below it, with their shapes."""
+    cut = len(path) + 1 if path else 0
+    return tuple(sorted((n[cut:], net.shape(n)) for n in net.subtree.get(path, ()) if net.is_float(n)))
+
+
+def _only_one_left(net: Net, layer: str, placed: set[str]) -> bool:
+    """Whether every other layer of the same kind has all its parameters confirmed in place."""
+    kind = _kind(net, layer)
+    if not kind:
+        return False
+    for path in net.modules:
+        if path != layer and net.subtree.get(path) and not _inside(layer, path) and _kind(net, path) == kind:
+            if not all(n in placed for n in net.subtree[path] if net.is_float(n)):
+                return False
+    return True
+
+
+def _all_taken(session: Session, layer: str, taken: set[str]) -> bool:
+    """Whether every source layer of this one's kind gives all its parameters to some target.
+
+    A source layer of the kind that no target reads would be where a layer checked on its function alone might
+    belong as well.
+    """
+    net, stored = session.source.net, session.source.to_checkpoint
+    kind = _kind(net, layer)
+    for path in net.modules:
+        if path != layer and net.subtree.get(path) and _kind(net, path) == kind:
+            names = [stored[n] for n in net.subtree[path] if net.is_float(n) and n in stored]
+            if not all(n in taken for n in names):
+                return False
+    return True
+
+
+def _function_agrees(session: Session, reference: Reference, run: Run, layer: str, sources: Sequence[str]) -> bool:
+    """Whether the target layer, fed its source layer's recorded input, gives that layer's output (every call)."""
+    net = session.target.net
+    kept = run.arguments.get(layer)
+    got = run.inputs.get(layer)
+    for source in sources:
+        want_in, want_out = reference.run.inputs.get(source), reference.run.calls.get(source)
+        if not kept or not got or not want_in or not want_out or not len(kept) == len(got) == len(want_in):
+            continue
+        fed = []
+        for (args, kwargs), value, mine in zip(kept, want_in, got, strict=True):
+            if not value or not mine:
+                return False
+            layout = arrangements(tuple(value[0].shape), tuple(mine[0].shape))
+            # another shape where the ports differ upstream (a pooled input): fed as the source layer saw it
+            fed.append(net.with_first(args, kwargs, layout[0].apply(value[0]) if layout else value[0]))
+        try:
+            outputs, _ = session.rerun_target(layer, fed)
+        except AutomapError:
+            return False
+        precision = [reference.line.precision.get(layer, "float32"), reference.precision.get(source, "float32")]
+        bound = reference.tolerance.module(lowest_precision(precision))
+        return len(outputs) == len(want_out) and all(
+            bool(mine) and bool(theirs) and _close(theirs[0], mine[0], bound)
+            for theirs, mine in zip(want_out, outputs, strict=True)
+        )
+    return False
+
+
+def _close(want: Array, got: Array, bound: float) -> bool:
+    found = arrangements(tuple(want.shape), tuple(got.shape))
+    return bool(found) and min(relative_difference(a.apply(want), got) for a in found) <= bound
 
 
 class _Checker:
@@ -205,11 +408,11 @@ class _Checker:
                 return f"{path} (its input)", found
         return None, False
 
-    def input_known(self, point: Point) -> bool:
+    def input_known(self, module: str) -> bool:
         """Whether the target's first input of a module is a value some source module computes or reads."""
         if self._known is None:
             self._known = source_values(self.reference)
-        got = self.run.inputs.get(point.module)
+        got = self.run.inputs.get(module)
         if not got:
             return False
         bound = self.reference.tolerance.module_rtol

@@ -7,7 +7,9 @@ parameters involved (and the source tensors used around theirs) wider choices, r
 again, at most twice. Targets without a source keep the target model's own values (constants a model computes
 itself); when the proof fails with them, zeros are tried for those named as biases (a counterpart's absent
 bias). When the networks still differ as wholes, or their outputs cannot be compared, every parameter is
-checked in its own module instead (`_perparam`). What it found is handed back as data; the mapping with its
+checked in its own module instead (`_perparam`); where that check shows a layer fed the very input another source
+layer of its kind saw (same-shaped norms of two places swapped), the two are swapped back and kept when the
+whole-model proof then passes. What it found is handed back as data; the mapping with its
 evidence is written from it in `_api`.
 """
 
@@ -149,7 +151,17 @@ def settle(
             per_parameter = prove_per_parameter(
                 session, assignment, reference, used, _points_of(session, assignment, reference)
             )
-            if proof is not None and not _explained(per_parameter.free_difference, divergence, reference.line.done):
+            moved = _placed(session, assignment, per_parameter.places)
+            if moved is not None:
+                proof_b, kept_b = _prove(session, moved, probes, unmatched)
+                if proof_b is not None and proof_b.passed:  # the proof decides: a move it does not prove is dropped
+                    probes.notes.append(_placed_note(per_parameter.places, session.target.net.backend.title))
+                    assignment, proof, kept, divergence, per_parameter = moved, proof_b, kept_b, None, None
+            if (
+                per_parameter is not None
+                and proof is not None
+                and not _explained(per_parameter.free_difference, divergence, reference.line.done)
+            ):
                 per_parameter = replace(per_parameter, explained=False)
         clock.lap("proof")
     finally:
@@ -163,6 +175,43 @@ def settle(
         tuple((t, kept) for t in unmatched),
         tuple(theirs),
     )
+
+
+def _placed(
+    session: Session, assignment: Mapping[str, Option], places: Sequence[tuple[str, str, str]]
+) -> dict[str, Option] | None:
+    """The assignment with each misplaced layer reading the source layer its input showed, and the two swapped.
+
+    The target layer that read that source layer takes the misplaced layer's former source layer (same kind, so
+    the same parameter names below it). None when nothing moves.
+    """
+    if not places:
+        return None
+    source = session.source
+    moves: dict[str, str] = {}  # source layer -> the source layer that replaces it, for its readers
+    for _, current, found in places:
+        if current in moves or found in moves:
+            continue
+        moves[current], moves[found] = found, current
+    out = dict(assignment)
+    for ckpt, option in assignment.items():
+        sources = []
+        for name in option.sources:
+            net_name = source.from_checkpoint.get(name)
+            layer = source.net.owner.get(net_name, "") if net_name is not None else ""
+            other = moves.get(layer)
+            moved = source.to_checkpoint.get(other + net_name[len(layer) :]) if other is not None and net_name else None
+            sources.append(moved if moved is not None else name)
+        if tuple(sources) != option.sources:
+            out[ckpt] = Option(tuple(sources), option.steps)
+    return out if out != dict(assignment) else None
+
+
+def _placed_note(places: Sequence[tuple[str, str, str]], title: str) -> str:
+    """What placing layers by their inputs changed, for the report."""
+    shown = "; ".join(f"{title} {layer!r} reads {found!r}, not {current!r}" for layer, current, found in places[:4])
+    more = f"; ... ({len(places)} in all)" if len(places) > 4 else ""
+    return f"placed by the input each got (then proven): {shown}{more}"
 
 
 def _explained(free: str | None, divergence: Divergence | None, done: Mapping[str, int]) -> bool:
