@@ -18,8 +18,10 @@ open (the source, the mapping and the plan), read, transform, write, the waits f
 verify on the main thread, which add up to the wall time, and the seconds the helper threads spend comparing the
 output with the source right after writing, or taking CRC-32s, which overlap them.
 
-The source file's pages are evicted from the page cache before each route (`posix_fadvise DONTNEED`, no
-privileges needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
+Before each route, the writes of the routes before it are flushed (`sync`, untimed: `cp` leaves its copy unwritten
+and removing an output makes the filesystem free its blocks, which would otherwise share the disk with the next
+route), and the source file's pages are evicted from the page cache (`posix_fadvise DONTNEED`, no privileges
+needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
 route and everything is removed at the end (`--keep` keeps the generated checkpoints, `--reuse FOLDER` runs
 on kept ones). The routes run `--rounds` times (3), interleaved; the table gives median times, the worst peak
 RSS, and every ratio per round (median, min-max), so that a slow moment of a shared machine hits all routes
@@ -159,6 +161,15 @@ def evict(*paths: Path) -> None:
         with contextlib.suppress(OSError), path.open("rb") as handle:
             os.fsync(handle.fileno())
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def settle() -> None:
+    """Let the writes of earlier routes reach the disk, so that no route pays for the one before it.
+
+    `cp` leaves its copy in the page cache, unwritten; removing a file has the filesystem free its blocks. Without
+    this, whatever runs next shares the disk with that work.
+    """
+    os.sync()
 
 
 def remove(*paths: Path) -> None:
@@ -371,10 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                     outputs["naive"],
                 )
             )
+        remove(*outputs.values())  # left by an interrupted run: a route must not fail on it
         loads = [_load()]
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}/{args.rounds} (load average {_load():.2f})")
             for route, command, output in routes:
+                settle()
                 if not args.warm:
                     evict(pth, st)
                 result = run(route, command, total, log, phases if route.startswith("automap") else None)
