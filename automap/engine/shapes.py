@@ -16,7 +16,7 @@ from typing import Literal
 
 from automap.transforms import Concat, Reshape, Squeeze, Step, Transpose, Unsqueeze
 
-__all__ = ["Part", "Relation", "RelationKind", "concat_steps", "part_shape", "relate"]
+__all__ = ["TRANSPOSE", "Part", "Relation", "RelationKind", "concat_steps", "part_shape", "relate"]
 
 Shape = tuple[int, ...]
 Steps = tuple[Step, ...]
