@@ -5,9 +5,6 @@ read. Norms that read each other's weights are placed by the input each got in t
 
 from __future__ import annotations
 
-import importlib
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from automap.records import Endpoint, Match, NameMapping
+from tests._source_nets import imported, save_checkpoints
 
 pytestmark = [pytest.mark.torch, pytest.mark.mindspore]
 
@@ -93,25 +91,13 @@ TRUTH = {
 
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
-    folder = tmp_path_factory.mktemp("models")
-    (folder / "na_pool_nets.py").write_text(textwrap.dedent(NETS), encoding="utf-8")
-    sys.path.insert(0, str(folder))
-    try:
-        yield importlib.import_module("na_pool_nets")
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("na_pool_nets", None)
+    with imported(tmp_path_factory.mktemp("models"), "na_pool_nets", NETS) as module:
+        yield module
 
 
 @pytest.fixture
 def checkpoints(nets: ModuleType, tmp_path: Path, mindspore_cpu) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
-    import mindspore
-    import torch
-
-    torch_path, ms_path = tmp_path / "model.pth", tmp_path / "template.ckpt"
-    torch.save(nets.torch_model().state_dict(), torch_path)
-    mindspore.save_checkpoint(nets.mindspore_model(), str(ms_path))
-    return torch_path, ms_path
+    return save_checkpoints(nets, tmp_path)
 
 
 def _mapping(torch_path: Path, ms_path: Path, truth: dict[str, str]) -> NameMapping:

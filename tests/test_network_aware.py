@@ -7,10 +7,7 @@ there, so that the CLI's `--torch-model MODULE:FACTORY` is exercised the way a p
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +19,7 @@ from automap import cli
 from automap._decisions import DecidedBy
 from automap.records import Alternative, Endpoint, Match, NameMapping
 from automap.transforms import Step, Transpose
+from tests._source_nets import imported, save_checkpoints
 
 pytestmark = [pytest.mark.torch, pytest.mark.mindspore]
 
@@ -115,26 +113,14 @@ TRANSPOSED = {"mix.weight"}
 
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    folder = tmp_path_factory.mktemp("models")
-    (folder / "na_nets.py").write_text(textwrap.dedent(NETS), encoding="utf-8")
-    sys.path.insert(0, str(folder))
-    try:
-        yield importlib.import_module("na_nets")
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("na_nets", None)
+    with imported(tmp_path_factory.mktemp("models"), "na_nets", NETS) as module:
+        yield module
 
 
 @pytest.fixture
 def checkpoints(nets: ModuleType, tmp_path: Path, mindspore_cpu) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
     """A real torch checkpoint of the trained torch net, and a MindSpore checkpoint of the (untrained) port."""
-    import mindspore
-    import torch
-
-    torch_path, ms_path = tmp_path / "model.pth", tmp_path / "template.ckpt"
-    torch.save(nets.torch_model().state_dict(), torch_path)
-    mindspore.save_checkpoint(nets.mindspore_model(), str(ms_path))
-    return torch_path, ms_path
+    return save_checkpoints(nets, tmp_path)
 
 
 def _truth_pairs(mapping: NameMapping) -> dict[str, tuple[str, bool]]:
