@@ -119,7 +119,9 @@ def _pair_by_rank(
                 return  # a member this order cannot place: leave the container to the flags
             moves.append((a, wanted, index[a.target, wanted]))
     for a, wanted, candidate in moves:
-        a.source, a.candidate = wanted, candidate
+        if a.source != wanted:  # the solution's choice is now the rival; the rank is words, not evidence: flagged
+            previous, a.source, a.candidate = a.source, wanted, candidate
+            _cap(a, previous)
 
 
 def _last(container: str) -> str:
