@@ -204,6 +204,7 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
     """
     layers: dict[str, Counter[bool]] = defaultdict(Counter)
     siblings: dict[str, Counter[bool]] = defaultdict(Counter)  # by module: the layouts its layers show
+    published: dict[str, bool] = {}  # square weights' layouts as the published tables state them
     port: Counter[bool] = Counter()
     port_transposes = False
     for match in matches.values():
@@ -214,9 +215,10 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
             port_transposes = True  # a transposed layout was as likely as the one chosen
         shape = match.target_shape
         if len(shape) == 2 and shape[0] == shape[1]:
-            published = _published_layout(match, ctx) if not transposed else None
-            if published is not None:
-                siblings[_module(match.target)][published] += 1
+            stated = _published_layout(match, ctx) if not transposed else None
+            if stated is not None:
+                published[match.target] = stated
+                siblings[_module(match.target)][stated] += 1
             continue
         if len(shape) != 2 or match.confidence < _TRUSTED:
             continue
@@ -232,10 +234,9 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
         if any(isinstance(s, Transpose | Reshape) for s in match.transform):
             continue
         labels = dict(match.labels)
-        published = _published_layout(match, ctx)
         votes = layers.get(_layer(name))
-        if published is not None:
-            transposed = published
+        if name in published:
+            transposed = published[name]
             labels["note"] = "square weight stored as the published rename table of its library says"
         elif votes and len(votes) == 1:
             transposed = next(iter(votes))
@@ -243,9 +244,9 @@ def _apply_transpose_convention(matches: dict[str, Match], notes: list[str], ctx
         elif not port_transposes:
             continue  # the frameworks' default: both store (out, in)
         else:  # a guess, flagged: like its sibling layers where they agree, else like most of the port's layers
-            kin = siblings.get(_module(name))
-            alike = kin is not None and len(kin) == 1
-            transposed = next(iter(kin)) if kin is not None and alike else port[True] > port[False]
+            kin = siblings.get(_module(name), Counter())
+            alike = len(kin) == 1
+            transposed = next(iter(kin)) if alike else port[True] > port[False]
             labels[DECIDED_BY] = DecidedBy.LAYOUT_ONLY.value
             labels["note"] = (
                 "square weight: the port stores some layers transposed, and nothing shows whether this one is"
