@@ -63,8 +63,12 @@ def doubt_renumbered_containers(solution: Solution, source: Side, target: Side, 
             and s_sizes[s_found[0]] != t_sizes[t_found[0]]
         ):
             trapped[t_found[0]] = s_found[0]
+    if not trapped:
+        return
+    whole = {source.table.names[n.base]: i for i, n in enumerate(source.nodes) if n.part is None}
+    by_target = {target.table.names[target.nodes[a.target].base]: a for a in solution.assignments.values()}
     for container, source_container in trapped.items():
-        _pair_by_rank(container, source_container, solution, source, target, candidates)
+        _pair_by_rank(container, source_container, (whole, by_target), source, target, candidates)
         _flag_swaps(groups[container], candidates)
 
 
@@ -99,29 +103,43 @@ def _slots(parent: str, container: str, names: list[str]) -> dict[str, list[str]
 
 
 def _pair_by_rank(
-    container: str, source_container: str, solution: Solution, source: Side, target: Side, candidates: Candidates
+    container: str,
+    source_container: str,
+    names: tuple[dict[str, int], dict[str, Assignment]],
+    source: Side,
+    target: Side,
+    candidates: Candidates,
 ) -> None:
-    """Give each member of a renumbered target container the source member of the same rank, where all can take it."""
+    """Give each member of a renumbered target container the source member of the same rank, where all can take it.
+
+    `names` holds the source's whole tensors (name -> node) and the assignments by target name.
+    """
     t_parent, s_parent = container.rpartition(".")[0], source_container.rpartition(".")[0]
     t_slots = _slots(t_parent, container, list(target.table.names))
     s_slots = _slots(s_parent, source_container, list(source.table.names))
     if t_slots is None or s_slots is None or len(t_slots) != len(s_slots) or len(t_slots) < 2:
         return
-    whole = {source.table.names[n.base]: i for i, n in enumerate(source.nodes) if n.part is None}
-    by_target = {target.table.names[target.nodes[a.target].base]: a for a in solution.assignments.values()}
-    index = {(int(t), int(s)): i for i, (t, s) in enumerate(zip(candidates.target, candidates.source, strict=True))}
+    whole, by_target = names
     moves: list[tuple[Assignment, int, int]] = []
     for t_slot, s_slot in zip(t_slots, s_slots, strict=True):
         for name in t_slots[t_slot]:
             a = by_target.get(name)
             wanted = whole.get(f"{s_parent}.{s_slot}{name[len(t_parent) + 1 + len(t_slot) :]}")
-            if a is None or a.source is None or wanted is None or (a.target, wanted) not in index:
+            found = _candidate(candidates, a.target, wanted) if a is not None and wanted is not None else None
+            if a is None or a.source is None or wanted is None or found is None:
                 return  # a member this order cannot place: leave the container to the flags
-            moves.append((a, wanted, index[a.target, wanted]))
+            moves.append((a, wanted, found))
     for a, wanted, candidate in moves:
         if a.source != wanted:  # the solution's choice is now the rival; the rank is words, not evidence: flagged
             previous, a.source, a.candidate = a.source, wanted, candidate
             _cap(a, previous)
+
+
+def _candidate(candidates: Candidates, target: int, source: int) -> int | None:
+    """The index of the candidate pairing `target` with `source`, or None when their shapes rule it out."""
+    rows = np.flatnonzero(candidates.target == target)
+    found = rows[candidates.source[rows] == source]
+    return int(found[0]) if len(found) else None
 
 
 def _last(container: str) -> str:
