@@ -283,3 +283,27 @@ def test_a_target_concatenated_from_square_pieces_takes_the_layout_their_publish
         fused = by_target[f"transformer.h.{i}.attn.c_attn.weight"]
         assert fused.source_names == tuple(f"backbone.blocks.{i}.attention.dense{k}.weight" for k in (1, 2, 3))
         assert [s.to_json() for s in fused.transform] == [{"op": "concat", "axis": 0}, {"op": "transpose"}]
+
+
+def test_an_integer_tensor_is_never_cut_into_pieces_for_counters() -> None:
+    # mindyolo keeps its detection head's `stride` (int32 [3]); ultralytics' BatchNorms count batches in int64
+    # scalars that no MindSpore BatchNorm stores: the stride's elements are not counters, the counters stay
+    # without a source (PyTorch's loader restores them)
+    norms = [f"head.cv{n}.bn" for n in range(3)]
+    source = [(f"{n}.{leaf}", (8,)) for n in norms for leaf in ("gamma", "beta", "moving_mean", "moving_variance")]
+    records = [ParamRecord(name, shape, "float32", i) for i, (name, shape) in enumerate(source)]
+    records.append(ParamRecord("head.stride", (3,), "int32", len(records)))
+    leaves = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    target = [
+        ParamRecord(
+            f"{n}.{leaf}", () if leaf == "num_batches_tracked" else (8,), "int64" if leaf[0] == "n" else "float32", 0
+        )
+        for n in norms
+        for leaf in leaves
+    ]
+    target = [ParamRecord(r.name, r.shape, r.dtype, i) for i, r in enumerate(target)]
+    mapping = infer_mapping(ParamTable("mindspore", "ms", tuple(records)), ParamTable("pytorch", "pt", tuple(target)))
+    counters = [p for p in mapping.pairs if p.target.endswith("num_batches_tracked")]
+    assert len(counters) == 3 and all(p.source is None for p in counters), counters
+    weights = {p.target: p.source for p in mapping.pairs if not p.target.endswith("num_batches_tracked")}
+    assert weights["head.cv1.bn.running_var"] == "head.cv1.bn.moving_variance"

@@ -162,7 +162,9 @@ def _part_nodes(table: ParamTable, other: ParamTable) -> list[Node]:
     """Parts of tensors whose shape has more copies here than the other side can take whole.
 
     A fused `qkv [3d, d]` has no `[3d, d]` counterpart in a port with separate projections, so its thirds are
-    offered as candidates; a `[4d, d]` MLP weight that both sides have is not cut up.
+    offered as candidates; a `[4d, d]` MLP weight that both sides have is not cut up. Only floating-point tensors
+    are cut: an integer tensor is a counter, an index or a size (`stride [3]`), never weights fused together, and
+    its elements would otherwise be offered to scalar counters (`num_batches_tracked`).
     """
     here = Counter(r.shape for r in table.params)
     there = Counter(r.shape for r in other.params)
@@ -189,7 +191,7 @@ def _part_nodes(table: ParamTable, other: ParamTable) -> list[Node]:
                 nodes.extend(
                     Node(r.index, Part(axis, parts, i), piece)
                     for r in table.params
-                    if r.shape == shape
+                    if r.shape == shape and _dtype_kind(r.dtype) == "float"
                     for i in range(parts)
                 )
     return nodes
