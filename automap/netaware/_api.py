@@ -169,6 +169,8 @@ def infer_with_networks(
     mindspore_arguments: ArgumentSpec | None = None,
     torch_outputs: OutputSpec | None = None,
     mindspore_outputs: OutputSpec | None = None,
+    torch_method: str | None = None,
+    mindspore_method: str | None = None,
     threshold: float = 0.5,
     pins: NameMapping | None = None,
     rtol: float | None = None,
@@ -200,6 +202,9 @@ def infer_with_networks(
         torch_outputs: which of the torch model's outputs to compare, by name ("logits") or position, as a
             list or a comma-separated text. Default: paired by shape with the other model's.
         mindspore_outputs: the same for the MindSpore model.
+        torch_method: the torch model's method every run calls instead of `forward`, where that method computes
+            what the other model returns (open_clip's `get_logits` against MindFormers' CLIP). Default: `forward`.
+        mindspore_method: the MindSpore model's method called instead of `construct`.
         threshold: confidence below which a pair needs review.
         pins: a mapping whose reviewed pairs are kept as they are.
         rtol: bound of the final proof, relative to each output's largest value. Default: chosen for the
@@ -224,7 +229,15 @@ def infer_with_networks(
     from automap.engine.inference import infer_mapping
 
     clock = Clock()
-    calling = Calling(torch_arguments, mindspore_arguments, mindspore_inputs, torch_outputs, mindspore_outputs)
+    calling = Calling(
+        torch_arguments,
+        mindspore_arguments,
+        mindspore_inputs,
+        torch_outputs,
+        mindspore_outputs,
+        torch_method,
+        mindspore_method,
+    )
     probes = prepare(source, target, torch_model, mindspore_model, inputs, calling, seed, rtol=rtol, atol=atol)
     try:
         clock.lap("trace")
@@ -259,6 +272,8 @@ def check_with_networks(
     mindspore_arguments: ArgumentSpec | None = None,
     torch_outputs: OutputSpec | None = None,
     mindspore_outputs: OutputSpec | None = None,
+    torch_method: str | None = None,
+    mindspore_method: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     seed: int = 0,
@@ -283,6 +298,8 @@ def check_with_networks(
         mindspore_arguments: the MindSpore model's arguments.
         torch_outputs: the torch model's outputs to compare.
         mindspore_outputs: the MindSpore model's outputs to compare.
+        torch_method: the torch model's method called instead of `forward`.
+        mindspore_method: the MindSpore model's method called instead of `construct`.
         rtol: bound of the final proof relative to each output's largest value (default: for the precision).
         atol: absolute floor of the final proof's bound.
         seed: seed of the random probe inputs.
@@ -301,7 +318,15 @@ def check_with_networks(
     clock = Clock()
     source_table, target_table = table_of(source), table_of(target)
     _check_names(mapping, source_table, target_table)
-    calling = Calling(torch_arguments, mindspore_arguments, mindspore_inputs, torch_outputs, mindspore_outputs)
+    calling = Calling(
+        torch_arguments,
+        mindspore_arguments,
+        mindspore_inputs,
+        torch_outputs,
+        mindspore_outputs,
+        torch_method,
+        mindspore_method,
+    )
     probes = prepare(
         source_table, target_table, torch_model, mindspore_model, inputs, calling, seed, rtol=rtol, atol=atol
     )

@@ -49,6 +49,8 @@ class ModelOptions:
         mindspore_arguments: the same for the MindSpore model.
         torch_outputs: the torch model's outputs to compare (names or positions, comma-separated).
         mindspore_outputs: the MindSpore model's outputs to compare.
+        torch_method: the torch model's method the runs call instead of `forward`.
+        mindspore_method: the MindSpore model's method the runs call instead of `construct`.
     """
 
     torch_model: str
@@ -61,6 +63,8 @@ class ModelOptions:
     mindspore_arguments: Arguments | None = None
     torch_outputs: str | None = None
     mindspore_outputs: str | None = None
+    torch_method: str | None = None
+    mindspore_method: str | None = None
 
     def build(self) -> tuple[object, object]:
         """Both models, built by their factories (MindSpore set to PyNative mode on the CPU).
@@ -159,6 +163,8 @@ class ModelOptions:
             "mindspore_arguments": self.mindspore_arguments,
             "torch_outputs": self.torch_outputs,
             "mindspore_outputs": self.mindspore_outputs,
+            "torch_method": self.torch_method,
+            "mindspore_method": self.mindspore_method,
             "rtol": self.rtol,
             "atol": self.atol,
         }
@@ -223,6 +229,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool = False
             "(default: paired by shape with the other model's; the choice is printed)",
         )
         group.add_argument("--mindspore-output", metavar="NAMES", help="the MindSpore model's outputs to compare")
+        group.add_argument(
+            "--torch-method",
+            metavar="NAME",
+            help="the torch model's method to call instead of forward, where that method returns what the other "
+            "model returns, e.g. get_logits (open_clip) or encode_text",
+        )
+        group.add_argument(
+            "--mindspore-method", metavar="NAME", help="the MindSpore model's method to call instead of construct"
+        )
 
 
 def model_options_problem(args: argparse.Namespace) -> str:
@@ -232,9 +247,11 @@ def model_options_problem(args: argparse.Namespace) -> str:
         return "--torch-model and --mindspore-model go together: give both model factories"
     if getattr(args, "inputs", None) and not torch_model:
         return "--input is for network-aware inference: give --torch-model and --mindspore-model too"
-    calling = ("torch_args", "mindspore_args", "torch_output", "mindspore_output")
+    calling = ("torch_args", "mindspore_args", "torch_output", "mindspore_output", "torch_method", "mindspore_method")
     if any(getattr(args, name, None) for name in calling) and not torch_model:
-        return "--torch-args, --mindspore-args and the output choices need --torch-model and --mindspore-model"
+        return (
+            "--torch-args, --mindspore-args and the output and method choices need --torch-model and --mindspore-model"
+        )
     return ""
 
 
@@ -268,6 +285,8 @@ def model_options(args: argparse.Namespace) -> ModelOptions | None:
         parsed[1],
         getattr(args, "torch_output", None),
         getattr(args, "mindspore_output", None),
+        getattr(args, "torch_method", None),
+        getattr(args, "mindspore_method", None),
     )
 
 

@@ -24,6 +24,7 @@ from automap._types import Array, StrPath
 from automap.records import ParamTable
 
 from ._calls import Arguments, OutputChoice, match_outputs, parse_arguments, parse_outputs, select_outputs
+from ._entry import call_through
 from ._nets import Net, Run, wrap
 from ._points import Timeline, module_precision, timeline, trailing_children
 from ._session import Call, Session, Side, side
@@ -47,6 +48,8 @@ class Calling:
             arguments (the Python form, for what a spec cannot say).
         torch_outputs: the PyTorch model's outputs to compare, by name or position.
         mindspore_outputs: the MindSpore model's outputs to compare.
+        torch_method: the PyTorch model's method the runs call instead of `forward` (None: `forward`).
+        mindspore_method: the MindSpore model's method the runs call instead of `construct`.
     """
 
     torch_arguments: ArgumentSpec | None = None
@@ -54,6 +57,8 @@ class Calling:
     mindspore_inputs: MindSporeInputs | None = None
     torch_outputs: OutputSpec | None = None
     mindspore_outputs: OutputSpec | None = None
+    torch_method: str | None = None
+    mindspore_method: str | None = None
 
 
 @dataclass
@@ -117,26 +122,24 @@ def prepare(
     )
     notes = [_renamed(s) for s in (session.source, session.target) if s.renamed]
     restore: list[Callable[[], None]] = []
-    for model in (torch_model, mindspore_model):
-        switched = _caching_off(model)
-        if switched is not None:
-            restore.append(switched[0])
-            notes.append(switched[1])
-    ids = token_ids(torch_model, mindspore_model)
-    torch_probe, described = _inputs(inputs, torch_net, seed, ids)
-    torch_args, ms_args = _arguments(calling, torch_probe)
-    probe_calls = _calls(torch_probe, torch_args, ms_args, calling.mindspore_inputs)
-    source_call, probe = probe_calls if source_net.framework == "pytorch" else probe_calls[::-1]
-    session.load_source()
     try:
+        for net, method in ((torch_net, calling.torch_method), (mindspore_net, calling.mindspore_method)):
+            _switched(_caching_off(net.module), restore, notes)  # kept before the next switch can fail
+            _switched(call_through(net, method), restore, notes)
+        ids = token_ids(torch_model, mindspore_model)
+        torch_probe, described = _inputs(inputs, torch_net, seed, ids)
+        torch_args, ms_args = _arguments(calling, torch_probe)
+        probe_calls = _calls(torch_probe, torch_args, ms_args, calling.mindspore_inputs)
+        source_call, probe = probe_calls if source_net.framework == "pytorch" else probe_calls[::-1]
+        session.load_source()
         reference = session.run_source(source_call, capture=None, trace=True, capture_inputs=None)
         shapes_run = session.run_target(probe, capture=None, trace=True, capture_inputs=None)
         choice = _choose_outputs(calling, source_net, reference, target_net, shapes_run)
     except BaseException:
         source_net.close()  # the hooks stay for the runs to come, unless there are none
         target_net.close()
-        for undo in restore:
-            undo()
+        while restore:
+            restore.pop()()
         raise
     notes.extend(_stateful_note(n) for n in (source_net, target_net) if n.stateful)
     precision = lowest_precision(
@@ -250,6 +253,15 @@ def _reselect(run: Run, names: Sequence[str]) -> None:
     run.outputs = [by_name[n] for n in names]
     if "" in run.calls:
         run.calls[""] = [list(run.outputs)]
+
+
+def _switched(
+    switched: tuple[Callable[[], None], str] | None, restore: list[Callable[[], None]], notes: list[str]
+) -> None:
+    """Keep how to undo a switch made on a model, and its note."""
+    if switched is not None:
+        restore.append(switched[0])
+        notes.append(switched[1])
 
 
 def _caching_off(model: object) -> tuple[Callable[[], None], str] | None:

@@ -41,6 +41,7 @@ class Call:
             say, such as CLIP's unique end-of-text token).
         torch_args, mindspore_args: `--torch-args` / `--mindspore-args` (None: the inputs in order).
         torch_outputs, mindspore_outputs: `--torch-output` / `--mindspore-output` (None: paired by shape).
+        torch_method, mindspore_method: `--torch-method` / `--mindspore-method` (None: `forward` / `construct`).
     """
 
     inputs: tuple[str, ...] | str
@@ -48,6 +49,8 @@ class Call:
     mindspore_args: str | None = None
     torch_outputs: str | None = None
     mindspore_outputs: str | None = None
+    torch_method: str | None = None
+    mindspore_method: str | None = None
 
 
 _IMAGES_64 = Call(("2x3x64x64:float32",))
@@ -62,7 +65,7 @@ CALLS: dict[str, Call] = {
     ),
     "bloom_hf_mindformers": _TOKENS,
     "clip_hf_mindformers": Call("pair", torch_args="input_ids=1,pixel_values=0"),
-    "clip_mindformers_openclip": Call("pair"),
+    "clip_mindformers_openclip": Call("pair", torch_method="get_logits"),  # open_clip's forward returns features
     "convnext_mindcv_timm": _IMAGES_64,
     "densenet_mindcv_tv": _IMAGES_64,
     "dit_mindone_diffusers": Call(
@@ -226,6 +229,8 @@ def run_one(name: str, files: Path) -> NetworkResult:
         mindspore_arguments=call.mindspore_args,
         torch_outputs=call.torch_outputs,
         mindspore_outputs=call.mindspore_outputs,
+        torch_method=call.torch_method,
+        mindspore_method=call.mindspore_method,
     )
     result.seconds = time.perf_counter() - started
     scored = score_real(corpus, network.mapping, result.seconds)

@@ -4,7 +4,8 @@ Each case of the mode's work on real ports is checked on a pair that has it: an 
 are re-run with a cache (GPT-2), MindFormers layers that flatten batch and sequence next to HF's (BERT, GPT-2),
 an activation folded into MindFormers' `w1` (LLaMA), concatenated targets (CLIP's fused `in_proj`), outputs of
 different structure paired by shape (HF's dict-like outputs against MindFormers' tuples) or not comparable at
-all (open_clip's features against MindFormers' logits: what acts after them stays untestable), probe token ids
+all (open_clip's features against MindFormers' logits: what acts after them stays untestable, unless open_clip is
+called through its `get_logits`), probe token ids
 that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
 the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
 resolution cannot tell apart, placed by the inputs they get (CrossViT), an HF checkpoint saved with older key
@@ -34,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.realports.netaware import NetworkResult, run_pairs, unavailable
+from benchmarks.realports.netaware import NetworkResult, checkpoint_files, run_pairs, unavailable
 
 pytestmark = [
     pytest.mark.slow,
@@ -112,19 +113,45 @@ def test_concatenated_targets_and_outputs_paired_by_shape(results: dict[str, Net
     assert any("not compared" in line for line in clip.detail), _report(clip)
 
 
-def test_outputs_that_nothing_compares_leave_the_end_parameters_untestable(
+def test_a_model_called_through_a_method_that_computes_the_other_models_outputs(
     results: dict[str, NetworkResult],
 ) -> None:
-    # open_clip returns features and the scale, MindFormers logits: no output compares, and the text projection
-    # and the logit scale act after every value both compute; they stay untestable, never confirmed
+    # open_clip's forward returns features and the scale, MindFormers' CLIP logits: open_clip's get_logits
+    # computes the logits, and the text projection and logit scale applied after the features are proven too
     clip = results["clip_mindformers_openclip"]
-    assert not clip.error, clip.error
-    assert (clip.right, clip.wrong_above) == (clip.total, 0), _report(clip)
-    assert clip.status == "not proven", _report(clip)
-    assert any("not compared" in line and "[2, 2]" in line for line in clip.detail), _report(clip)
-    verdict = next(line for line in clip.detail if line.startswith("per parameter"))
-    assert f"{clip.total - 2} parameters confirmed" in verdict, verdict
-    assert "2 untestable: text_projection, logit_scale" in verdict, verdict
+    _sound(clip)
+    assert clip.status == "proven", _report(clip)
+    assert "PyTorch model called through its method get_logits (instead of forward)" in clip.detail, _report(clip)
+
+
+def test_outputs_that_nothing_compares_leave_the_end_parameters_untestable(
+    results: dict[str, NetworkResult], files: Path, tmp_path: Path
+) -> None:
+    # open_clip as it comes (features and the scale) against MindFormers' logits: no output compares, and the
+    # text projection and the logit scale act after every value both compute; they stay untestable, never
+    # confirmed; from the command line with --torch-method get_logits (and one output of each chosen), the whole
+    # mapping is proven
+    assert "clip_mindformers_openclip" in results  # its files are written
+    source, target = checkpoint_files("clip_mindformers_openclip", files, "ms2pt")
+    inputs = ["--input", "2x3x32x32:float32", "--input", "2x16:int64:1-127"]
+    done, _ = _infer_cli("clip_mindformers_openclip", source, target, tmp_path, inputs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not compared" in done.stdout and "[2, 2]" in done.stdout, done.stdout
+    verdict = next(line for line in done.stdout.splitlines() if "per parameter:" in line)
+    assert "60 parameters confirmed" in verdict and "2 untestable: text_projection, logit_scale" in verdict, verdict
+    done, mapping = _infer_cli(
+        "clip_mindformers_openclip",
+        source,
+        target,
+        tmp_path,
+        [*inputs, "--torch-method", "get_logits", "--torch-output", "0", "--mindspore-output", "0", "--force"],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "outputs compared (as given):" in done.stdout, done.stdout  # the logits per image only, as chosen
+    assert "PROVEN" in done.stdout and "NOT PROVEN" not in done.stdout, done.stdout
+    written: dict[str, Any] = json.loads(mapping.read_text())
+    scale = next(p for p in written["pairs"] if p["target"] == "logit_scale")
+    assert scale["source"] == "logit_scale" and scale["confidence"] >= 0.99, scale
 
 
 def test_probe_token_ids_avoid_the_models_special_ids(results: dict[str, NetworkResult]) -> None:

@@ -52,6 +52,7 @@ class Backend(ABC):
         title: the framework's name in messages ("PyTorch").
         unit: what messages call one of its modules ("module", "cell").
         network: what they call a whole network ("torch module", "MindSpore cell").
+        body: the method a call of a network runs ("forward", "construct").
         int32_retry: a network that fails on int64 inputs is tried again with them as int32 (MindSpore ports
             commonly index their embeddings with int32).
     """
@@ -60,6 +61,7 @@ class Backend(ABC):
     title: ClassVar[str]
     unit: ClassVar[str]
     network: ClassVar[str]
+    body: ClassVar[str]
     int32_retry: ClassVar[bool] = False
 
     # -- what a network is made of -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ class MindSporeBackend(Backend):
     title: ClassVar[str] = "MindSpore"
     unit: ClassVar[str] = "cell"
     network: ClassVar[str] = "MindSpore cell"
+    body: ClassVar[str] = "construct"
     int32_retry: ClassVar[bool] = True
 
     def is_model(self, value: object) -> bool:

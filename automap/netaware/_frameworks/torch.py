@@ -30,6 +30,7 @@ class TorchBackend(Backend):
     title: ClassVar[str] = "PyTorch"
     unit: ClassVar[str] = "module"
     network: ClassVar[str] = "torch module"
+    body: ClassVar[str] = "forward"
 
     def is_model(self, value: object) -> bool:
         return isinstance(value, torch.nn.Module)
