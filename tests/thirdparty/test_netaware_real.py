@@ -147,7 +147,8 @@ def test_outputs_that_nothing_compares_leave_the_end_parameters_untestable(
         [*inputs, "--torch-method", "get_logits", "--torch-output", "0", "--mindspore-output", "0", "--force"],
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "outputs compared (as given):" in done.stdout, done.stdout  # the logits per image only, as chosen
+    compared = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("output ")]
+    assert len(compared) == 1 and compared[0].startswith("output 0 0 [2, 2]"), done.stdout  # the logits per image
     assert "PROVEN" in done.stdout and "NOT PROVEN" not in done.stdout, done.stdout
     written: dict[str, Any] = json.loads(mapping.read_text())
     scale = next(p for p in written["pairs"] if p["target"] == "logit_scale")
