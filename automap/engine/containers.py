@@ -25,10 +25,10 @@ from automap._decisions import DecidedBy
 from .sides import Candidates, Side
 from .solver import ORDER_ONLY_CAP, Assignment, Solution
 
-__all__ = ["doubt_renumbered_containers"]
+__all__ = ["candidate_index", "doubt_renumbered_containers", "innermost"]
 
 
-def _innermost(name: str) -> tuple[str, str] | None:
+def innermost(name: str) -> tuple[str, str] | None:
     """(container, member) of the innermost numbered container in a name: `a.layers.2.w` -> (`a.layers`, `2`)."""
     parts = name.split(".")[:-1]
     for position in range(len(parts) - 1, 0, -1):
@@ -51,11 +51,11 @@ def doubt_renumbered_containers(solution: Solution, source: Side, target: Side, 
     for a in solution.assignments.values():
         if a.source is None:
             continue
-        t_found = _innermost(target.table.names[target.nodes[a.target].base])
+        t_found = innermost(target.table.names[target.nodes[a.target].base])
         if t_found is None:
             continue
         groups[t_found[0]].append((t_found[1], a))
-        s_found = _innermost(source.table.names[source.nodes[a.source].base])
+        s_found = innermost(source.table.names[source.nodes[a.source].base])
         if (
             s_found is not None
             and s_found[1] == t_found[1]
@@ -125,7 +125,7 @@ def _pair_by_rank(
         for name in t_slots[t_slot]:
             a = by_target.get(name)
             wanted = whole.get(f"{s_parent}.{s_slot}{name[len(t_parent) + 1 + len(t_slot) :]}")
-            found = _candidate(candidates, a.target, wanted) if a is not None and wanted is not None else None
+            found = candidate_index(candidates, a.target, wanted) if a is not None and wanted is not None else None
             if a is None or a.source is None or wanted is None or found is None:
                 return  # a member this order cannot place: leave the container to the flags
             moves.append((a, wanted, found))
@@ -135,7 +135,7 @@ def _pair_by_rank(
             _cap(a, previous)
 
 
-def _candidate(candidates: Candidates, target: int, source: int) -> int | None:
+def candidate_index(candidates: Candidates, target: int, source: int) -> int | None:
     """The index of the candidate pairing `target` with `source`, or None when their shapes rule it out."""
     rows = np.flatnonzero(candidates.target == target)
     found = rows[candidates.source[rows] == source]

@@ -20,7 +20,7 @@ from scipy import sparse
 from automap._types import Array
 
 from .conventions import ConventionIndex
-from .graph import owner
+from .graph import ModuleTree, owner
 from .names import TokenWeights, leaf_concept, number_contexts
 from .numbering import SlotRule, all_or_little, compare, numbered_slots, value_columns
 from .sides import Candidates, Side
@@ -251,6 +251,32 @@ def _under(side: Side) -> dict[str, Array]:
     return masks
 
 
+_NORM_WORDS = ("norm", "ln", "bn")
+
+
+def role_modules(tree: ModuleTree) -> dict[str, str]:
+    """Norms named after the sibling they serve: module path -> that sibling's path.
+
+    `blocks.0.cross_attention_layernorm` beside `blocks.0.cross_attention`, `self_attn_layer_norm` beside
+    `self_attn` (BART, Whisper), `attention_norm` beside `attention`: where the other port keeps each norm inside
+    the module of its sublayer (T5's `layer.1.layer_norm` beside `layer.1.EncDecAttention`), the norm is read as
+    part of that sibling. A qualified name (`post_attention_layernorm`) does not start with its sibling's name.
+    """
+    graph = tree.graph
+    roles: dict[str, str] = {}
+    for parent in tree.modules():
+        children = [c for c in graph.successors(parent) if graph.nodes[c]["kind"] == "module"]
+        names = {c.rsplit(".", 1)[-1]: c for c in children}
+        for child in children:
+            name = child.rsplit(".", 1)[-1]
+            for sibling in sorted(names, key=len, reverse=True):
+                rest = name[len(sibling) + 1 :].lower().split("_") if name.startswith(sibling + "_") else []
+                if sibling != name and rest and any(w.endswith(_NORM_WORDS) for w in rest):
+                    roles[child] = names[sibling]
+                    break
+    return roles
+
+
 @feature("module", weight=2.0)
 def module_feature(ctx: FeatureContext) -> Array:
     """Does the source sit inside the source module that corresponds to each of the target's modules?
@@ -265,6 +291,10 @@ def module_feature(ctx: FeatureContext) -> Array:
     for (t_module, s_module), value in affinity.items():
         by_target[t_module].append((s_module, value))
     under = _under(ctx.source)
+    for path, role in role_modules(ctx.source.tree).items():  # a norm named after its sibling counts as inside it
+        if role in under and path in under:
+            under[role] = under[role] | under[path]
+    target_roles = role_modules(ctx.target.tree)
     vectors: dict[str, tuple[float, Array]] = {}
 
     def vector(t_module: str) -> tuple[float, Array]:
@@ -290,9 +320,10 @@ def module_feature(ctx: FeatureContext) -> Array:
     for t, index, sources in _by_target(ctx):
         total = np.zeros(len(index))
         weight_sum = 0.0
-        for level, t_module in enumerate(
-            ctx.target.tree.ancestors(ctx.target.table.names[ctx.target.nodes[t].base], 3)
-        ):
+        modules = ctx.target.tree.ancestors(ctx.target.table.names[ctx.target.nodes[t].base], 3)
+        if modules and modules[0] in target_roles:
+            modules = [modules[0], target_roles[modules[0]], *modules[1:2]]
+        for level, t_module in enumerate(modules):
             if module_size(t_module) < 2:
                 continue  # a module holding only this parameter would vote for the pair itself
             top, values = vector(t_module)

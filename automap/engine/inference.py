@@ -27,6 +27,7 @@ from .decompose import solve_in_blocks
 from .features import FeatureContext, score_candidates, total_weight
 from .fused import order_parts
 from .names import TokenWeights, index_template
+from .ordinals import rank_numbered_siblings
 from .passes import (
     confident_pairs,
     contradicted_number_keys,
@@ -210,6 +211,7 @@ def _infer(
     follow_local_order(solution, scores, ctx)
     order_parts(solution, ctx)
     doubt_renumbered_containers(solution, s_side, t_side, candidates)
+    rank_numbered_siblings(solution, s_side, t_side, candidates)
     matches = build_matches(solution, scores, ctx, notes)
     return matches, notes
 
