@@ -28,7 +28,7 @@ class DecidedBy(Enum):
     ORDER_ONLY = "order only (interchangeable candidates)"
     TIE = "a tie: nothing tells the candidates apart"
     NAMES_AND_ORDER_DISAGREE = "names and order disagree"
-    FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"
+    FOLLOWED_BLOCK_ORDER = "names and order disagree; followed the order within the block"  # older mappings: read
     RESHAPE_ONLY = "shapes agree only after a reshape"
     LAYOUT_ONLY = "only the layout tells the candidates apart (the shapes fit either way round)"
     RENUMBERED = "numbers in a container the two sides number differently (the names cannot tell its members apart)"

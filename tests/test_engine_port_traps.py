@@ -364,6 +364,8 @@ def test_ordinals_of_numbered_siblings() -> None:
 
     assert ordinal("t5.blocks.0.layernorm2.gamma") == ("glued", "t5.blocks.0/layernorm/gamma", 2)
     assert ordinal("block.3.layer.1.layer_norm.weight") == ("index", "block.3.layer/layer_norm.weight", 1)
+    assert ordinal("blocks.0.layernorm_after.weight") == ("placed", "blocks.0/layernorm/weight", 1)
+    assert ordinal("blocks.0.pre_norm.weight") == ("placed", "blocks.0/norm/weight", 0)
     assert ordinal("encoder.norm.weight") is None
 
 
@@ -384,3 +386,73 @@ def test_only_a_norm_that_starts_with_its_siblings_name_serves_it() -> None:
         "layers.0.self_attn_layer_norm": "layers.0.self_attn",
         "layers.0.attention_norm": "layers.0.attention",
     }
+
+
+@pytest.mark.parametrize("direction", ["pt2ms", "ms2pt"])
+def test_norms_placed_by_before_and_after_pair_with_numbered_norms_in_order(direction: str) -> None:
+    # HF's Swin/ViT blocks: `layernorm_before`, `layernorm_after`; the ports: `norm1`, `norm2` (no rename table)
+    hf, ms = [], []
+    for b in range(2):
+        hf += [(f"blocks.{b}.layernorm_{w}.{leaf}", (8,)) for w in ("after", "before") for leaf in ("bias", "weight")]
+        hf += [(f"blocks.{b}.attention.query.weight", (8, 8)), (f"blocks.{b}.intermediate.dense.weight", (16, 8))]
+        ms += [(f"layers.{b}.norm{n}.{leaf}", (8,)) for n in (1, 2) for leaf in ("gamma", "beta")]
+        ms += [(f"layers.{b}.attn.q.weight", (8, 8)), (f"layers.{b}.mlp.fc1.weight", (16, 8))]
+    hf_table, ms_table = _table("pytorch", hf), _table("mindspore", ms)
+    source, target = (hf_table, ms_table) if direction == "pt2ms" else (ms_table, hf_table)
+    mapping = infer_mapping(source, target, weights={"convention": 0.0})
+    truth = {}
+    for b in range(2):
+        for n, word in ((1, "before"), (2, "after")):
+            truth[f"layers.{b}.norm{n}.gamma"] = f"blocks.{b}.layernorm_{word}.weight"
+            truth[f"layers.{b}.norm{n}.beta"] = f"blocks.{b}.layernorm_{word}.bias"
+    if direction == "ms2pt":
+        truth = {hf_name: ms_name for ms_name, hf_name in truth.items()}
+    chosen = {p.target: p for p in mapping.pairs}
+    assert {t: chosen[t].source for t in truth} == truth
+    assert all(chosen[t].confidence < mapping.threshold for t in truth)  # the place comes from words: flagged
+
+
+def _vit_tables() -> tuple[ParamTable, ParamTable]:
+    """transformers' ViT (5.x names: separate `q_proj`...`o_proj`) and mindcv's (fused `qkv`, then `proj`), as
+    both packages list them for width 64, 2 blocks, patch 8 on 32x32 images, 10 classes."""
+    d, m = 64, 128
+    hf: list[Spec] = [("vit.embeddings.cls_token", (1, 1, d)), ("vit.embeddings.position_embeddings", (1, 17, d))]
+    hf += [("vit.embeddings.patch_embeddings.projection.weight", (d, 3, 8, 8))]
+    hf += [("vit.embeddings.patch_embeddings.projection.bias", (d,))]
+    ms: list[Spec] = [("cls_token", (1, 1, d)), ("pos_embed", (1, 17, d)), ("patch_embed.proj.weight", (d, 3, 8, 8))]
+    ms += [("patch_embed.proj.bias", (d,))]
+    for b in range(2):
+        layer = f"vit.layers.{b}"
+        for p in "qkvo":
+            hf += [(f"{layer}.attention.{p}_proj.weight", (d, d)), (f"{layer}.attention.{p}_proj.bias", (d,))]
+        hf += [(f"{layer}.layernorm_{w}.{leaf}", (d,)) for w in ("before", "after") for leaf in ("weight", "bias")]
+        hf += [(f"{layer}.mlp.fc1.weight", (m, d)), (f"{layer}.mlp.fc1.bias", (m,))]
+        hf += [(f"{layer}.mlp.fc2.weight", (d, m)), (f"{layer}.mlp.fc2.bias", (d,))]
+        block = f"blocks.{b}"
+        ms += [(f"{block}.norm1.gamma", (d,)), (f"{block}.norm1.beta", (d,))]
+        ms += [(f"{block}.attn.qkv.weight", (3 * d, d)), (f"{block}.attn.qkv.bias", (3 * d,))]
+        ms += [(f"{block}.attn.proj.weight", (d, d)), (f"{block}.attn.proj.bias", (d,))]
+        ms += [(f"{block}.norm2.gamma", (d,)), (f"{block}.norm2.beta", (d,))]
+        ms += [(f"{block}.mlp.fc1.weight", (m, d)), (f"{block}.mlp.fc1.bias", (m,))]
+        ms += [(f"{block}.mlp.fc2.weight", (d, m)), (f"{block}.mlp.fc2.bias", (d,))]
+    hf += [("vit.layernorm.weight", (d,)), ("vit.layernorm.bias", (d,))]
+    hf += [("classifier.weight", (10, d)), ("classifier.bias", (10,))]
+    ms += [("norm.gamma", (d,)), ("norm.beta", (d,)), ("head.weight", (10, d)), ("head.bias", (10,))]
+    return _table("pytorch", hf), _table("mindspore", ms)
+
+
+@pytest.mark.parametrize("weights", [None, {"convention": 0.0}])
+def test_a_weight_alone_of_its_shape_in_its_block_is_not_placed_first_among_the_others(
+    weights: dict[str, float] | None,
+) -> None:
+    # mindcv's `attn.proj` is the only [d, d] weight of its block (q, k and v are fused into `qkv`); transformers
+    # has four: a rank among them says nothing about which one `proj` is, and must not pull it to the first, `q_proj`
+    source, target = _vit_tables()
+    mapping = infer_mapping(source, target, weights=weights)
+    chosen = {p.target: p.source_names for p in mapping.pairs}
+    for b in range(2):
+        layer = f"vit.layers.{b}.attention"
+        assert chosen[f"blocks.{b}.attn.proj.weight"] == (f"{layer}.o_proj.weight",)
+        assert chosen[f"blocks.{b}.attn.proj.bias"] == (f"{layer}.o_proj.bias",)
+        assert chosen[f"blocks.{b}.attn.qkv.weight"] == tuple(f"{layer}.{p}_proj.weight" for p in "qkv")
+        assert chosen[f"blocks.{b}.attn.qkv.bias"] == tuple(f"{layer}.{p}_proj.bias" for p in "qkv")

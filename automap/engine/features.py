@@ -348,7 +348,8 @@ def group_feature(ctx: FeatureContext) -> Array:
     s_rank = np.array(_group_ranks(ctx.source), dtype=float)[[n.base for n in ctx.source.nodes]]
     (rt, nt), (rs, ns) = t_rank[ctx.candidates.target].T, s_rank[ctx.candidates.source].T
     same_size = np.where(nt == ns, 1.0 - np.abs(rt - rs) / nt, 0.5 * (1.0 - np.abs(rt / nt - rs / ns)))
-    return np.where((nt == 1) & (ns == 1), 1.0, same_size)
+    alone = (nt == 1) != (ns == 1)  # a tensor alone of its kind on one side has no rank to compare: no preference
+    return np.where((nt == 1) & (ns == 1), 1.0, np.where(alone, 0.25, same_size))
 
 
 def _group_ranks(side: Side) -> list[tuple[int, int]]:
@@ -421,7 +422,7 @@ def local_order_feature(ctx: FeatureContext) -> Array:
             rs, ns = s_ranks[sources[picked]], s_counts[sources[picked]]
             rt, nt = float(t_position), float(t_count)
             agreement = np.where(ns == nt, (rs == rt).astype(float), 1.0 - np.abs(rt / nt - rs / np.maximum(ns, 1)))
-            active = (ns > 1) | (nt > 1)
+            active = (ns > 1) & (nt > 1)  # a tensor alone of its kind in its block has no place among others
             out[index[picked[active]]] = agreement[active]
     return out
 

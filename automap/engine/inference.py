@@ -31,7 +31,6 @@ from .ordinals import rank_numbered_siblings
 from .passes import (
     confident_pairs,
     contradicted_number_keys,
-    follow_local_order,
     layout_conventions,
     learn_number_slots,
     learn_tokens,
@@ -208,7 +207,6 @@ def _infer(
             shown = ", ".join(f"{t}~{c.most_common(1)[0][0]}" for t, c in sorted(ctx.learned.items())[:8])
             notes.append(f"learned name correspondences: {shown}")
     settle_layout_doubts(solution, ctx, layouts or {})
-    follow_local_order(solution, scores, ctx)
     order_parts(solution, ctx)
     doubt_renumbered_containers(solution, s_side, t_side, candidates)
     rank_numbered_siblings(solution, s_side, t_side, candidates)

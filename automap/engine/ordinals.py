@@ -3,9 +3,11 @@
 MindFormers' T5 block names its norms `layernorm1` and `layernorm2`, side by side; HF's keeps each inside the
 container of its sublayer, `layer.0.layer_norm`, `layer.1.layer_norm` (`layer.2` in a decoder, whose `layer.1` is
 the cross-attention). The digits count from 1 among the norms, the container index from 0 among all sublayers:
-the numbers do not agree, but their order does. Where such siblings are tied (the solver found nothing to tell
-them apart and flagged them), each takes, in the order of its number, the source of the same rank among the
-sources the tied siblings were given. The pairs stay flagged: the order comes from names, not from the tensors.
+the numbers do not agree, but their order does. A word can give the place too: HF's ViT and Swin blocks call
+theirs `layernorm_before` and `layernorm_after` where the ports have `norm1` and `norm2`. Where such siblings are
+tied (the solver found nothing to tell them apart and flagged them), each takes, in the order of its number, the
+source of the same rank among the sources the tied siblings were given. The pairs stay flagged: the order comes
+from names, not from the tensors.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from .solver import Assignment, Solution
 __all__ = ["rank_numbered_siblings"]
 
 _GLUED = re.compile(r"^(.*[A-Za-z_])(\d+)$")
+_PLACES = {"pre": 0, "before": 0, "first": 0, "post": 1, "after": 1, "second": 1, "third": 2}
+"""Words that give a sibling its place among siblings of one stem (`layernorm_before`, `layernorm_after`)."""
 _TIED = (DecidedBy.TIE, DecidedBy.ORDER_ONLY)
 
 
@@ -29,6 +33,7 @@ def ordinal(name: str) -> tuple[str, str, int] | None:
     """(kind, group, number) of a tensor among its numbered siblings, or None.
 
     "glued": the number ends its module's name (`blocks.0.layernorm2.gamma` -> group `blocks.0/layernorm/gamma`);
+    "placed": a word gives its place (`layernorm_before`, `layernorm_after`; `pre_norm`, `post_norm`);
     "index": the number is its innermost container's index (`layer.1.layer_norm.weight` -> group
     `layer/layer_norm.weight`).
     """
@@ -37,6 +42,11 @@ def ordinal(name: str) -> tuple[str, str, int] | None:
     glued = _GLUED.match(last)
     if glued is not None:
         return "glued", f"{parent}/{glued.group(1)}/{leaf}", int(glued.group(2))
+    words = last.split("_")
+    for end in (0, -1):
+        if len(words) > 1 and words[end].lower() in _PLACES:
+            stem = "_".join(words[1:] if end == 0 else words[:-1])
+            return "placed", f"{parent}/{stem}/{leaf}", _PLACES[words[end].lower()]
     found = innermost(name)
     if found is None:
         return None

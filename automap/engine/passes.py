@@ -1,11 +1,11 @@
-"""What the confident pairs of one pass teach the next, and the order's last word after the final pass.
+"""What the confident pairs of one pass teach the next, and the layouts settled after the final pass.
 
 From the pairs a pass is sure of (confidence at least 0.8, not decided by order alone) come: token
 correspondences that recur (`classifier`~`head`), rules between numbered slots (`features.#` = source
 `features.#` - 2), which module pairs with which, anchors where the two orders align (for a better position
 estimate), whether the model stores matrices transposed, and number keys whose values differ between the
 sides. `FeatureContext` carries them to the features of the next pass. After the last pass,
-`follow_local_order` settles pairs on which names and order disagree in favour of the order.
+`settle_layout_doubts` settles the layout of square weights nothing else orients.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from automap._decisions import DecidedBy
 from automap._types import Array
 
-from .features import FEATURES, FeatureContext
+from .features import FeatureContext
 from .graph import owner
 from .names import AMBIGUOUS, index_template, number_contexts
 from .numbering import SlotRule, numbered_slots
@@ -29,7 +29,6 @@ from .solver import Solution
 __all__ = [
     "confident_pairs",
     "contradicted_number_keys",
-    "follow_local_order",
     "layout_conventions",
     "layout_family",
     "learn_number_slots",
@@ -193,42 +192,6 @@ def _longest_increasing(values: Sequence[float]) -> list[int]:
         out.append(i)
         i = previous[i]
     return out[::-1]
-
-
-def follow_local_order(solution: Solution, scores: Mapping[str, Array], ctx: FeatureContext) -> None:
-    """Where names and order disagree about two pairs, follow the order.
-
-    Such a conflict arises when a shared token pulls one way (`attention_norm` ~ `post_attention_layernorm`)
-    and the order signals (rank among like siblings, within the block, in the file) the other. Neither is
-    proof, and both pairs stay below the threshold; but a lone shared token is the weaker guide, so the order
-    settles which way the pairs are written.
-    """
-    weak = [name for name, f in FEATURES.items() if f.weak and name in scores]
-    if not weak:
-        return
-    local = sum((scores[name] * FEATURES[name].weight for name in weak), start=np.zeros(len(ctx.candidates.target)))
-    index = {
-        (int(t), int(s)): i for i, (t, s) in enumerate(zip(ctx.candidates.target, ctx.candidates.source, strict=True))
-    }
-    holder = {a.source: a for a in solution.assignments.values() if a.source is not None}
-    conflict = DecidedBy.NAMES_AND_ORDER_DISAGREE
-    for a in list(solution.assignments.values()):
-        if a.doubt is not conflict or a.source is None or not a.rivals or a.rivals[0][0] is None:
-            continue
-        rival = a.rivals[0][0]
-        b = holder.get(rival)
-        if b is None or b.doubt is not conflict or b.source is None or b.rivals[0][0] != a.source:
-            continue
-        swapped_a, swapped_b = index.get((a.target, rival)), index.get((b.target, a.source))
-        if swapped_a is None or swapped_b is None or a.candidate is None or b.candidate is None:
-            continue
-        if local[swapped_a] + local[swapped_b] > local[a.candidate] + local[b.candidate]:
-            a_source = a.source
-            a.source, a.candidate = rival, swapped_a
-            b.source, b.candidate = a_source, swapped_b
-            holder[a.source], holder[b.source] = a, b
-            for moved in (a, b):
-                moved.doubt = DecidedBy.FOLLOWED_BLOCK_ORDER
 
 
 def layout_family(name: str) -> str:
