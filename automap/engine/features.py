@@ -265,14 +265,13 @@ def role_modules(tree: ModuleTree) -> dict[str, str]:
     graph = tree.graph
     roles: dict[str, str] = {}
     for parent in tree.modules():
-        children = [c for c in graph.successors(parent) if graph.nodes[c]["kind"] == "module"]
-        names = {c.rsplit(".", 1)[-1]: c for c in children}
-        for child in children:
-            name = child.rsplit(".", 1)[-1]
-            for sibling in sorted(names, key=len, reverse=True):
-                rest = name[len(sibling) + 1 :].lower().split("_") if name.startswith(sibling + "_") else []
-                if sibling != name and rest and any(w.endswith(_NORM_WORDS) for w in rest):
-                    roles[child] = names[sibling]
+        children = {c.rsplit(".", 1)[-1]: c for c in graph.successors(parent) if graph.nodes[c]["kind"] == "module"}
+        for name, child in children.items():
+            words = name.split("_")
+            for cut in range(len(words) - 1, 0, -1):  # the longest sibling name first
+                sibling = "_".join(words[:cut])
+                if sibling in children and any(w.lower().endswith(_NORM_WORDS) for w in words[cut:]):
+                    roles[child] = children[sibling]
                     break
     return roles
 
