@@ -56,6 +56,8 @@ OPTIONS: Mapping[str, Option] = MappingProxyType(
             Option("strategy", "--strategy", switch=None),
             Option("workers", "--workers", switch=None),
             Option("inputs", "--input", switch=None, repeated=True),
+            Option("torch_method", "--torch-method", switch=None),
+            Option("mindspore_method", "--mindspore-method", switch=None),
         )
     }
 )

@@ -187,7 +187,7 @@ def test_a_method_the_model_lacks_is_named_with_the_ones_it_has_and_changes_noth
     with pytest.raises(AutomapError) as raised:
         _infer(nets, checkpoints, model, torch_method="get_logit")
     message = str(raised.value)
-    assert "has no method 'get_logit'" in message and "get_logits" in message and "--torch-method" in message
+    assert "has no method 'get_logit'" in message and "get_logits" in message and "torch_method" in message
     assert "forward" not in vars(model) and not model._forward_hooks  # nothing left on the model
 
 
@@ -209,6 +209,7 @@ def test_the_command_line_calls_the_chosen_methods(nets: ModuleType, checkpoints
     wrong = run("logits")
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr
     assert "has no method 'logits'" in wrong.stderr and "pair_logits" in wrong.stderr, wrong.stderr
+    assert "--mindspore-method" in wrong.stderr, wrong.stderr  # the option as the command line spells it
     assert not mapping.exists()
     done = run("pair_logits")
     assert done.returncode == 0, done.stdout + done.stderr

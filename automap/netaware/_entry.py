@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from automap._advice import option_name
 from automap._errors import AutomapError
 
 from ._nets import Net
@@ -70,7 +71,7 @@ def _no_method(net: Net, method: str) -> str:
         {
             name
             for klass in model_class.__mro__
-            if not klass.__module__.startswith(("torch", "mindspore", "builtins"))
+            if klass.__module__.split(".")[0] not in ("torch", "mindspore", "builtins")  # torchvision's are shown
             for name, value in vars(klass).items()
             if callable(value) and not name.startswith("_") and not isinstance(value, type)
         }
@@ -79,8 +80,8 @@ def _no_method(net: Net, method: str) -> str:
     listed = [*close, *(n for n in own if n not in close)][:_SHOWN]
     more = f", ... ({len(own)} in all)" if len(own) > _SHOWN else ""
     offer = f"; its methods: {', '.join(listed)}{more}" if listed else ""
-    option = "--torch-method" if net.framework == "pytorch" else "--mindspore-method"
+    keyword = "torch_method" if net.framework == "pytorch" else "mindspore_method"
     return (
         f"the {net.backend.title} model ({model_class.__name__}) has no method {method!r} to call instead of "
-        f"{net.backend.body}{offer}; choose one with {option}"
+        f"{net.backend.body}{offer}; choose one with {option_name(keyword)}"
     )
