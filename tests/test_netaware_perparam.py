@@ -209,3 +209,97 @@ def test_swapped_norms_are_placed_by_the_input_each_got(nets: ModuleType, checkp
         assert {t: o.sources[0] for t, o in moved.items()} == TRUTH
     finally:
         probes.close()
+
+
+BRANCHES = '''
+"""Two branches built alike (a norm, then a linear layer), fed different values, as CrossViT's two scales are."""
+
+
+def torch_model():
+    import torch
+    from torch import nn
+
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(8)
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.proj(self.norm(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(4, 8)
+            self.branches = nn.ModuleList([Branch(), Branch()])
+
+        def forward(self, x):
+            h = self.embed(x)
+            return self.branches[0](h) + self.branches[1](h * h)
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape) * 0.3)
+    return net
+
+
+def mindspore_model():
+    from mindspore import nn
+
+    class Branch(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm((8,), epsilon=1e-5)
+            self.proj = nn.Dense(8, 8)
+
+        def construct(self, x):
+            return self.proj(self.norm(x))
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Dense(4, 8)
+            self.branches = nn.CellList([Branch(), Branch()])
+
+        def construct(self, x):
+            h = self.embed(x)
+            return self.branches[0](h) + self.branches[1](h * h)
+
+    return Net()
+'''
+
+
+def test_swapped_norms_followed_by_alike_layers_are_placed_one_move_at_a_time(
+    tmp_path_factory: pytest.TempPathFactory,
+    mindspore_cpu,  # type: ignore[no-untyped-def]
+) -> None:
+    # each norm reads the other branch's weights: the linear layer after it, fed the wrong norm's values, disagrees in
+    # place as well and "saw" the other branch's input; moving both norms and layers proves nothing, moving the
+    # norms does
+    from automap.netaware import check_with_networks
+
+    truth = {"embed.weight": "embed.weight", "embed.bias": "embed.bias"}
+    for b in (0, 1):
+        truth |= {
+            f"branches.{b}.norm.gamma": f"branches.{b}.norm.weight",
+            f"branches.{b}.norm.beta": f"branches.{b}.norm.bias",
+        }
+        truth |= {
+            f"branches.{b}.proj.weight": f"branches.{b}.proj.weight",
+            f"branches.{b}.proj.bias": f"branches.{b}.proj.bias",
+        }
+    swapped = dict(truth)
+    for leaf, torch_leaf in (("gamma", "weight"), ("beta", "bias")):
+        swapped[f"branches.0.norm.{leaf}"] = f"branches.1.norm.{torch_leaf}"
+        swapped[f"branches.1.norm.{leaf}"] = f"branches.0.norm.{torch_leaf}"
+    with imported(tmp_path_factory.mktemp("models"), "na_branch_nets", BRANCHES) as nets:
+        torch_path, ms_path = save_checkpoints(nets, tmp_path_factory.mktemp("checkpoints"))
+        result = check_with_networks(
+            _mapping(torch_path, ms_path, swapped), torch_path, ms_path, torch_model=nets.torch_model(),
+            mindspore_model=nets.mindspore_model(), inputs=["2x3x4:float32"],
+        )  # fmt: skip
+    assert result.proven, result.lines()
+    assert {p.target: p.source for p in result.mapping.pairs} == truth

@@ -151,12 +151,18 @@ def settle(
             per_parameter = prove_per_parameter(
                 session, assignment, reference, used, _points_of(session, assignment, reference)
             )
-            moved = _placed(session, assignment, per_parameter.places)
-            if moved is not None:
+            places = per_parameter.places
+            # all moves at once, else one at a time: a layer fed by a misplaced one disagrees in place too, and
+            # its own move (to the layer that saw that input) is then wrong
+            for tried in (places, *([p] for p in places)) if len(places) > 1 else (places,):
+                moved = _placed(session, assignment, tried)
+                if moved is None:
+                    continue
                 proof_b, kept_b = _prove(session, moved, probes, unmatched)
                 if proof_b is not None and proof_b.passed:  # the proof decides: a move it does not prove is dropped
-                    probes.notes.append(_placed_note(per_parameter.places, session.target.net.backend.title))
+                    probes.notes.append(_placed_note(tried, session.target.net.backend.title))
                     assignment, proof, kept, divergence, per_parameter = moved, proof_b, kept_b, None, None
+                    break
             if (
                 per_parameter is not None
                 and proof is not None

@@ -8,7 +8,8 @@ all (open_clip's features against MindFormers' logits: what acts after them stay
 called through its `get_logits`), probe token ids
 that avoid the models' special ids (Whisper), float16 compute (MindFormers' ViT), a per-parameter proof where
 the networks differ in parameter-free code (PoolFormer), same-shaped blocks of different places that numeric
-resolution cannot tell apart, placed by the inputs they get (CrossViT), an HF checkpoint saved with older key
+resolution cannot tell apart, placed by the inputs they get (CrossViT: a mapping with two of them swapped,
+converted with both models), an HF checkpoint saved with older key
 names than the model's, through the command line with its argument options, an HF model that fuses its experts
 into stacked tensors loading a checkpoint that keeps them apart (Mixtral), and a model called with sizes as
 tuples and one image's prompts from an argument spec (MindFormers' SAM, which also keeps a float16 weight).
@@ -176,14 +177,64 @@ def test_networks_differing_in_parameter_free_code_are_confirmed_per_parameter(
 
 
 def test_same_shaped_blocks_of_different_places_are_placed_by_their_inputs(
-    results: dict[str, NetworkResult],
+    results: dict[str, NetworkResult], files: Path, tmp_path: Path
 ) -> None:
-    # CrossViT's same-shaped LayerNorms of different places agree when fed each other's values; the input each
-    # got in place shows which source norm it is, and the whole-model proof then holds
+    # CrossViT's same-shaped LayerNorms of different places agree when fed each other's values. A mapping that
+    # swaps two of them (edited by hand, say) is converted with both models at hand: the input each got in place
+    # shows which source norm it is, they are put back, the whole-model proof holds and the right tensors are written
     crossvit = results["crossvit_timm_mindcv"]
     _sound(crossvit)
     assert crossvit.status == "proven", _report(crossvit)
-    assert any(line.startswith("placed by the input each got") for line in crossvit.detail), _report(crossvit)
+    source, target = checkpoint_files("crossvit_timm_mindcv", files, "pt2ms")
+    mapping = tmp_path / "mapping.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
+    automap = [sys.executable, "-m", "automap"]
+    made = subprocess.run(
+        [*automap, "infer", str(source), str(target), "-o", str(mapping)], capture_output=True, text=True, env=env
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    written: dict[str, Any] = json.loads(mapping.read_text())
+    truth = json.loads((_ROOT / "tests/data/realports/crossvit_timm_mindcv/truth.json").read_text())["truth"]
+    swapped = {"0.projs.1.0": "0.blocks.0.1.projs.1.0", "0.blocks.0.1.projs.1.0": "0.projs.1.0"}
+    for pair in written["pairs"]:
+        module, _, leaf = pair["target"].rpartition(".")
+        if module in swapped:
+            pair["source"] = truth[f"{swapped[module]}.{leaf}"]
+    mapping.write_text(json.dumps(written))
+    (tmp_path / "crossvit_factories.py").write_text(_FACTORIES.format(name="crossvit_timm_mindcv", float16=False))
+    output = tmp_path / "converted.ckpt"
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    done = subprocess.run(
+        [
+            *(*automap, "convert", str(source), "--mapping", str(mapping), "--target", str(target), "-o", str(output)),
+            *(
+                "--torch-model",
+                "crossvit_factories:torch_model",
+                "--mindspore-model",
+                "crossvit_factories:mindspore_model",
+            ),
+            *("--input", "2x3x48x48:float32"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "placed by the input each got" in done.stdout, done.stdout
+    assert "PROVEN" in done.stdout and "NOT PROVEN" not in done.stdout, done.stdout
+    import mindspore
+    from safetensors.numpy import load_file
+
+    converted = mindspore.load_checkpoint(str(output))
+    sources = load_file(str(source)) if source.suffix == ".safetensors" else None
+    if sources is None:
+        import torch
+
+        sources = {k: v.numpy() for k, v in torch.load(source, weights_only=True).items()}
+    for module in swapped:
+        for leaf in ("gamma", "beta"):
+            name = f"{module}.{leaf}"
+            assert (converted[name].asnumpy() == sources[truth[name]]).all(), name
 
 
 def test_tolerance_relative_to_each_output(results: dict[str, NetworkResult]) -> None:
