@@ -366,6 +366,8 @@ def test_ordinals_of_numbered_siblings() -> None:
     assert ordinal("block.3.layer.1.layer_norm.weight") == ("index", "block.3.layer/layer_norm.weight", 1)
     assert ordinal("blocks.0.layernorm_after.weight") == ("placed", "blocks.0/layernorm/weight", 1)
     assert ordinal("blocks.0.pre_norm.weight") == ("placed", "blocks.0/norm/weight", 0)
+    assert ordinal("vit.layers.0.attention.k_proj.weight") == ("placed", "vit.layers.0.attention/proj/weight", 1)
+    assert ordinal("block.0.SelfAttention.v.weight") == ("placed", "block.0.SelfAttention//weight", 2)
     assert ordinal("encoder.norm.weight") is None
 
 
@@ -456,3 +458,39 @@ def test_a_weight_alone_of_its_shape_in_its_block_is_not_placed_first_among_the_
         assert chosen[f"blocks.{b}.attn.proj.bias"] == (f"{layer}.o_proj.bias",)
         assert chosen[f"blocks.{b}.attn.qkv.weight"] == tuple(f"{layer}.{p}_proj.weight" for p in "qkv")
         assert chosen[f"blocks.{b}.attn.qkv.bias"] == tuple(f"{layer}.{p}_proj.bias" for p in "qkv")
+
+
+def _mindformers_vit_table() -> ParamTable:
+    """MindFormers' ViT as it lists itself: norms first, the attention's `projection` before `dense1..3` (q, k, v)."""
+    d, m = 64, 128
+    specs: list[Spec] = [("vit.cls_tokens", (1, 1, d)), ("vit.pos_embed", (1, 17, d))]
+    specs += [("vit.patch_embed.proj.weight", (d, 3, 8, 8)), ("vit.patch_embed.proj.bias", (d,))]
+    for b in range(2):
+        block = f"vit.blocks.{b}"
+        specs += [(f"{block}.layernorm{n}.{leaf}", (d,)) for n in (1, 2) for leaf in ("gamma", "beta")]
+        for dense in ("projection", "dense1", "dense2", "dense3"):
+            specs += [(f"{block}.attention.{dense}.weight", (d, d)), (f"{block}.attention.{dense}.bias", (d,))]
+        specs += [(f"{block}.output.mapping.weight", (d, m)), (f"{block}.output.mapping.bias", (m,))]
+        specs += [(f"{block}.output.projection.weight", (m, d)), (f"{block}.output.projection.bias", (d,))]
+    specs += [("vit.fc_norm.gamma", (d,)), ("vit.fc_norm.beta", (d,)), ("head.weight", (10, d)), ("head.bias", (10,))]
+    return _table("mindspore", specs)
+
+
+@pytest.mark.parametrize("direction", ["pt2ms", "ms2pt"])
+def test_a_numbered_series_pairs_with_a_named_one_in_order_and_the_one_left_with_the_other(direction: str) -> None:
+    # MindFormers' attention lists `projection` (the output) before `dense1..3` (q, k, v); transformers' 5.x names
+    # are `q_proj`, `k_proj`, `v_proj`, `o_proj`; no rename table covers the pair, and file order shifts every one
+    hf, _ = _vit_tables()
+    ms = _mindformers_vit_table()
+    source, target = (hf, ms) if direction == "pt2ms" else (ms, hf)
+    mapping = infer_mapping(source, target)
+    truth = {}
+    for b in range(2):
+        for dense, proj in (("projection", "o"), ("dense1", "q"), ("dense2", "k"), ("dense3", "v")):
+            for leaf in ("weight", "bias"):
+                truth[f"vit.blocks.{b}.attention.{dense}.{leaf}"] = f"vit.layers.{b}.attention.{proj}_proj.{leaf}"
+    if direction == "ms2pt":
+        truth = {hf_name: ms_name for ms_name, hf_name in truth.items()}
+    chosen = {p.target: p for p in mapping.pairs}
+    assert {t: chosen[t].source for t in truth} == truth
+    assert all(chosen[t].confidence < mapping.threshold for t in truth)  # the series' order is words: flagged
