@@ -29,7 +29,7 @@ from ._json import loads
 from ._mapping_text import write_flat, write_versioned
 from ._text import MAX_NAME, brief, first_line, printable, shown, unsafe_character
 from ._types import StrPath
-from .records import Alternative, Endpoint, Match, NameMapping, ParamTable, Source
+from .records import DEFAULT_THRESHOLD, Alternative, Endpoint, Match, NameMapping, ParamTable, Source
 from .transforms import Concat, describe, parse_steps
 
 __all__ = [
@@ -317,7 +317,7 @@ def _versioned(document: dict[str, Any], where: str) -> NameMapping:
     if version != VERSION:
         msg = f"{where!r}: mapping version {brief(version)} is not supported; this automap reads version {VERSION}"
         raise MappingFileError(msg)
-    threshold = document.get("threshold", 0.5)
+    threshold = document.get("threshold", DEFAULT_THRESHOLD)
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         msg = f"{where!r}: 'threshold' must be a number in [0, 1]"
         raise MappingFileError(msg)

@@ -20,9 +20,21 @@ from ._types import Array, Framework
 from .dtypes import get_dtype
 from .transforms import Step
 
-__all__ = ["Alternative", "Endpoint", "Match", "NameMapping", "ParamRecord", "ParamTable", "Source"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Alternative",
+    "Endpoint",
+    "Match",
+    "NameMapping",
+    "ParamRecord",
+    "ParamTable",
+    "Source",
+]
 
 ArrayLoader = Callable[[], Array]
+
+# Confidences are probabilities fitted on real ports (automap/engine/calibration.py): below 0.9, a person looks.
+DEFAULT_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +192,7 @@ class Match:
     Attributes:
         target: the target parameter's name.
         source: the source name, a tuple of names to concatenate, or None when nothing was found.
-        confidence: probability-like score in [0, 1] that this pair is right.
+        confidence: probability in [0, 1] that this pair is right.
         transform: layout steps turning the source tensor(s) into the target's (see `automap.transforms`).
         target_shape: the target's shape.
         source_shape: the source's shape (a tuple of shapes for several sources), None when unmatched.
@@ -255,7 +267,7 @@ class NameMapping:
     source: Endpoint
     target: Endpoint
     pairs: tuple[Match, ...]
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     unmatched_source: tuple[str, ...] = ()
     excluded_source: tuple[str, ...] = ()
     excluded_target: tuple[str, ...] = ()

@@ -23,6 +23,7 @@ from benchmarks.scoring import (
     PairResult,
     baseline_exact_name,
     baseline_order,
+    calibration_line,
     headline,
     render_legend,
     render_results,
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         regular = [r for r in results if r.name not in adversarial]
         misleading = [r for r in results if r.name in adversarial]
-        print(f"{title}\n{headline(regular)}\n{render_results(regular, legend=False)}")
+        print(f"{title}\n{headline(regular)}\n{calibration_line(regular)}\n{render_results(regular, legend=False)}")
         wrong = [(r.name, line) for r in regular for line in r.wrong_pairs[:10]]
         if wrong:
             print("\nWrong or unmatched pairs (the first 10 of each model pair):")
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 print(textwrap.fill(f"{name}: {line}", WIDTH, initial_indent="  ", subsequent_indent="      "))
         if misleading:
             print(f"\n{title}: pairs whose names and order mislead (for the network-aware mode)")
-            print(f"{headline(misleading)}\n{render_results(misleading, legend=False)}")
+            print(f"{headline(misleading)}\n{calibration_line(misleading)}\n{render_results(misleading, legend=False)}")
         print()
     print(render_legend(network_aware=any("checkpoint_only" in r.ablations for r in forward)))
     if args.json:

@@ -8,6 +8,7 @@ random array, so `unsqueeze` and an equivalent `reshape` agree). The baselines s
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,15 @@ from automap.records import NameMapping, ParamTable
 from automap.transforms import Step, apply_steps
 
 __all__ = [
+    "BINS",
     "PairResult",
     "Truth",
     "baseline_exact_name",
     "baseline_order",
+    "calibration_line",
+    "expected_calibration_error",
     "headline",
+    "reliability_bins",
     "render_legend",
     "render_results",
     "score_mapping",
@@ -33,6 +38,10 @@ __all__ = [
 
 
 Truth = Mapping[str, tuple[tuple[str, ...], tuple[Step, ...]]]
+Outcome = tuple[float, bool]  # (confidence, right) of a pair that was given a source
+
+BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0001)
+"""Confidence bins of the reliability tables: finer at the top, where most pairs are."""
 
 
 @dataclass
@@ -53,6 +62,7 @@ class PairResult:
     ablations: dict[str, float] = field(default_factory=dict)
     numeric: str = "not run"
     wrong_pairs: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -123,7 +133,9 @@ def score_mapping(
         elif same_pair(sources, steps, pair.source_names, pair.transform, shapes):
             result.correct += 1
             result.right_above += confident
+            result.outcomes.append((float(pair.confidence), True))
         else:
+            result.outcomes.append((float(pair.confidence), False))
             result.wrong += 1
             result.wrong_flagged += not confident
             if tuple(pair.source_names) == tuple(sources):
@@ -133,6 +145,27 @@ def score_mapping(
                 detail = f"got {', '.join(pair.source_names)}, truth {', '.join(sources)}"
             result.wrong_pairs.append(f"{pair.target}: {detail} (confidence {pair.confidence:.2f})")
     return result
+
+
+def reliability_bins(outcomes: Sequence[Outcome]) -> tuple[list[tuple[float, float, int, float, float]], float]:
+    """Rows (low, high, pairs, mean confidence, accuracy) of the non-empty confidence bins, and the expected
+    calibration error: the bins' gap between mean confidence and accuracy, weighted by their share of pairs."""
+    rows = []
+    ece = 0.0
+    for low, high in itertools.pairwise(BINS):
+        inside = [(c, ok) for c, ok in outcomes if low <= c < high]
+        if not inside:
+            continue
+        mean = sum(c for c, _ in inside) / len(inside)
+        accuracy = sum(ok for _, ok in inside) / len(inside)
+        rows.append((low, min(high, 1.0), len(inside), mean, accuracy))
+        ece += len(inside) / len(outcomes) * abs(mean - accuracy)
+    return rows, ece
+
+
+def expected_calibration_error(outcomes: Sequence[Outcome]) -> float:
+    """The ECE of (confidence, right) outcomes over `BINS`."""
+    return reliability_bins(outcomes)[1]
 
 
 def _accuracy(pairs: Mapping[str, str], truth: Truth) -> float:
@@ -197,6 +230,14 @@ def headline(results: Sequence[PairResult]) -> str:
         f"{correct}/{total} right ({share}); {sum(r.wrong_confident for r in results)} wrong at or above the "
         f"threshold; {sum(r.wrong_flagged for r in results)} wrong flagged below it; "
         f"{sum(r.unmatched for r in results)} unmatched"
+    )
+
+
+def calibration_line(results: Sequence[PairResult]) -> str:
+    """The expected calibration error of the pairs given a source: is the confidence a probability?"""
+    outcomes = [o for r in results for o in r.outcomes]
+    return (
+        f"calibration error (ECE) {expected_calibration_error(outcomes):.3f} over {len(outcomes)} pairs with a source"
     )
 
 

@@ -276,10 +276,10 @@ def _one_line(value: object) -> str:
 def test_the_repr_of_a_large_mapping_and_table_is_one_short_line() -> None:
     mapping = _big_mapping()
     unmatched = sum(1 for p in mapping.pairs if p.source is None)
-    below = sum(1 for p in mapping.pairs if p.source is not None and p.confidence < 0.5)
+    below = sum(1 for p in mapping.pairs if p.source is not None and p.confidence < mapping.threshold)
     text = _one_line(mapping)
     assert text.startswith("<NameMapping pytorch 'model.pth' -> mindspore 'template.ckpt': 90000 pairs, ")
-    assert f"{below + unmatched} to review ({below} below the threshold 0.5, {unmatched} without a source)" in text
+    assert f"{below + unmatched} to review ({below} below the threshold 0.9, {unmatched} without a source)" in text
     records = tuple(automap.ParamRecord(f"p{i}", (2, 2), "float32", i) for i in range(_MANY))
     assert _one_line(automap.ParamTable("pytorch", "model.pth", records)) == (
         "<ParamTable pytorch 'model.pth': 90000 parameters>"
@@ -326,7 +326,7 @@ def test_the_reprs_of_a_real_conversion(tmp_path: Path, monkeypatch: pytest.Monk
     assert _one_line(source) == "<ParamTable pytorch 'model.safetensors': 2 parameters>"
     assert _one_line(mapping) == (
         "<NameMapping pytorch 'model.safetensors' -> pytorch 'model.safetensors': 2 pairs, 0 to review "
-        "(0 below the threshold 0.5, 0 without a source)>"
+        "(0 below the threshold 0.9, 0 without a source)>"
     )
     assert _one_line(report) == (
         "<ConversionReport pytorch 'model.safetensors' -> pytorch 'copy.safetensors': 2 tensors (64 B), 2 verified>"

@@ -211,7 +211,7 @@ def test_audit_groups_a_repeated_pattern_once(llama_file, capsys) -> None:  # ty
     assert out.count("      <- ") == 2  # one full entry per pattern
     assert "the same pattern model.layers.#.attention_norm.weight in 3 more pairs" in out
     assert "the same pattern model.layers.#.ffn_norm.weight in 3 more pairs" in out
-    assert "8 doubtful (below 0.50)" in out  # the counts still count every pair
+    assert "8 doubtful (below 0.90)" in out  # the counts still count every pair
 
 
 def _norms(i: int) -> dict[str, str]:

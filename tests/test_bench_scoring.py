@@ -17,6 +17,7 @@ from benchmarks.scoring import (
     Truth,
     baseline_exact_name,
     baseline_order,
+    calibration_line,
     headline,
     render_results,
     same_pair,
@@ -64,7 +65,9 @@ TRUTH: Truth = {
 
 
 def _mapping(pairs: list[Match]) -> NameMapping:
-    return NameMapping(Endpoint("s", "pytorch", len(SOURCE)), Endpoint("t", "mindspore", len(TARGET)), tuple(pairs))
+    return NameMapping(
+        Endpoint("s", "pytorch", len(SOURCE)), Endpoint("t", "mindspore", len(TARGET)), tuple(pairs), threshold=0.5
+    )
 
 
 def test_score_mapping_counts_every_outcome() -> None:
@@ -83,6 +86,10 @@ def test_score_mapping_counts_every_outcome() -> None:
     result = score_mapping("tiny", mapping, TRUTH, SOURCE, TARGET, seconds=1.5)
     assert (result.total, result.correct, result.wrong, result.unmatched) == (6, 2, 3, 1)
     assert (result.wrong_flagged, result.right_above) == (1, 1)
+    # every pair given a source, with its confidence and whether it is right (unmatched and unscored left out)
+    assert result.outcomes == [(0.9, True), (0.8, False), (0.3, False), (0.2, True), (0.95, False)]
+    # bins [0.9, 0.99): 0.925 said, 1/2 right; [0.8, 0.9): 0.8, 0; [0.3, 0.4): 0.3, 0; [0.2, 0.3): 0.2, 1
+    assert calibration_line([result]) == "calibration error (ECE) 0.550 over 5 pairs with a source"
     assert result.accuracy == pytest.approx(2 / 6)
     assert (result.source_params, result.target_params, result.seconds) == (7, 7, 1.5)
     assert result.wrong_pairs == [

@@ -156,8 +156,8 @@ def test_infer_to_mindspore_writes_the_right_mapping(files, tmp_path, capsys) ->
     assert f"target: {files['ckpt']} (mindspore, 14 parameters)" in summary
     assert _count(summary, "pairs") == 14
     doubtful = [p.target for p in load_mapping(out).doubtful]
-    assert _count(summary, "  confident (>= 0.50)") == 14 - len(doubtful)
-    assert _count(summary, "  need review (< 0.50)") == len(doubtful)
+    assert _count(summary, "  confident (>= 0.90)") == 14 - len(doubtful)
+    assert _count(summary, "  need review (< 0.90)") == len(doubtful)
     assert _count(summary, "  with a layout transform") == 1
     assert _count(summary, "unmatched target parameters") == 0
     assert _count(summary, "unmatched source parameters") == 1

@@ -143,7 +143,7 @@ def test_dcp_metadata_file_reads_as_its_folder(dcp_net: DcpCluster) -> None:
 def test_dcp_as_a_target_of_infer(dcp_net: DcpCluster, templates: dict[str, Path], capsys: Any) -> None:
     out = _run(capsys, "infer", str(templates["ckpt"]), str(dcp_net.checkpoint))
     assert f"target: {dcp_net.checkpoint} (pytorch, 13 parameters)" in out
-    assert "confident (>= 0.50)           12" in out  # every parameter; torch restores num_batches_tracked
+    assert "confident (>= 0.90)           12" in out  # every parameter; torch restores num_batches_tracked
 
 
 # --- FSDP sharded state dicts (torch.save per rank) -> MindSpore ----------------------------------------------

@@ -136,7 +136,7 @@ def test_results_do_not_depend_on_source_file_order_where_names_decide(seed: int
     """An ablation: the same tables with the source listed in another order give the same answer."""
     mapping = infer_mapping(_shuffled(BN_TORCH, seed), BN_MINDSPORE)
     assert _wrong(mapping, BN_TRUTH) == []
-    assert all(p.confidence >= 0.5 for p in mapping.pairs)
+    assert all(p.confidence >= mapping.threshold for p in mapping.pairs)
 
 
 # --- layout transforms ---------------------------------------------------------------------------------------
@@ -477,9 +477,10 @@ def test_a_tie_is_flagged() -> None:
     # one [8] target exactly halfway between two [8] sources, no name in common: nothing tells them apart
     source = _torch(("foo", (D,)), ("other", (3,)), ("bar", (D,)))
     target = _mindspore(("first", (5,)), ("baz", (D,)), ("last", (7,)))
-    pair = _pair(infer_mapping(source, target), "baz")
+    mapping = infer_mapping(source, target)
+    pair = _pair(mapping, "baz")
     assert pair.source in ("foo", "bar")
-    assert pair.confidence < 0.5
+    assert pair.confidence < mapping.threshold
     assert pair.decided_by is DecidedBy.TIE
 
 

@@ -114,6 +114,7 @@ FLAT_SAFE = NameMapping(
         Match("norm.gamma", "ln.weight", 0.2, target_shape=(4,), source_shape=(4,), pinned=True),
         MAPPING.pairs[-1],
     ),
+    threshold=MAPPING.threshold,
 )
 
 

@@ -17,7 +17,7 @@ import pytest
 from automap import cli
 from automap._errors import ConversionError
 from automap.mapping import load_mapping, mapping_from_json
-from automap.records import Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Alternative, Endpoint, Match, NameMapping, ParamRecord, ParamTable
 from automap.report.html import render_html, write_html
 from automap.transforms import Concat, Split, Step, Transpose
 
@@ -409,7 +409,7 @@ def test_infer_and_audit_write_the_report(checkpoints, tmp_path, capsys) -> None
     assert cli.main(args) == 0
     assert f"report written to {report}" in capsys.readouterr().out
     page = Page(report.read_text(encoding="utf-8"))
-    expected = _expected_counts(mapping_file, 0.5)
+    expected = _expected_counts(mapping_file, DEFAULT_THRESHOLD)
     assert {k: page.values[k] for k in expected} == expected
     assert int(expected["split"]) == 0 and page.data()["dtypes"] == ["float32"]  # MindSpore -> PyTorch: concat
     assert page.values["fused"] == "2"  # qkv.weight and qkv.bias each built from three source tensors

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from automap._errors import AutomapError, ConversionError
 from automap.dtypes import all_dtype_names, get_dtype
 from automap.netaware import add_model_options, model_options, model_options_problem
-from automap.records import Match, NameMapping, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 
 from ._common import add_reading_options, load
 
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="with --like: confidence below which a pair needs review (default 0.5)",
+        default=DEFAULT_THRESHOLD,
+        help=f"with --like: probability below which a pair needs review (default {DEFAULT_THRESHOLD})",
     )
     parser.add_argument(
         "--save-mapping", metavar="PATH", help="with --like: where to write the mapping (OUT.mapping.json)"

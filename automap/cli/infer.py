@@ -20,7 +20,7 @@ from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import AutomapError
 from automap._text import render_table
 from automap.netaware import add_model_options, model_options, model_options_problem
-from automap.records import Match, NameMapping, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 
 from ._common import add_reading_options, load
 
@@ -42,7 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pin", metavar="FILE", help="a mapping whose reviewed pairs are kept; the rest is re-solved")
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of the mapping")
-    parser.add_argument("--threshold", type=float, default=0.5, help="confidence below which a pair needs review")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"probability below which a pair needs review (default {DEFAULT_THRESHOLD})",
+    )
     parser.add_argument("--target-key", help="like --key, for the target file")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when any pair needs review")

@@ -32,7 +32,7 @@ from automap.io import load_checkpoint
 from automap.io.formats import FORMATS
 from automap.io.sharded import index_path, layout, parse_size
 from automap.mapping import load_mapping
-from automap.records import Match, NameMapping, ParamRecord, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamRecord, ParamTable
 
 from ._outputs import check_output, refuse_writing_over
 from ._outputs import source_files as files_holding
@@ -404,7 +404,7 @@ def check_direction(source: ParamTable, target: ParamTable | None, output: StrPa
 
 
 def infer_for_conversion(
-    source: ParamTable, template: ParamTable, *, threshold: float = 0.5, pins: NameMapping | None = None
+    source: ParamTable, template: ParamTable, *, threshold: float = DEFAULT_THRESHOLD, pins: NameMapping | None = None
 ) -> NameMapping:
     """Infer the mapping from `source` to the template's parameters (`automap convert --like`).
 

@@ -33,7 +33,7 @@ from automap.dtypes import all_dtype_names, get_dtype
 from automap.io._framework import guess_framework
 from automap.io.formats import FORMATS
 from automap.mapping import fingerprint
-from automap.records import Match, NameMapping, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 from automap.transforms import Concat, Reshape, Split, Step, describe, output_shape
 
 __all__ = [
@@ -112,7 +112,7 @@ class ConversionPlan:
     unused_sources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     accepted_low: tuple[Match, ...] = ()
-    low_threshold: float = 0.5
+    low_threshold: float = DEFAULT_THRESHOLD
     target_checked: bool = True
 
     def __repr__(self) -> str:

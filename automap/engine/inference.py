@@ -18,9 +18,10 @@ from automap._collector import collector_paused
 from automap._errors import CheckpointFormatError
 from automap._types import Array, StrPath
 from automap.mapping import fingerprint
-from automap.records import Endpoint, Match, NameMapping, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Endpoint, Match, NameMapping, ParamTable
 from automap.transforms import Transpose
 
+from .calibration import calibrate_match, calibration
 from .containers import doubt_renumbered_containers
 from .conventions import ConventionIndex
 from .decompose import solve_in_blocks
@@ -56,11 +57,12 @@ def infer_mapping(
     source: ParamTable | StrPath,
     target: ParamTable | StrPath,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     pins: NameMapping | None = None,
     weights: Mapping[str, float] | None = None,
     learn: bool = True,
     lexicon: bool = True,
+    calibrate: bool = True,
     source_order: Sequence[str] | None = None,
     target_order: Sequence[str] | None = None,
 ) -> NameMapping:
@@ -78,6 +80,8 @@ def infer_mapping(
         learn: feed correspondences learned from confident pairs into a second pass.
         lexicon: use the lexicon of naming conventions and the published rename tables (switch off only to
             measure what they contribute).
+        calibrate: report each confidence as a probability fitted on real ports (`calibration`); switch off
+            only to refit that map, which needs the solver's own share of odds.
         source_order: source parameter names in the order a forward pass first uses them (execution order);
             replaces file order as the order signal. Parameters not listed keep their file position.
         target_order: the same for the target.
@@ -116,7 +120,13 @@ def infer_mapping(
         def dense(
             sub_source: ParamTable, sub_target: ParamTable, blocks: Mapping[str, str]
         ) -> tuple[dict[str, Match], list[str]]:
-            return _infer(sub_source, sub_target, dict(weights or {}), learn, lexicon, orders, reviewed, blocks)
+            matches, notes = _infer(
+                sub_source, sub_target, dict(weights or {}), learn, lexicon, orders, reviewed, blocks
+            )
+            if calibrate:  # here, not on the whole result: the pairs of repeated blocks are copies of these
+                fitted = calibration()
+                matches = {name: calibrate_match(match, fitted) for name, match in matches.items()}
+            return matches, notes
 
         inferred, notes = solve_in_blocks(free_source, free_target, dense)
     pairs = []

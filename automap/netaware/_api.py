@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from automap._decisions import DECIDED_BY, DecidedBy
 from automap._errors import MappingFileError
 from automap._types import StrPath
-from automap.records import Match, NameMapping, ParamTable
+from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 
 from ._calls import OutputChoice
 from ._candidates import Group, option_of
@@ -171,7 +171,7 @@ def infer_with_networks(
     mindspore_outputs: OutputSpec | None = None,
     torch_method: str | None = None,
     mindspore_method: str | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     pins: NameMapping | None = None,
     rtol: float | None = None,
     atol: float | None = None,

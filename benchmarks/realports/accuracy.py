@@ -8,9 +8,9 @@ ones `convert --like` would write without a word.
 
 The confidence is meant as a probability, so the figures include a reliability table (pairs binned by
 confidence, observed accuracy per bin) and the expected calibration error (ECE): the bins' gap between mean
-confidence and accuracy, weighted by how many pairs fall in each (pairs that were given a source). Whether a
-fitted map would make the confidence a better probability is checked across families: for each family, a
-logistic map of the confidence is fitted on the other families and judged on this one (`leave_one_family_out`).
+confidence and accuracy, weighted by how many pairs fall in each (pairs that were given a source). The map that
+makes the solver's share of odds a probability is fitted on the development half only
+(benchmarks/realports/calibrate.py) and checked across families there.
 
 Run from the repository root: `automap bench --real [--split dev|test|all]` (or `python -m benchmarks.run
 --real`). The test half is the headline; the development half is what the engine was tuned on.
@@ -18,22 +18,17 @@ Run from the repository root: `automap bench --real [--split dev|test|all]` (or 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from automap.conversion.plan import is_restored_by_loader
-from automap.records import NameMapping
+from automap.records import DEFAULT_THRESHOLD, NameMapping
 from benchmarks.realports.corpus import CorpusPair, load_corpus
-from benchmarks.scoring import same_pair
+from benchmarks.scoring import reliability_bins, same_pair
 
-__all__ = ["RealResult", "leave_one_family_out", "reliability", "render_real", "run_real", "score_real"]
-
-BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0001)
+__all__ = ["RealResult", "reliability", "render_real", "run_real", "score_real"]
 
 
 @dataclass
@@ -46,7 +41,7 @@ class RealResult:
     split: str
     source_params: int
     target_params: int
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     total: int = 0
     right: int = 0
     wrong: int = 0
@@ -149,18 +144,7 @@ def run_real(split: str | None = None, *, pairs: Sequence[str] | None = None, **
 
 def reliability(results: Sequence[RealResult]) -> tuple[list[tuple[float, float, int, float, float]], float]:
     """Rows (low, high, pairs, mean confidence, accuracy) of the confidence bins, and the ECE over all of them."""
-    outcomes = [o for r in results for o in r.outcomes]
-    rows = []
-    ece = 0.0
-    for low, high in itertools.pairwise(BINS):
-        inside = [(c, ok) for c, ok in outcomes if low <= c < high]
-        if not inside:
-            continue
-        mean = sum(c for c, _ in inside) / len(inside)
-        accuracy = sum(ok for _, ok in inside) / len(inside)
-        rows.append((low, min(high, 1.0), len(inside), mean, accuracy))
-        ece += len(inside) / len(outcomes) * abs(mean - accuracy)
-    return rows, ece
+    return reliability_bins([o for r in results for o in r.outcomes])
 
 
 def render_real(results: Sequence[RealResult], title: str) -> str:
@@ -235,45 +219,3 @@ def render_real(results: Sequence[RealResult], title: str) -> str:
         f"{title}\n{render_table(header, rows, right=(5, 6, 7, 8, 9, 10, 11))}\n\n{legend}\n\n"
         f"reliability (expected calibration error {ece:.3f}):\n{calibration}\n"
     )
-
-
-def _ece(outcomes: Sequence[tuple[float, bool]]) -> float:
-    result = RealResult("", "", "", "", 0, 0, outcomes=list(outcomes))
-    return reliability([result])[1]
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return float(np.log(p / (1 - p)))
-
-
-def _fit(outcomes: Sequence[tuple[float, bool]]) -> tuple[float, float]:
-    """A logistic map p = sigmoid(a * logit(confidence) + b), fitted by Newton's method on the log loss."""
-    x = np.array([_logit(c) for c, _ in outcomes])
-    y = np.array([float(ok) for _, ok in outcomes])
-    a, b = 1.0, 0.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        w = p * (1 - p) + 1e-9
-        grad = np.array([np.sum((p - y) * x), np.sum(p - y)])
-        hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
-            break
-    return float(a), float(b)
-
-
-def leave_one_family_out(results: Sequence[RealResult]) -> list[tuple[str, int, float, float]]:
-    """Per family: (family, pairs, ECE of the engine's confidence, ECE after a map fitted on the other families)."""
-    families = sorted({r.family for r in results})
-    rows = []
-    for family in families:
-        held = [o for r in results if r.family == family for o in r.outcomes]
-        rest = [o for r in results if r.family != family for o in r.outcomes]
-        if not held or not rest:
-            continue
-        a, b = _fit(rest)
-        mapped = [(float(1 / (1 + np.exp(-(a * _logit(c) + b)))), ok) for c, ok in held]
-        rows.append((family, len(held), _ece(held), _ece(mapped)))
-    return rows

@@ -2,8 +2,8 @@
 
 For each half (test: the headline; dev: what the engine was tuned on): accuracy per pair and in total, wrong pairs
 at or above the threshold, right pairs above it, the same totals without the libraries' published rename
-tables, the reliability table with its expected calibration error, a leave-one-family-out check of whether a
-fitted map would calibrate better, and `convert --like` on every pair. Needs no third-party model package: the
+tables, the reliability table with its expected calibration error, a leave-one-family-out check of the map that
+makes the confidence a probability, and `convert --like` on every pair. Needs no third-party model package: the
 corpus is committed as listings.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from automap._text import render_table
-from benchmarks.realports.accuracy import RealResult, leave_one_family_out, render_real, run_real
+from benchmarks.realports.accuracy import RealResult, render_real, run_real
+from benchmarks.realports.calibrate import leave_one_family_out, raw_results
 from benchmarks.realports.convert_check import ConvertOutcome, check_pair
 from benchmarks.realports.corpus import load_corpus
 
@@ -71,15 +72,15 @@ def run(args: argparse.Namespace) -> int:
         print(_headline(half, results, plain), file=sys.stderr)
         print(render_real(results, f"Real ports, {half} half, checkpoint-only (automap infer SOURCE TARGET):"))
         print(render_real(plain, "The same without the published rename tables (weights={'convention': 0}):"))
-        lofo = leave_one_family_out(results)
+        lofo = leave_one_family_out(raw_results(half))
         print(
-            "calibration across families (a logistic map of the confidence fitted on the other families, judged on "
-            "this one; the engine keeps its own confidence, whose caps hold doubtful pairs below the threshold):"
+            "calibration across families (the map from the solver's share of odds to a probability, as shipped:\n"
+            "fitted on the development half only; and refit without the family it is judged on):"
         )
         print(
             render_table(
-                ["family", "pairs", "ECE as is", "ECE with a fitted map"],
-                [[f, str(n), f"{raw:.3f}", f"{fit:.3f}"] for f, n, raw, fit in lofo],
+                ["family", "pairs", "ECE shipped", "ECE refit without it"],
+                [[f, str(n), f"{shipped:.3f}", f"{refit:.3f}"] for f, n, shipped, refit in lofo],
                 right=(1, 2, 3),
             )
         )
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
             "totals": _totals(results),
             "without_published_tables": _totals(plain),
             "pairs": [r.as_json() for r in results],
-            "calibration": [{"family": f, "pairs": n, "ece": raw, "ece_fitted": fit} for f, n, raw, fit in lofo],
+            "calibration": [
+                {"family": f, "pairs": n, "ece": shipped, "ece_refit": refit} for f, n, shipped, refit in lofo
+            ],
             "convert_like": [
                 {"pair": o.pair, "converted": o.converted, "refused": o.refused, "wrong_written": list(o.wrong_written)}
                 for o in outcomes
