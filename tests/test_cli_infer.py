@@ -369,3 +369,34 @@ def test_a_flat_file_given_to_pin_is_pinned_as_given(files, tmp_path, capsys) ->
     for target, source in edits.items():
         pair = again.pair_for(target)
         assert pair is not None and (pair.source, pair.pinned) == (source, True)
+
+
+def _tie_files(folder: Path) -> tuple[Path, Path]:
+    """One [8] target halfway between two [8] sources, no name in common: a doubt the engine holds for review."""
+    rng = np.random.default_rng(0)
+    source = {
+        name: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+        for name, shape in (("foo", (8,)), ("other", (3,)), ("bar", (8,)))
+    }
+    torch.save(source, folder / "tie.pth")
+    target = [
+        {"name": name, "data": ms.Tensor(np.zeros(shape, np.float32))}
+        for name, shape in (("first", (5,)), ("baz", (8,)), ("last", (7,)))
+    ]
+    ms.save_checkpoint(target, str(folder / "tie.ckpt"))
+    return folder / "tie.pth", folder / "tie.ckpt"
+
+
+def test_a_threshold_below_the_default_that_passes_doubts_is_said_loudly(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source, target = _tie_files(tmp_path)
+    assert cli.main(["infer", str(source), str(target)]) == 0
+    default = capsys.readouterr()
+    assert "need review (< 0.90)" in default.out and "WARNING" not in default.err
+    # a script written when 0.5 was the default: the tie (0.86) now passes it, and the command says so
+    assert cli.main(["infer", str(source), str(target), "--threshold", "0.5"]) == 0
+    lowered = capsys.readouterr()
+    assert "WARNING: --threshold 0.5 is below the default 0.9: 1 pair that automap would flag" in lowered.err
+    assert "baz (0.86)" in lowered.err, lowered.err
+    out = tmp_path / "out.ckpt"
+    cli.main(["convert", str(source), "--like", str(target), "-o", str(out), "--threshold", "0.5"])
+    assert "WARNING: --threshold 0.5 is below the default 0.9" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from automap._types import Framework
-from automap.records import ParamTable
+from automap.records import DEFAULT_THRESHOLD, NameMapping, ParamTable
 
 
 def add_reading_options(parser: argparse.ArgumentParser) -> None:
@@ -44,4 +44,27 @@ def load(path: str, args: argparse.Namespace, *, verify_crc: bool = False) -> Pa
         unsafe_pickle=getattr(args, "unsafe_pickle", False),
         verify_crc=verify_crc,
         strategy=getattr(args, "strategy", None),
+    )
+
+
+def lowered_threshold_warning(mapping: NameMapping) -> str | None:
+    """A loud line when a threshold below the default lets pairs automap would flag count as confident.
+
+    Confidences are probabilities, and the engine holds every pair it doubts (order only, a tie, ...) below the
+    default threshold; a script written when 0.5 was the default would otherwise accept those pairs in silence.
+    """
+    if mapping.threshold >= DEFAULT_THRESHOLD:
+        return None
+    passed = [
+        p
+        for p in mapping.pairs
+        if p.source is not None and not p.pinned and mapping.threshold <= p.confidence < DEFAULT_THRESHOLD
+    ]
+    if not passed:
+        return None
+    shown = ", ".join(f"{p.target} ({p.confidence:.2f})" for p in passed[:3]) + (", ..." if len(passed) > 3 else "")
+    count = f"{len(passed)} pair{'s' if len(passed) > 1 else ''}"
+    return (
+        f"WARNING: --threshold {mapping.threshold:g} is below the default {DEFAULT_THRESHOLD:g}: {count} that automap "
+        f"would flag for review count as confident here: {shown}; leave --threshold out to have them reviewed"
     )

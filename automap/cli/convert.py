@@ -22,7 +22,7 @@ from automap.dtypes import all_dtype_names, get_dtype
 from automap.netaware import add_model_options, model_options, model_options_problem
 from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 
-from ._common import add_reading_options, load
+from ._common import add_reading_options, load, lowered_threshold_warning
 
 if TYPE_CHECKING:
     from automap.netaware import ModelOptions, NetworkInference
@@ -238,6 +238,8 @@ def _inferred(
             return None
     review = [p for p in mapping.doubtful if not is_restored_by_loader(p.target, template.framework)]
     print(f"wrote the mapping to {mapping_path}: {len(mapping.pairs)} pairs, {len(review)} need review")
+    if warning := lowered_threshold_warning(mapping):
+        print(warning, file=sys.stderr)
     if not review or args.accept_low_confidence:
         return mapping
     print(

@@ -22,7 +22,7 @@ from automap._text import render_table
 from automap.netaware import add_model_options, model_options, model_options_problem
 from automap.records import DEFAULT_THRESHOLD, Match, NameMapping, ParamTable
 
-from ._common import add_reading_options, load
+from ._common import add_reading_options, load, lowered_threshold_warning
 
 HELP = "infer the mapping from a source checkpoint to a target's parameters"
 
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         mapping = infer_mapping(source, target, threshold=args.threshold, pins=pins)
     print(summary(mapping))
+    if warning := lowered_threshold_warning(mapping):
+        print(warning, file=sys.stderr)
     if network is not None:
         print("")
         print("\n".join(network.lines()))
