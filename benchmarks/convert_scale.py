@@ -10,7 +10,10 @@ and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are t
 - `automap convert model.pth -o model.ckpt` (renaming to MindFormers names, verified), also with `--no-verify`,
 - `automap convert model.safetensors -o out.safetensors` (verified), also with `--no-verify`,
 - the naive route: `torch.load` of the whole file, a `mindspore.Tensor` per tensor, `mindspore.save_checkpoint`
-  of the whole list.
+  of the whole list,
+- a reference: the `.safetensors` file copied tensor by tensor with `os.copy_file_range` and fsynced, by a bare
+  script that plans nothing and checks nothing. It is the floor for any converter that picks tensors out one at
+  a time, in the kernel, as automap does; an automap route against it shows what automap itself adds.
 
 The automap routes run through `benchmarks._phased`, which runs the same command and records where its time went
 (`automap._phases`); a second table gives the median seconds of each phase: start (the interpreter and imports),
@@ -134,6 +137,24 @@ mindspore.save_checkpoint(params, out)
 """
 
 
+_KERNEL_COPY = """
+import json, os, struct, sys
+source, out = sys.argv[1:3]
+fi = os.open(source, os.O_RDONLY)
+fo = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+size = struct.unpack("<Q", os.pread(fi, 8, 0))[0]
+header = json.loads(os.pread(fi, size, 8))
+header.pop("__metadata__", None)
+os.write(fo, os.pread(fi, 8 + size, 0))
+for begin, end in sorted(tuple(entry["data_offsets"]) for entry in header.values()):
+    done = 0
+    while done < end - begin:
+        done += os.copy_file_range(fi, fo, end - begin - done, 8 + size + begin + done)
+os.fsync(fo)
+os.close(fo)
+"""
+
+
 def run(route: str, argv: list[str], nbytes: int, log: Path, phases: Path | None = None) -> Result:
     """Run one route in a subprocess; wall time, the child's peak RSS and the phases it wrote to `phases`."""
     env = {**os.environ, "GLOG_v": "3"}
@@ -179,6 +200,7 @@ def remove(*paths: Path) -> None:
 
 
 NAIVE = "naive: torch.load + mindspore.save_checkpoint"
+KERNEL_COPY = "reference: copy_file_range per tensor + fsync"
 MAIN_PHASES = (
     "read",
     "transform",
@@ -283,6 +305,12 @@ def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
             f"{'PASS' if rss <= largest + RSS_HEADROOM else 'FAIL'} {route}: peak RSS {rss / MB:.0f} MB <= largest "
             f"tensor {largest / MB:.0f} MB + {RSS_HEADROOM / MB:.0f} MB"
         )
+        floor = _ratios(runs, route, KERNEL_COPY)
+        if floor:
+            lines.append(
+                f"     {route}: {_median(floor):.0%} of the throughput of a bare copy_file_range per tensor "
+                f"(median, worst round {min(floor):.0%})"
+            )
         ratios = _ratios(runs, route, "cp + sync")
         if ratios:
             ratio = _median(ratios)
@@ -374,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                 outputs["st"],
             ),
         ]
+        routes.append((KERNEL_COPY, [python, "-c", _KERNEL_COPY, str(st), str(outputs["st"])], outputs["st"]))
         if not args.skip_naive:
             routes.append(
                 (

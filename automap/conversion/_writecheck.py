@@ -5,10 +5,11 @@ copy (`automap.io._copy`). Read back after the whole file is written and synced,
 page cache: on a machine whose memory is full of other files, the oldest pages written are dropped first, and the
 read-back reads them from the disk a second time. Read back at once, they cannot be: a page written and not yet on
 the disk cannot be dropped. So `WriteCheck` watches every write (`_copy.watching_writes`) and, for the bytes of a
-source view, reads the range of the output file just written and the same bytes of the source file, piece by piece
-with `pread` into two buffers, and compares them (`same_bytes`), on a helper thread while the writer goes on with
-the next tensors. Reading with `pread` rather than through memory maps keeps the pages out of the process (no
-memory to hand back, no page-table changes that would interrupt the writer's core).
+source view, maps the range of the output file just written and the same bytes of the source file, piece by piece,
+and compares them (`same_bytes`), on a helper thread while the writer goes on with the next tensors. A map reads
+the kernel's pages where they are: reading them with `pread` into buffers instead copies every byte twice more and
+took twice the CPU (1.8 s against 0.8 s for 4.4 GB), which the kernel copy of the next tensors needs on a
+two-core machine. Each piece is unmapped once compared, so the process holds two pieces at most.
 
 Invariants:
 
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -143,7 +146,6 @@ class WriteCheck:
             self._changed.notify_all()
 
     def _work(self) -> None:
-        buffers = (bytearray(self._piece), bytearray(self._piece))
         while True:
             with self._changed:
                 while not self._queue and not self._closed:
@@ -154,7 +156,7 @@ class WriteCheck:
             same: bool | None = None
             try:
                 with timed("comparing with the source (threads)"):
-                    same = self._compare(task, buffers)
+                    same = self._compare(task)
             except OSError:
                 pass  # could not be read: left to the comparison after the fsync
             except BaseException as error:  # handed to the writer's thread; this one must not die of it
@@ -174,33 +176,34 @@ class WriteCheck:
                 self._queued -= task.place[2]
                 self._changed.notify_all()
 
-    def _compare(self, task: _Range, buffers: tuple[bytearray, bytearray]) -> bool:
-        """True when the output's range holds the source's bytes, read piece by piece into the two buffers."""
+    def _compare(self, task: _Range) -> bool:
+        """True when the output's range holds the source's bytes, compared piece by piece through maps."""
         _, offset, length = task.place
-        ours, theirs = (memoryview(b) for b in buffers)
         for start in range(0, length, self._piece):
             size = min(self._piece, length - start)
-            got = _read_into(task.output, ours[:size], offset + start)
-            expected = _read_into(task.source, theirs[:size], task.source_offset + start)
-            if got != size or expected != size or not same_bytes(ours[:size], theirs[:size]):
-                return False
+            with (
+                _mapped(task.output, offset + start, size) as ours,
+                _mapped(task.source, task.source_offset + start, size) as theirs,
+            ):
+                if ours is None or theirs is None or not same_bytes(ours, theirs):
+                    return False
         return True
 
 
-def _read_into(descriptor: int, buffer: memoryview, offset: int) -> int:
-    """Fill `buffer` from `offset` of a file (fewer bytes at its end); how many bytes were read."""
-    done = 0
-    while done < len(buffer):
-        if hasattr(os, "preadv"):
-            count = os.preadv(descriptor, [buffer[done:]], offset + done)
-        else:  # no preadv (macOS before 11): a copy more
-            chunk = os.pread(descriptor, len(buffer) - done, offset + done)
-            buffer[done : done + len(chunk)] = chunk
-            count = len(chunk)
-        if count == 0:
-            break
-        done += count
-    return done
+@contextlib.contextmanager
+def _mapped(descriptor: int, offset: int, size: int) -> Iterator[memoryview | None]:
+    """A read-only view of `size` bytes at `offset` of a file, unmapped on leaving; None when the file is shorter."""
+    lead = offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        mapping = mmap.mmap(descriptor, lead + size, access=mmap.ACCESS_READ, offset=offset - lead)
+    except ValueError:  # the range runs past the end of the file
+        yield None
+        return
+    try:
+        with memoryview(mapping) as whole, whole[lead : lead + size] as view:
+            yield view
+    finally:
+        mapping.close()
 
 
 def _close(task: _Range) -> None:
