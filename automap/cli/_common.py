@@ -66,5 +66,6 @@ def lowered_threshold_warning(mapping: NameMapping) -> str | None:
     count = f"{len(passed)} pair{'s' if len(passed) > 1 else ''}"
     return (
         f"WARNING: --threshold {mapping.threshold:g} is below the default {DEFAULT_THRESHOLD:g}: {count} that automap "
-        f"would flag for review count as confident here: {shown}; leave --threshold out to have them reviewed"
+        f"would flag for review {'count' if len(passed) > 1 else 'counts'} as confident here: {shown}; leave "
+        "--threshold out to have them reviewed"
     )
