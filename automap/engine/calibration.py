@@ -21,19 +21,20 @@ from automap.records import DEFAULT_THRESHOLD, Alternative, Match
 
 __all__ = ["Calibration", "calibrate_match", "calibration"]
 
+_THRESHOLD_LOGIT = math.log(DEFAULT_THRESHOLD / (1.0 - DEFAULT_THRESHOLD))
+
 
 @dataclass(frozen=True)
 class Calibration:
     """The fitted map from a share of odds to a probability."""
 
     sharpness: float = 1.0
-    threshold: float = DEFAULT_THRESHOLD  # where a share of 0.5 lands
 
     def probability(self, share: float) -> float:
-        """The probability that a pair with this share of odds is right (0 and 1 stay put)."""
+        """The probability that a pair with this share is right (0 and 1 stay put, 0.5 on the default threshold)."""
         if share <= 0.0 or share >= 1.0:
             return min(max(share, 0.0), 1.0)
-        logit = self.sharpness * math.log(share / (1.0 - share)) + math.log(self.threshold / (1.0 - self.threshold))
+        logit = self.sharpness * math.log(share / (1.0 - share)) + _THRESHOLD_LOGIT
         return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
 
