@@ -19,9 +19,10 @@ largest single process; the workers' own peaks are read from the report):
 - `automap convert DIR --mapping m.json -o out/model.safetensors --max-shard-size SIZE` into sharded
   HuggingFace safetensors with its index, verified, with `--workers 1` and with `--workers 2`.
 
-The source's pages are evicted from the page cache before each route (`--warm` keeps them). The routes run
-`--rounds` times (3), interleaved; the table gives median times, the worst peak RSS and the per-round ratios
-(median, min-max). Run from the repository root:
+Before each route the writes of the routes before it are flushed (`sync`, untimed) and the source's pages are
+evicted from the page cache (`--warm` keeps them). The routes run `--rounds` times (3), interleaved, each round in
+an order of its own (as in `benchmarks.convert_scale`); the table gives median times, the worst peak RSS and the
+per-round ratios (median, min-max). Run from the repository root:
 
     python -m benchmarks.convert_distributed                   # about 1.9 GB; needs ~6 GB free disk
     python -m benchmarks.convert_distributed --layers 2        # a quick 0.9 GB run
@@ -43,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.convert_scale import MB, Result, _load, _median, _spread, evict, run
+from benchmarks.convert_scale import MB, Result, _load, _median, _spread, evict, run, settle, shuffled
 
 HIDDEN, INTERMEDIATE, VOCAB, KV = 2048, 5632, 32000, 256
 
@@ -213,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             ("automap convert --workers 1", [*convert, *sharded, "--workers", "1"], out),
             ("automap convert --workers 2", [*convert, *sharded, "--workers", "2"], out),
         ]
+        runs.update((route, []) for route, _, _ in routes)  # the table lists them in this order
         loads = [_load()]
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}/{args.rounds} (load average {_load():.2f})")
-            for route, argv_, output in routes:
+            for route, argv_, output in shuffled(routes, round_):
                 if route.startswith("automap"):
                     output.mkdir()
+                settle()
                 if not args.warm:
                     evict(*data)
                 result = run(route, argv_, total, log)

@@ -6,7 +6,8 @@ names. Each route then runs in its own subprocess, one after the other on the sa
 and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are taken:
 
 - `cp` of the `.pth`, then `cp` followed by `sync` of the copy (a conversion fsyncs its output, so this is
-  the fair yardstick),
+  the fair yardstick), and `cp` + `sync` of the `.safetensors`: every route is compared with the copy of the file
+  it reads, since two files of the same size need not read equally fast from a virtual disk,
 - `automap convert model.pth -o model.ckpt` (renaming to MindFormers names, verified), also with `--no-verify`,
 - `automap convert model.safetensors -o out.safetensors` (verified), also with `--no-verify`,
 - the naive route: `torch.load` of the whole file, a `mindspore.Tensor` per tensor, `mindspore.save_checkpoint`
@@ -26,9 +27,10 @@ and removing an output makes the filesystem free its blocks, which would otherwi
 route), and the source file's pages are evicted from the page cache (`posix_fadvise DONTNEED`, no privileges
 needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
 route and everything is removed at the end (`--keep` keeps the generated checkpoints, `--reuse FOLDER` runs
-on kept ones). The routes run `--rounds` times (3), interleaved; the table gives median times, the worst peak
-RSS, and every ratio per round (median, min-max), so that a slow moment of a shared machine hits all routes
-alike. Run from the repository root:
+on kept ones). The routes run `--rounds` times (5), interleaved, each round in an order of its own (`shuffled`),
+so that no route always follows the same one or falls at the same moment of a round; the table gives median times,
+the worst peak RSS, and every ratio per round (median, min-max), so that a slow moment of a shared machine hits all
+routes alike. Run from the repository root:
 
     python -m benchmarks.convert_scale                    # 4.4 GB; needs ~9 GB free disk, ~12 GB RAM (naive)
     python -m benchmarks.convert_scale --layers 4         # a quick 1.2 GB run
@@ -42,6 +44,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -50,7 +53,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+_T = TypeVar("_T")
 MB = 1e6
 RSS_HEADROOM = 500 * MB  # target: peak RSS <= largest tensor + this
 THROUGHPUT_TARGET = 0.9  # target: at least this fraction of cp + sync's throughput, verified (median of the rounds)
@@ -200,6 +205,8 @@ def remove(*paths: Path) -> None:
 
 
 NAIVE = "naive: torch.load + mindspore.save_checkpoint"
+CP_SYNC = "cp + sync"
+CP_SYNC_SAFETENSORS = "cp + sync .safetensors"
 KERNEL_COPY = "reference: copy_file_range per tensor + fsync"
 MAIN_PHASES = (
     "read",
@@ -226,6 +233,23 @@ def _load() -> float:
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
+
+
+def yardstick(route: str) -> str:
+    """The `cp + sync` route a route is measured against: the copy of the file it reads."""
+    return CP_SYNC_SAFETENSORS if ".safetensors ->" in route or route == KERNEL_COPY else CP_SYNC
+
+
+def shuffled(routes: list[_T], round_: int) -> list[_T]:
+    """The routes in the order of round `round_`: a permutation of its own, the same in every run of the benchmark.
+
+    A fixed order, or one merely rotated, has every route follow the same route in every round and fall at the
+    same moment of each round, so whatever the route before leaves behind, or anything on the machine that comes
+    back with the period of a round, would land on the same route every time.
+    """
+    order = list(routes)
+    random.Random(round_).shuffle(order)
+    return order
 
 
 def _ratios(runs: dict[str, list[Result]], route: str, reference: str, *, inverse: bool = False) -> list[float]:
@@ -256,7 +280,7 @@ def table(runs: dict[str, list[Result]], largest: int) -> str:
         name = route + (f" (FAILED, exit {failed[0]})" if failed else "")
         rows.append(
             f"| {name} | {seconds:.1f} | {nbytes / MB / seconds:.0f} | {rss / MB:.0f} | {(rss - largest) / MB:.0f} "
-            f"| {_spread(_ratios(runs, route, 'cp + sync'))} | {_spread(_ratios(runs, route, 'cp'))} "
+            f"| {_spread(_ratios(runs, route, yardstick(route)))} | {_spread(_ratios(runs, route, 'cp'))} "
             f"| {_spread(_ratios(runs, route, NAIVE, inverse=True))} |"
         )
     return "\n".join(rows)
@@ -311,12 +335,12 @@ def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
                 f"     {route}: {_median(floor):.0%} of the throughput of a bare copy_file_range per tensor "
                 f"(median, worst round {min(floor):.0%})"
             )
-        ratios = _ratios(runs, route, "cp + sync")
+        ratios = _ratios(runs, route, yardstick(route))
         if ratios:
             ratio = _median(ratios)
             target = NO_VERIFY_TARGET if route.endswith("--no-verify") else THROUGHPUT_TARGET
             lines.append(
-                f"{'PASS' if ratio >= target else 'FAIL'} {route}: throughput {ratio:.0%} of cp + sync "
+                f"{'PASS' if ratio >= target else 'FAIL'} {route}: throughput {ratio:.0%} of {yardstick(route)} "
                 f"(median of {len(ratios)} rounds, worst round {min(ratios):.0%}; target >= {target:.0%})"
             )
         if NAIVE in runs:
@@ -338,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", action="store_true", help="keep the source in the page cache between routes")
     parser.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--rounds", type=int, default=3, help="run every route this many times, interleaved")
+    parser.add_argument("--rounds", type=int, default=5, help="run every route this many times, interleaved")
     parser.add_argument("--reuse", type=Path, help="a folder kept by --keep: use its checkpoints, keep them")
     parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)  # the child that writes the files
     args = parser.parse_args(argv)
@@ -357,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     mapping = folder / "mapping.json"
     mapping.write_text(json.dumps({ms: hf for hf, ms, _ in tensors}, indent=1))
     python = sys.executable
-    runs: dict[str, list[Result]] = {}
+    runs: dict[str, list[Result]] = {}  # in the order listed, whatever order the rounds run them in
     try:
         print(f"{len(tensors)} float32 tensors, {total / 1e9:.2f} GB (largest {largest / MB:.0f} MB)")
         if args.reuse is None:
@@ -374,13 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         phases = folder / "phases.json"
         automap = [python, "-m", "benchmarks._phased", str(phases), "convert"]
+        copy_and_sync = ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "sh"]
         routes: list[tuple[str, list[str], Path]] = [
             ("cp", ["cp", str(pth), str(outputs["copy"])], outputs["copy"]),
-            (
-                "cp + sync",
-                ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "sh", str(pth), str(outputs["copy"])],
-                outputs["copy"],
-            ),
+            (CP_SYNC, [*copy_and_sync, str(pth), str(outputs["copy"])], outputs["copy"]),
+            (CP_SYNC_SAFETENSORS, [*copy_and_sync, str(st), str(outputs["st"])], outputs["st"]),
             (
                 "automap convert .pth -> .ckpt",
                 [*automap, str(pth), "--mapping", str(mapping), "-o", str(outputs["ckpt"]), "--quiet"],
@@ -411,11 +433,12 @@ def main(argv: list[str] | None = None) -> int:
                     outputs["naive"],
                 )
             )
+        runs.update((route, []) for route, _, _ in routes)
         remove(*outputs.values())  # left by an interrupted run: a route must not fail on it
         loads = [_load()]
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}/{args.rounds} (load average {_load():.2f})")
-            for route, command, output in routes:
+            for route, command, output in shuffled(routes, round_):
                 settle()
                 if not args.warm:
                     evict(pth, st)
