@@ -15,10 +15,11 @@ its methods, so this module still never imports MindSpore.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import math
 import mmap
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -62,9 +63,11 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework | None
         data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     end = size
     notes: list[str] = []
-    if size >= _CRC_TRAILER and data[size - _CRC_TRAILER : size - 10] == _CRC_MARK:
+    with _page_by_page(data):
+        trailer = data[size - _CRC_TRAILER : size] if size >= _CRC_TRAILER else b""
+    if trailer.startswith(_CRC_MARK):
         end = size - _CRC_TRAILER
-        stored = int.from_bytes(data[size - 10 : size], "big")
+        stored = int.from_bytes(trailer[len(_CRC_MARK) :], "big")
         if verify_crc:
             if _crc32(data, end) != stored:
                 msg = (
@@ -78,7 +81,8 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework | None
     elif verify_crc:
         notes.append("no CRC trailer: the file was saved without crc_check, so there is nothing to verify")
     try:
-        chunks = _parse(data, end)
+        with _page_by_page(data):
+            chunks = _parse(data, end)
     except _CorruptError as error:
         msg = f"{str(file)!r}: not a valid MindSpore checkpoint: {error}; the file is truncated or corrupt"
         raise CheckpointFormatError(msg) from None
@@ -229,6 +233,28 @@ def _field_varint(field: int, value: int) -> bytes:
 
 def _field_bytes_header(field: int, length: int) -> bytes:
     return _varint(field << 3 | 2) + _varint(length)
+
+
+@contextlib.contextmanager
+def _page_by_page(data: mmap.mmap) -> Iterator[None]:
+    """Fault in only the pages touched, not the kernel's read-around (the disk's read-ahead size, often megabytes).
+
+    Parsing touches a few bytes in front of each tensor (and the trailer at the end). With read-around, listing a
+    cold 4.4 GB checkpoint of 201 tensors read 1.2 GB of it (read-ahead 8 MB); page by page, 0.8 MB. Advice only:
+    the bytes are the same.
+    """
+    advise = getattr(data, "madvise", None)
+    random, normal = getattr(mmap, "MADV_RANDOM", None), getattr(mmap, "MADV_NORMAL", None)
+    if advise is None or random is None or normal is None or not len(data):
+        yield
+        return
+    with contextlib.suppress(OSError):
+        advise(random)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            advise(normal)  # the loaders read tensors through the same map: read-ahead helps them
 
 
 def _crc32(data: mmap.mmap, end: int) -> int:

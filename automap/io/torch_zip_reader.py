@@ -42,6 +42,7 @@ from automap.dtypes import all_dtype_names, get_dtype
 from automap.records import ParamTable
 
 from ._mapped import MappedFile
+from ._scattered import ScatteredReads
 from ._sniff import open_regular
 from ._state_dict import Described, state_dict_table
 
@@ -263,20 +264,21 @@ def _entries(infos: list[zipfile.ZipInfo], handle: Any, size: int) -> tuple[str,
         return None
     prefix = infos[0].filename.split("/", 1)[0]
     entries: dict[str, _Entry] = {}
-    for info in infos:
-        if info.flag_bits & 0x1:  # encrypted
-            return None
-        handle.seek(info.header_offset)
-        header = handle.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size:
-            return None
-        signature, name_length, extra_length = _LOCAL_HEADER.unpack(header)
-        if signature != b"PK\x03\x04" or handle.read(name_length) != info.filename.encode("utf-8"):
-            return None
-        start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-        if start + info.file_size > size:
-            return None
-        entries[info.filename] = (start, info.file_size, info.CRC)
+    with ScatteredReads(handle) as pieces:  # one in front of each tensor: leave no cached pages there
+        for info in infos:
+            if info.flag_bits & 0x1:  # encrypted
+                return None
+            name = info.filename.encode("utf-8")
+            header = pieces.read(info.header_offset, _LOCAL_HEADER.size + len(name))
+            if len(header) != _LOCAL_HEADER.size + len(name):
+                return None
+            signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(header)
+            if signature != b"PK\x03\x04" or name_length != len(name) or header[_LOCAL_HEADER.size :] != name:
+                return None
+            start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+            if start + info.file_size > size:
+                return None
+            entries[info.filename] = (start, info.file_size, info.CRC)
     if f"{prefix}/data.pkl" not in entries:
         return None
     return prefix, entries
