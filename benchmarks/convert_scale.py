@@ -1,15 +1,18 @@
 """Conversion at scale: time and peak memory of `automap convert` against `cp` and the naive route, in one run.
 
 A LLaMA-shaped checkpoint of float32 tensors (TinyLlama-1.1B's shapes by default: 4.4 GB, largest tensor
-262 MB) is generated tensor by tensor, as a PyTorch `.pth` and as a `.safetensors` file, with HuggingFace
-names. Each route then runs in its own subprocess, one after the other on the same disk, and its wall time
-and peak resident memory (`ru_maxrss` of the finished child, from `wait4`) are taken:
+262 MB) is generated tensor by tensor, as a PyTorch `.pth` and as a `.safetensors` file with HuggingFace
+names, and as a MindSpore `.ckpt` with MindFormers names. Each route then runs in its own subprocess, one after
+the other on the same disk, and its wall time and peak resident memory (`ru_maxrss` of the finished child, from
+`wait4`) are taken:
 
 - `cp` of the `.pth`, then `cp` followed by `sync` of the copy (a conversion fsyncs its output, so this is
-  the fair yardstick), and `cp` + `sync` of the `.safetensors`: every route is compared with the copy of the file
-  it reads, since two files of the same size need not read equally fast from a virtual disk,
+  the fair yardstick), and `cp` + `sync` of the `.safetensors` and of the `.ckpt`: every route is compared with
+  the copy of the file it reads, since two files of the same size need not read equally fast from a virtual disk,
 - `automap convert model.pth -o model.ckpt` (renaming to MindFormers names, verified), also with `--no-verify`,
 - `automap convert model.safetensors -o out.safetensors` (verified), also with `--no-verify`,
+- the way back: `automap convert model.ckpt -o out.safetensors` (a MindSpore checkpoint with MindFormers names to
+  HuggingFace names, verified), also with `--no-verify`,
 - the naive route: `torch.load` of the whole file, a `mindspore.Tensor` per tensor, `mindspore.save_checkpoint`
   of the whole list,
 - a reference: the `.safetensors` file copied tensor by tensor with `os.copy_file_range` and fsynced, by a bare
@@ -27,12 +30,12 @@ and removing an output makes the filesystem free its blocks, which would otherwi
 route), and the source file's pages are evicted from the page cache (`posix_fadvise DONTNEED`, no privileges
 needed), so every route reads from disk; `--warm` keeps them cached. Outputs are removed after each
 route and everything is removed at the end (`--keep` keeps the generated checkpoints, `--reuse FOLDER` runs
-on kept ones). The routes run `--rounds` times (5), interleaved, each round in an order of its own (`shuffled`),
+on kept ones, generating any that is missing). The routes run `--rounds` times (5), interleaved, each round in an order of its own (`shuffled`),
 so that no route always follows the same one or falls at the same moment of a round; the table gives median times,
 the worst peak RSS, and every ratio per round (median, min-max), so that a slow moment of a shared machine hits all
 routes alike. Run from the repository root:
 
-    python -m benchmarks.convert_scale                    # 4.4 GB; needs ~9 GB free disk, ~12 GB RAM (naive)
+    python -m benchmarks.convert_scale                    # 4.4 GB; needs ~18 GB free disk, ~12 GB RAM (naive)
     python -m benchmarks.convert_scale --layers 4         # a quick 1.2 GB run
     python -m benchmarks.convert_scale --skip-naive --json results.json
 """
@@ -113,6 +116,8 @@ def llama_tensors(shape: Shape) -> list[tuple[str, str, tuple[int, ...]]]:
 def generate(tensors: list[tuple[str, str, tuple[int, ...]]], *paths: Path) -> None:
     """Write the checkpoints, generating each tensor when the writer asks for it (one in memory at a time).
 
+    The same tensors in every file: HuggingFace names in a `.pth` or `.safetensors`, MindFormers names in a `.ckpt`.
+
     Runs in a child process: the driver imports neither numpy nor torch, since a child's peak RSS counts
     the memory it shared with the driver between fork and exec.
     """
@@ -128,7 +133,10 @@ def generate(tensors: list[tuple[str, str, tuple[int, ...]]], *paths: Path) -> N
         return load
 
     for path in paths:
-        records = [ParamRecord(name, dims, "float32", i, loader(i, dims)) for i, (name, _, dims) in enumerate(tensors)]
+        records = [
+            ParamRecord(ms if path.suffix == ".ckpt" else hf, dims, "float32", i, loader(i, dims))
+            for i, (hf, ms, dims) in enumerate(tensors)
+        ]
         save_checkpoint(records, path)
 
 
@@ -207,7 +215,19 @@ def remove(*paths: Path) -> None:
 NAIVE = "naive: torch.load + mindspore.save_checkpoint"
 CP_SYNC = "cp + sync"
 CP_SYNC_SAFETENSORS = "cp + sync .safetensors"
+CP_SYNC_CKPT = "cp + sync .ckpt"
 KERNEL_COPY = "reference: copy_file_range per tensor + fsync"
+PTH_TO_CKPT = "automap convert .pth -> .ckpt"
+SAFETENSORS_TO_SAFETENSORS = "automap convert .safetensors -> .safetensors"
+CKPT_TO_SAFETENSORS = "automap convert .ckpt -> .safetensors"
+NO_VERIFY = " --no-verify"
+YARDSTICKS = {
+    **{route + tail: CP_SYNC for route in (PTH_TO_CKPT,) for tail in ("", NO_VERIFY)},
+    **{route + tail: CP_SYNC_SAFETENSORS for route in (SAFETENSORS_TO_SAFETENSORS,) for tail in ("", NO_VERIFY)},
+    **{route + tail: CP_SYNC_CKPT for route in (CKPT_TO_SAFETENSORS,) for tail in ("", NO_VERIFY)},
+    KERNEL_COPY: CP_SYNC_SAFETENSORS,
+}
+"""The `cp + sync` route each route is measured against: the copy of the file it reads."""
 MAIN_PHASES = (
     "read",
     "transform",
@@ -236,8 +256,8 @@ def _median(values: list[float]) -> float:
 
 
 def yardstick(route: str) -> str:
-    """The `cp + sync` route a route is measured against: the copy of the file it reads."""
-    return CP_SYNC_SAFETENSORS if ".safetensors ->" in route or route == KERNEL_COPY else CP_SYNC
+    """The `cp + sync` route a route is measured against: the copy of the file it reads (`YARDSTICKS`)."""
+    return YARDSTICKS.get(route, CP_SYNC)
 
 
 def shuffled(routes: list[_T], round_: int) -> list[_T]:
@@ -338,7 +358,7 @@ def targets(runs: dict[str, list[Result]], largest: int) -> list[str]:
         ratios = _ratios(runs, route, yardstick(route))
         if ratios:
             ratio = _median(ratios)
-            target = NO_VERIFY_TARGET if route.endswith("--no-verify") else THROUGHPUT_TARGET
+            target = NO_VERIFY_TARGET if route.endswith(NO_VERIFY) else THROUGHPUT_TARGET
             lines.append(
                 f"{'PASS' if ratio >= target else 'FAIL'} {route}: throughput {ratio:.0%} of {yardstick(route)} "
                 f"(median of {len(ratios)} rounds, worst round {min(ratios):.0%}; target >= {target:.0%})"
@@ -368,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shape = Shape(args.layers, args.hidden, args.intermediate, args.heads, args.kv_heads, args.vocab)
     if args.generate_into:
-        generate(llama_tensors(shape), args.generate_into / "model.pth", args.generate_into / "model.safetensors")
+        wanted = (args.generate_into / f"model.{suffix}" for suffix in ("pth", "safetensors", "ckpt"))
+        generate(llama_tensors(shape), *(path for path in wanted if not path.exists()))  # --reuse: the missing ones
         return 0
 
     folder = args.reuse or Path(tempfile.mkdtemp(prefix="automap-convert-scale-", dir=args.dir))
@@ -377,19 +398,20 @@ def main(argv: list[str] | None = None) -> int:
     tensors = llama_tensors(shape)
     total = sum(math.prod(d) * 4 for _, _, d in tensors)
     largest = max(math.prod(d) * 4 for _, _, d in tensors)
-    pth, st = folder / "model.pth", folder / "model.safetensors"
-    mapping = folder / "mapping.json"
+    pth, st, ckpt = folder / "model.pth", folder / "model.safetensors", folder / "model.ckpt"
+    mapping, back = folder / "mapping.json", folder / "mapping-back.json"
     mapping.write_text(json.dumps({ms: hf for hf, ms, _ in tensors}, indent=1))
+    back.write_text(json.dumps({hf: ms for hf, ms, _ in tensors}, indent=1))
     python = sys.executable
     runs: dict[str, list[Result]] = {}  # in the order listed, whatever order the rounds run them in
     try:
         print(f"{len(tensors)} float32 tensors, {total / 1e9:.2f} GB (largest {largest / MB:.0f} MB)")
-        if args.reuse is None:
+        if not all(path.exists() for path in (pth, st, ckpt)):
             start = time.perf_counter()
             shape_args = [f"--{f.replace('_', '-')}={v}" for f, v in asdict(shape).items()]
             command = [python, "-m", "benchmarks.convert_scale", *shape_args, f"--generate-into={folder}"]
             subprocess.run(command, check=True)
-            print(f"  generated in {time.perf_counter() - start:.0f} s: {pth.name}, {st.name} in {folder}")
+            print(f"  generated in {time.perf_counter() - start:.0f} s: {pth.name}, {st.name}, {ckpt.name} in {folder}")
         outputs = {
             "copy": folder / "copy.pth",
             "ckpt": folder / "out.ckpt",
@@ -403,27 +425,16 @@ def main(argv: list[str] | None = None) -> int:
             ("cp", ["cp", str(pth), str(outputs["copy"])], outputs["copy"]),
             (CP_SYNC, [*copy_and_sync, str(pth), str(outputs["copy"])], outputs["copy"]),
             (CP_SYNC_SAFETENSORS, [*copy_and_sync, str(st), str(outputs["st"])], outputs["st"]),
-            (
-                "automap convert .pth -> .ckpt",
-                [*automap, str(pth), "--mapping", str(mapping), "-o", str(outputs["ckpt"]), "--quiet"],
-                outputs["ckpt"],
-            ),
-            (
-                "automap convert .pth -> .ckpt --no-verify",
-                [*automap, str(pth), "--mapping", str(mapping), "-o", str(outputs["ckpt"]), "--quiet", "--no-verify"],
-                outputs["ckpt"],
-            ),
-            (
-                "automap convert .safetensors -> .safetensors",
-                [*automap, str(st), "--mapping", str(mapping), "-o", str(outputs["st"]), "--quiet"],
-                outputs["st"],
-            ),
-            (
-                "automap convert .safetensors -> .safetensors --no-verify",
-                [*automap, str(st), "--mapping", str(mapping), "-o", str(outputs["st"]), "--quiet", "--no-verify"],
-                outputs["st"],
-            ),
+            (CP_SYNC_CKPT, [*copy_and_sync, str(ckpt), str(outputs["ckpt"])], outputs["ckpt"]),
         ]
+        conversions = [
+            (PTH_TO_CKPT, pth, mapping, outputs["ckpt"]),
+            (SAFETENSORS_TO_SAFETENSORS, st, mapping, outputs["st"]),
+            (CKPT_TO_SAFETENSORS, ckpt, back, outputs["st"]),
+        ]
+        for route, source, names, output in conversions:
+            command = [*automap, str(source), "--mapping", str(names), "-o", str(output), "--quiet"]
+            routes += [(route, command, output), (route + NO_VERIFY, [*command, "--no-verify"], output)]
         routes.append((KERNEL_COPY, [python, "-c", _KERNEL_COPY, str(st), str(outputs["st"])], outputs["st"]))
         if not args.skip_naive:
             routes.append(
@@ -441,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             for route, command, output in shuffled(routes, round_):
                 settle()
                 if not args.warm:
-                    evict(pth, st)
+                    evict(pth, st, ckpt)
                 result = run(route, command, total, log, phases if route.startswith("automap") else None)
                 runs.setdefault(route, []).append(result)
                 status = "" if result.returncode == 0 else f"  FAILED (exit {result.returncode}):"
@@ -477,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         remove(*(folder / n for n in ("copy.pth", "out.ckpt", "out.safetensors", "naive.ckpt", "phases.json")))
         if keep:
-            print(f"kept {pth} and {st}")
+            print(f"kept {pth}, {st} and {ckpt}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
     ok = all(r.returncode == 0 for results in runs.values() for r in results)

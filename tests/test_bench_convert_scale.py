@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from benchmarks.convert_scale import (
+    CKPT_TO_SAFETENSORS,
     CP_SYNC,
+    CP_SYNC_CKPT,
     CP_SYNC_SAFETENSORS,
     KERNEL_COPY,
     Result,
@@ -23,6 +25,8 @@ def test_each_route_is_measured_against_the_copy_of_the_file_it_reads() -> None:
     assert yardstick(PTH + " --no-verify") == CP_SYNC
     assert yardstick(ST) == CP_SYNC_SAFETENSORS
     assert yardstick(KERNEL_COPY) == CP_SYNC_SAFETENSORS
+    assert yardstick(CKPT_TO_SAFETENSORS) == CP_SYNC_CKPT
+    assert yardstick(CKPT_TO_SAFETENSORS + " --no-verify") == CP_SYNC_CKPT
 
 
 def test_each_round_runs_every_route_once_in_an_order_of_its_own() -> None:
