@@ -1,14 +1,16 @@
 """Read small pieces scattered over a large file, and leave its page cache as it was.
 
-A torch zip checkpoint keeps a small local header in front of every tensor, and the reader reads them all to find
-where each tensor's bytes begin. In a cold file each of those reads leaves a cached page or a few (with the
-kernel's read-ahead, ~24 KB) in front of a tensor. A conversion then streams the file, and the kernel's read-ahead
-of that stream breaks at every cached piece: on a 4.4 GB checkpoint of 201 tensors the copy issued about 30% more
-read requests and took longer (docs/performance.md).
+Checkpoints keep a small header in front of every tensor: a torch zip's local headers, a `.ckpt`'s record headers.
+The readers read them all to find where each tensor's bytes begin, and in a cold file each of those reads leaves a
+cached page or a few in front of a tensor. A conversion then streams the file, and the kernel's read-ahead of
+that stream breaks at every cached piece: on a 4.4 GB checkpoint of 201 tensors the copy issued 30-50% more read
+requests and took about a second longer, with one cached page per tensor as with six (docs/performance.md).
 
 `ScatteredReads` reads without read-ahead and, when done, hands back the pages its reads brought in; pages that
-were cached before are kept (a read that may not wait for the disk, `RWF_NOWAIT`, tells which). Where the
-platform lacks these calls it reads plainly: all of this is advice to the kernel, the bytes read are the same.
+were cached before are kept (a read that may not wait for the disk, `RWF_NOWAIT`, tells which). A reader that
+parses through a memory map says which bytes it is about to touch (`touching`), and unmaps them before the
+pages are handed back. Where the platform lacks these calls nothing is handed back: all of this is advice to
+the kernel, the bytes read are the same.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import mmap
 import os
 from typing import BinaryIO
 
-__all__ = ["ScatteredReads"]
+__all__ = ["MappedWalk", "ScatteredReads"]
 
 _PAGE = mmap.PAGESIZE
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_NEAR = 256 * 1024  # records closer together than this are read ahead in stretches
+_STRETCHES = (64 * 1024, 4 * 1024 * 1024)  # the first stretch, doubled with each next one up to the last
+_HEADER_BYTES = 1024  # a record's header ahead of its tensor's bytes (name, shape, type), with a usual name
 
 
 class ScatteredReads:
@@ -54,11 +59,20 @@ class ScatteredReads:
         if descriptor is None:
             self._handle.seek(offset)
             return self._handle.read(length)
-        cached = _cached(descriptor, offset, length)
-        if cached is not None:
-            return cached
-        self._brought_in.append((offset, length))
+        cached, data = _probe(descriptor, offset, length)
+        if cached:
+            return data
+        if cached is False:
+            self._brought_in.append((offset, length))
         return os.pread(descriptor, length, offset)
+
+    def touching(self, offset: int, length: int) -> None:
+        """Bytes about to be read through a memory map of the file: handed back on leaving unless cached now.
+
+        The caller unmaps them first (`madvise(MADV_DONTNEED)` on its map): the kernel keeps a mapped page.
+        """
+        if self._descriptor is not None and _probe(self._descriptor, offset, length)[0] is False:
+            self._brought_in.append((offset, length))
 
     def close(self) -> None:
         """Hand back the pages the reads brought in (whole pages around each piece) and restore normal read-ahead."""
@@ -76,13 +90,51 @@ class ScatteredReads:
             os.posix_fadvise(self._descriptor, offset, length, getattr(os, advice))
 
 
-def _cached(descriptor: int, offset: int, length: int) -> bytes | None:
-    """The bytes, when every page under them is in the page cache already; None when that cannot be told."""
+class MappedWalk:
+    """Read a file's record headers through a memory map, record after record, the way their spacing calls for.
+
+    The caller parses with `MADV_RANDOM` set, so each page it touches is read alone. That suits headers far apart
+    (one in front of each large tensor): the header's page is read, and handed back afterwards (`touching`).
+    Headers close together (many small records) would be read a page at a time, so there the walk has the kernel
+    read the next stretch ahead (`MADV_WILLNEED`), as its own read-around would, in stretches that double while
+    the records stay close (a pair of small tensors between two large ones costs 64 KB); those pages are kept.
+    """
+
+    def __init__(self, data: mmap.mmap, pieces: ScatteredReads) -> None:
+        self._data, self._pieces = data, pieces
+        self._previous = -_NEAR  # where the last record began
+        self._ready = 0  # the pages before this offset are being read ahead
+        self._stretch = _STRETCHES[0]
+
+    def at(self, offset: int, end: int) -> None:
+        """The parser is about to read the record header at `offset` (records end by `end`)."""
+        near = offset - self._previous < _NEAR
+        self._previous = offset
+        if offset < self._ready:
+            return
+        if not near:
+            self._stretch = _STRETCHES[0]
+            self._pieces.touching(offset, min(_HEADER_BYTES, end - offset))
+            return
+        low = offset - offset % _PAGE
+        high = min(len(self._data), low + self._stretch)
+        self._stretch = min(2 * self._stretch, _STRETCHES[1])
+        willneed = getattr(mmap, "MADV_WILLNEED", None)
+        if willneed is not None and hasattr(self._data, "madvise"):
+            with contextlib.suppress(OSError, ValueError):
+                self._data.madvise(willneed, low, high - low)
+        self._ready = high
+
+
+def _probe(descriptor: int, offset: int, length: int) -> tuple[bool | None, bytes]:
+    """Whether every page under the bytes is in the page cache already (None: cannot tell), and the bytes if so."""
     if _NOWAIT is None or length <= 0:
-        return None
+        return None, b""
     buffer = bytearray(length)
     try:
         count = os.preadv(descriptor, [buffer], offset, _NOWAIT)
-    except OSError:  # EAGAIN: some page is not cached; EOPNOTSUPP: this file system cannot tell
-        return None
-    return bytes(buffer) if count == length else None
+    except BlockingIOError:  # some page is not cached
+        return False, b""
+    except OSError:  # this file system cannot tell
+        return None, b""
+    return (True, bytes(buffer)) if count == length else (False, b"")

@@ -34,6 +34,7 @@ from automap.records import ParamRecord, ParamTable
 
 from ._copy import write_bytes
 from ._framework import RawRecord, build_table
+from ._scattered import MappedWalk, ScatteredReads
 from ._sniff import open_regular
 
 __all__ = ["MindSporeTensor", "check_storable", "read", "storage_of", "write_to"]
@@ -81,8 +82,7 @@ def read(path: StrPath, *, verify_crc: bool = False, framework: Framework | None
     elif verify_crc:
         notes.append("no CRC trailer: the file was saved without crc_check, so there is nothing to verify")
     try:
-        with _page_by_page(data):
-            chunks = _parse(data, end)
+        chunks = _parse_headers(file, data, end)
     except _CorruptError as error:
         msg = f"{str(file)!r}: not a valid MindSpore checkpoint: {error}; the file is truncated or corrupt"
         raise CheckpointFormatError(msg) from None
@@ -235,6 +235,21 @@ def _field_bytes_header(field: int, length: int) -> bytes:
     return _varint(field << 3 | 2) + _varint(length)
 
 
+def _parse_headers(file: Path, data: mmap.mmap, end: int) -> list[_Chunk]:
+    """Parse the records' headers through the map, and leave the file's page cache as it was (`ScatteredReads`).
+
+    The headers lie in front of the tensors: pages cached there would break a later streaming copy's read-ahead.
+    """
+    with file.open("rb") as handle, ScatteredReads(handle) as pieces, _page_by_page(data):
+        try:
+            return _parse(data, end, MappedWalk(data, pieces).at)
+        finally:
+            advise, dontneed = getattr(data, "madvise", None), getattr(mmap, "MADV_DONTNEED", None)
+            if advise is not None and dontneed is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    advise(dontneed)  # unmap the touched pages, so that they can be handed back
+
+
 @contextlib.contextmanager
 def _page_by_page(data: mmap.mmap) -> Iterator[None]:
     """Fault in only the pages touched, not the kernel's read-around (the disk's read-ahead size, often megabytes).
@@ -319,10 +334,11 @@ def _skip(data: mmap.mmap, wire: int, pos: int, end: int) -> int:
     raise _CorruptError(msg)
 
 
-def _parse(data: mmap.mmap, end: int) -> list[_Chunk]:
+def _parse(data: mmap.mmap, end: int, walk: Callable[[int, int], None]) -> list[_Chunk]:
     chunks: list[_Chunk] = []
     pos = 0
     while pos < end:
+        walk(pos, end)
         field, wire, pos = _read_key(data, pos, end)
         if field == 1 and wire == 2:
             length, pos = _read_length(data, pos, end)
