@@ -9,6 +9,7 @@ from benchmarks.convert_scale import (
     CP_SYNC_SAFETENSORS,
     KERNEL_COPY,
     Result,
+    percent_down,
     shuffled,
     table,
     targets,
@@ -55,9 +56,17 @@ def test_ratios_and_verdicts_use_the_yardstick_of_the_same_file() -> None:
         ST: _results(ST, 8.0, 8.0, 8.0),
     }
     lines = targets(runs, 262 * 10**6)
-    assert f"FAIL {PTH}: throughput 83% of {CP_SYNC} (median of 3 rounds, worst round 50%; target >= 90%)" in lines
-    assert f"PASS {ST}: throughput 100% of {CP_SYNC_SAFETENSORS} (median of 3 rounds, worst round 100%" in "\n".join(
-        lines
+    assert f"FAIL {PTH}: throughput 83.3% of {CP_SYNC} (median of 3 rounds, worst round 50.0%; target >= 90%)" in lines
+    assert (
+        f"PASS {ST}: throughput 100.0% of {CP_SYNC_SAFETENSORS} (median of 3 rounds, worst round 100.0%"
+        in "\n".join(lines)
     )
     row = next(line for line in table(runs, 262 * 10**6).splitlines() if line.startswith(f"| {ST} "))
     assert "| 1.00 (1.00-1.00) |" in row
+
+
+def test_a_ratio_just_below_its_target_never_reads_as_the_target() -> None:
+    assert percent_down(0.9498) == "94.9%"
+    assert percent_down(0.95) == "95.0%"
+    assert percent_down(0.8333) == "83.3%"
+    assert percent_down(1.0) == "100.0%"
