@@ -8,7 +8,6 @@ import ctypes
 import io
 import mmap
 import os
-import resource
 import sys
 import time
 import zipfile
@@ -32,15 +31,16 @@ def _resident(path: Path) -> np.ndarray:
     size = path.stat().st_size
     with path.open("rb") as handle:
         mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    flags = np.zeros(-(-size // PAGE), np.uint8)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
     try:
         view = np.frombuffer(mapping, np.uint8)
-        flags = np.zeros(-(-size // PAGE), np.uint8)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        assert libc.mincore(view.__array_interface__["data"][0], size, flags.ctypes.data) == 0, ctypes.get_errno()
-        del view
+        status = libc.mincore(view.__array_interface__["data"][0], size, flags.ctypes.data)
+        del view  # the map closes only when no view of it is left
     finally:
         mapping.close()
+    assert status == 0, f"mincore failed: errno {ctypes.get_errno()}"
     return flags & 1 == 1
 
 
@@ -188,6 +188,8 @@ def test_listing_a_cold_checkpoint_of_many_small_records_reads_ahead(mindspore_c
     tensors = [{"name": f"expert.{i}.bias", "data": ms.Tensor(np.full(256, i, np.float32))} for i in range(3000)]
     ms.save_checkpoint(tensors, str(path))
     _cold(path)
+    import resource  # POSIX only, as the test
+
     pages = len(_resident(path))
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
     table = ckpt_io.read(path)
