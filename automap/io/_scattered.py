@@ -20,7 +20,7 @@ import mmap
 import os
 from typing import BinaryIO
 
-__all__ = ["MappedWalk", "ScatteredReads"]
+__all__ = ["MappedWalk", "ScatteredReads", "advise_map"]
 
 _PAGE = mmap.PAGESIZE
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)
@@ -119,11 +119,20 @@ class MappedWalk:
         low = offset - offset % _PAGE
         high = min(len(self._data), low + self._stretch)
         self._stretch = min(2 * self._stretch, _STRETCHES[1])
-        willneed = getattr(mmap, "MADV_WILLNEED", None)
-        if willneed is not None and hasattr(self._data, "madvise"):
-            with contextlib.suppress(OSError, ValueError):
-                self._data.madvise(willneed, low, high - low)
+        advise_map(self._data, "MADV_WILLNEED", low, high - low)
         self._ready = high
+
+
+def advise_map(data: mmap.mmap, advice: str, start: int = 0, length: int | None = None) -> None:
+    """`data.madvise(mmap.<advice>)` over `length` bytes from `start` (the whole map), where the platform has it.
+
+    Advice only: where it is missing or fails, nothing changes but the speed.
+    """
+    value = getattr(mmap, advice, None)
+    if value is None or not hasattr(data, "madvise"):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        data.madvise(value, start, len(data) - start if length is None else length)
 
 
 def _probe(descriptor: int, offset: int, length: int) -> tuple[bool | None, bytes]:

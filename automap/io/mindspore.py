@@ -34,7 +34,7 @@ from automap.records import ParamRecord, ParamTable
 
 from ._copy import write_bytes
 from ._framework import RawRecord, build_table
-from ._scattered import MappedWalk, ScatteredReads
+from ._scattered import MappedWalk, ScatteredReads, advise_map
 from ._sniff import open_regular
 
 __all__ = ["MindSporeTensor", "check_storable", "read", "storage_of", "write_to"]
@@ -244,10 +244,7 @@ def _parse_headers(file: Path, data: mmap.mmap, end: int) -> list[_Chunk]:
         try:
             return _parse(data, end, MappedWalk(data, pieces).at)
         finally:
-            advise, dontneed = getattr(data, "madvise", None), getattr(mmap, "MADV_DONTNEED", None)
-            if advise is not None and dontneed is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    advise(dontneed)  # unmap the touched pages, so that they can be handed back
+            advise_map(data, "MADV_DONTNEED")  # unmap the touched pages, so that they can be handed back
 
 
 @contextlib.contextmanager
@@ -258,18 +255,11 @@ def _page_by_page(data: mmap.mmap) -> Iterator[None]:
     cold 4.4 GB checkpoint of 201 tensors read 1.2 GB of it (read-ahead 8 MB); page by page (and `MappedWalk`'s
     stretches between small tensors), 2 MB. Advice only: the bytes are the same.
     """
-    advise = getattr(data, "madvise", None)
-    random, normal = getattr(mmap, "MADV_RANDOM", None), getattr(mmap, "MADV_NORMAL", None)
-    if advise is None or random is None or normal is None or not len(data):
-        yield
-        return
-    with contextlib.suppress(OSError):
-        advise(random)
+    advise_map(data, "MADV_RANDOM")
     try:
         yield
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            advise(normal)  # the loaders read tensors through the same map: read-ahead helps them
+        advise_map(data, "MADV_NORMAL")  # the loaders read tensors through the same map: read-ahead helps them
 
 
 def _crc32(data: mmap.mmap, end: int) -> int:
