@@ -221,10 +221,13 @@ PTH_TO_CKPT = "automap convert .pth -> .ckpt"
 SAFETENSORS_TO_SAFETENSORS = "automap convert .safetensors -> .safetensors"
 CKPT_TO_SAFETENSORS = "automap convert .ckpt -> .safetensors"
 NO_VERIFY = " --no-verify"
+_COPY_OF_SOURCE = {
+    PTH_TO_CKPT: CP_SYNC,
+    SAFETENSORS_TO_SAFETENSORS: CP_SYNC_SAFETENSORS,
+    CKPT_TO_SAFETENSORS: CP_SYNC_CKPT,
+}
 YARDSTICKS = {
-    **{route + tail: CP_SYNC for route in (PTH_TO_CKPT,) for tail in ("", NO_VERIFY)},
-    **{route + tail: CP_SYNC_SAFETENSORS for route in (SAFETENSORS_TO_SAFETENSORS,) for tail in ("", NO_VERIFY)},
-    **{route + tail: CP_SYNC_CKPT for route in (CKPT_TO_SAFETENSORS,) for tail in ("", NO_VERIFY)},
+    **{route + tail: copy for route, copy in _COPY_OF_SOURCE.items() for tail in ("", NO_VERIFY)},
     KERNEL_COPY: CP_SYNC_SAFETENSORS,
 }
 """The `cp + sync` route each route is measured against: the copy of the file it reads."""
@@ -460,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.warm:
                     evict(pth, st, ckpt)
                 result = run(route, command, total, log, phases if route.startswith("automap") else None)
-                runs.setdefault(route, []).append(result)
+                runs[route].append(result)
                 status = "" if result.returncode == 0 else f"  FAILED (exit {result.returncode}):"
                 print(f"  {route}: {result.seconds:.1f} s, peak RSS {result.peak_rss / MB:.0f} MB{status}")
                 if result.returncode:
