@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._advice import option
+from ._direct import output_file
 from ._errors import ConversionError
 from ._phases import timed
 from ._types import StrPath
@@ -79,7 +80,7 @@ def atomic_output(path: StrPath, *, overwrite: bool = False) -> Iterator[BinaryI
         msg = f"cannot write {str(out)!r}: {error.strerror or error}; nothing was written"
         raise ConversionError(msg) from error
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with output_file(fd) as handle:
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())

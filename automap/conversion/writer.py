@@ -8,6 +8,10 @@ Invariants:
 - Pages of memory-mapped source files are read ahead as a tensor is handed out and handed back once it is on its
   way to disk (`_pages`), so they do not pile up either. A tensor that needs no transform is copied file to file
   by the kernel where the writer can (`automap.io._copy`).
+- Without the read-back nothing reads the output again soon, so it is written past the page cache, and renamed
+  tensors are read from the source past it too (`automap._direct`); nothing is read ahead through the cache then.
+  Not into a `.pth`: its writer reads every tensor for the zip's CRC-32, which leaves the source's pages cached for
+  the kernel copy.
 - dtypes are kept bit-exact unless the plan asks for a cast; casts involving bfloat16 or float8, which numpy
   lacks, go through torch (the plan has checked that it is installed).
 - What the read-back compares against (`_checksums.Expected`) is taken of each tensor as it is handed to the
@@ -26,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from automap._direct import bypassing_cache
 from automap._phases import timed
 from automap._types import Array, Framework
 from automap.dtypes import get_dtype
 from automap.io import save_checkpoint
 from automap.io._copy import copying_from, watching_writes
+from automap.io.formats import FORMATS, PYTORCH
+from automap.io.sharded import base_path
 from automap.records import ParamRecord, ParamTable
 from automap.transforms import apply_steps
 
@@ -65,17 +72,19 @@ def write_output(
     `pages` holds the source's files; `total` is the bytes to write (for the progress bar). A tensor handed to the
     writer as a view of a source file is expected as that view, and its bytes in the output are compared with it
     right after being written (`_writecheck`); any other is expected by its piece CRC-32s. Without `checksums`
-    nothing is kept or compared and the result is empty.
+    nothing is kept or compared and the result is empty, and the output is written past the page cache.
     """
     result = Written()
+    direct = not checksums and FORMATS.for_suffix(base_path(out) if max_shard_size else out) is not PYTORCH
     with (
         _Digests(pages if checksums else None, result) as digests,
         Progress(total, len(records), label="writing", enabled=progress) as bar,
         copying_from(pages.locate),  # untransformed tensors go file to file, as cp copies
+        bypassing_cache() if direct else contextlib.nullcontext(),
         timed("write"),
     ):
         save_checkpoint(
-            _streamed(records, bar, pages, digests),
+            _streamed(records, bar, pages, digests, read_ahead=not direct),
             out,
             framework=framework,
             overwrite=overwrite,
@@ -159,7 +168,9 @@ def _crc32_of(holder: list[Array]) -> Checksum:
         return piece_crcs(holder.pop())
 
 
-def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, digests: _Digests) -> list[ParamRecord]:
+def _streamed(
+    records: list[ParamRecord], bar: Progress, pages: MappedPages, digests: _Digests, *, read_ahead: bool
+) -> list[ParamRecord]:
     """The same records, as the writer should consume them: contiguous, digested, counted, pages released.
 
     Each loader hands over a C-contiguous array (so the writer copies nothing more), has the source's pages read
@@ -178,8 +189,11 @@ def _streamed(records: list[ParamRecord], bar: Progress, pages: MappedPages, dig
             pages.used(handed_out[0])
             handed_out[0] = 0
             array = inner()
-            with timed("read"):
-                pages.prefetch(array)  # a view of a mapped source: let the disk stream while earlier data is written
+            if read_ahead:
+                with timed("read"):
+                    pages.prefetch(
+                        array
+                    )  # a view of a mapped source: let the disk stream while earlier data is written
             if not array.flags.c_contiguous:
                 with timed("transform"):
                     array = np.ascontiguousarray(array).reshape(array.shape)  # keeps a 0-d scalar 0-d

@@ -5,7 +5,8 @@ Writing such a view through user space faults each source page into the process 
 `os.copy_file_range` moves the same bytes from file to file inside the kernel, as `cp` does. The writers call
 `write_bytes`; a caller that knows where views come from installs a locator with `copying_from` (conversion
 uses `automap.conversion._pages.MappedPages.locate`). Without a locator, or when the kernel cannot copy between these
-files, the bytes are written as usual.
+files, the bytes are written as usual. An output written past the page cache (`automap._direct.DirectOutput`) reads
+such bytes from the source file itself, past the cache too (`copy_from`).
 
 Every writer hands each tensor's bytes to `write_bytes`, so it is also where a caller can watch them land: a watcher
 installed with `watching_writes` is told the file, the offset and the bytes of each write once it is done (the
@@ -62,10 +63,14 @@ def write_bytes(handle: BinaryIO, array: Array) -> None:
     watcher = _WATCHER.get()
     start = _position(handle) if watcher is not None else None
     locator = _LOCATOR.get()
-    where = (
-        locator(array) if locator is not None and data.nbytes >= _MIN_COPY and hasattr(os, "copy_file_range") else None
-    )
-    done = _copied(handle, where[0], where[1], data.nbytes) if where is not None else 0
+    # an output written past the page cache reads views from their file past it too, small ones included: touching
+    # a view's page reads the disk's whole read-ahead window around it into the cache
+    direct = getattr(handle, "copy_from", None)
+    copied = direct is not None or (data.nbytes >= _MIN_COPY and hasattr(os, "copy_file_range"))
+    where = locator(array) if locator is not None and data.nbytes and copied else None
+    done = 0
+    if where is not None:
+        done = direct(*where, data.nbytes) if direct is not None else _copied(handle, *where, data.nbytes)
     if done < data.nbytes:
         handle.write(data[done:].data)
     if watcher is not None and start is not None:

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 
 from automap._advice import option
 from automap._atomic import _fsync_dir, _link_unnamed, _open_unnamed, _umask, atomic_output, check_writable
+from automap._direct import output_file
 from automap._errors import CheckpointFormatError, ConversionError
 from automap._phases import timed
 from automap._text import shown
@@ -282,7 +283,7 @@ def _finished(final: Path, fill: Callable[[BinaryIO], object], named: dict[int, 
     if temporary is not None:
         named[fd] = temporary
     try:
-        with os.fdopen(os.dup(fd), "wb") as handle:
+        with output_file(os.dup(fd)) as handle:
             fill(handle)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
