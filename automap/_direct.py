@@ -37,6 +37,7 @@ __all__ = ["BLOCK", "DirectOutput", "bypassing_cache", "output_file"]
 
 BLOCK = 8 * 1024 * 1024
 """Bytes per write, and per read of a source: large enough for the disk, small enough to overlap the two."""
+_NEAR = 64 * 1024  # a tensor starting this close after the last one read counts as the next one in the file
 _ALIGN = 4096  # the offsets, lengths and addresses of direct I/O are multiples of this (every common device)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
@@ -88,7 +89,12 @@ class DirectOutput:
         self._current = 0  # the block being filled
         self._fill = 0  # bytes in it
         self._start = 0  # the file offset of its first byte
-        self._sources: dict[int, tuple[tuple[int, int], int | None]] = {}  # descriptor -> (file, direct descriptor)
+        self._sources: dict[
+            int, tuple[tuple[int, int] | None, int | None]
+        ] = {}  # descriptor -> (file, direct descriptor)
+        self._window: tuple[tuple[int, int] | None, int, int] = (None, 0, 0)  # the reading buffer: file, offset, bytes
+        self._next: tuple[tuple[int, int] | None, int] = (None, 0)  # where the last bytes read from a source ended
+        self._ahead = 0  # bytes the next read reaches beyond what is asked for
         self._changed = threading.Condition()  # guards the job and the error
         self._job: tuple[int, int, int] | None = None  # (block, length, file offset) for the thread to write
         self._error: BaseException | None = None
@@ -176,26 +182,47 @@ class DirectOutput:
 
     def _append_from(self, source: int, first: int, want: int) -> int:
         """Append up to `want` bytes of `source` from `first` (at most a block's worth); the bytes appended."""
-        direct = self._direct_source(source)
+        file, direct = self._direct_source(source)
         if direct is not None:
-            lead = first % _ALIGN
-            span = min(self._size, lead + want)
             try:
-                with memoryview(self._reading) as reading:
-                    got = os.preadv(direct, [reading[: _round_up(span)]], first - lead)
-                    got = max(0, min(got, span) - lead)
-                    self.write(reading[lead : lead + got])
-                return got
+                held = self._read_ahead(file, direct, first, want)
             except OSError as error:
                 if error.errno != errno.EINVAL:
                     raise
-                self._sources[source] = (self._sources[source][0], None)  # this file takes no direct read
+                self._sources[source] = (file, None)  # this file takes no direct read of this shape
                 os.close(direct)
+            else:
+                got = min(want, held)
+                with memoryview(self._reading) as reading:
+                    start = first - self._window[1]
+                    self.write(reading[start : start + got])
+                self._next = (file, first + got)
+                return got
         take = min(self._size - self._fill, want)
         with memoryview(self._blocks[self._current]) as block:
             got = os.preadv(source, [block[self._fill : self._fill + take]], first)
         self._advance(got)
         return got
+
+    def _read_ahead(self, file: tuple[int, int] | None, direct: int, first: int, want: int) -> int:
+        """Have the reading buffer hold the file's bytes from `first`; how many it holds from there (0: the end).
+
+        Small tensors lie close together: where one starts just after the last one read, the read reaches further
+        ahead, doubling up to a block, so that the ones after it come from the buffer and not from a read each.
+        """
+        held_file, held_start, held_length = self._window
+        if held_file == file and held_start <= first < held_start + held_length:
+            return held_start + held_length - first
+        next_file, next_offset = self._next
+        close_after = next_file == file and 0 <= first - next_offset <= _NEAR
+        self._ahead = min(self._size, max(_NEAR, 2 * self._ahead)) if close_after else 0
+        lead = first % _ALIGN
+        span = min(self._size, lead + max(want, self._ahead))
+        self._window = (file, first - lead, 0)  # what the buffer holds, should the read fail half-way
+        with memoryview(self._reading) as reading:
+            got = os.preadv(direct, [reading[: _round_up(span)]], first - lead)
+        self._window = (file, first - lead, got)
+        return max(0, got - lead)
 
     def _advance(self, count: int) -> None:
         """`count` more bytes are in the current block; hand it over when full."""
@@ -265,16 +292,16 @@ class DirectOutput:
 
     # --- sources --------------------------------------------------------------------------------------------
 
-    def _direct_source(self, source: int) -> int | None:
-        """A descriptor reading `source`'s file past the cache, or None (read it through the cache)."""
+    def _direct_source(self, source: int) -> tuple[tuple[int, int] | None, int | None]:
+        """`source`'s file (device and inode), and a descriptor reading it past the cache (None: through the cache)."""
         try:
             info = os.fstat(source)
         except OSError:
-            return None
+            return None, None
         file = (info.st_dev, info.st_ino)
         known = self._sources.get(source)
         if known is not None and known[0] == file:
-            return known[1]
+            return known
         if known is not None and known[1] is not None:  # the descriptor number now names another file
             os.close(known[1])
         direct: int | None
@@ -283,7 +310,7 @@ class DirectOutput:
         except OSError:
             direct = None
         self._sources[source] = (file, direct)
-        return direct
+        return file, direct
 
 
 def _round_up(count: int) -> int:

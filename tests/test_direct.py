@@ -169,3 +169,36 @@ def test_sharded_conversion_without_read_back_writes_the_same_shards(tmp_path: P
     assert not any(resident(Path(shard)).any() for shard in past_cache.shards)
     for verified, unverified in zip(through_cache.shards, past_cache.shards, strict=True):
         assert Path(unverified).read_bytes() == Path(verified).read_bytes()
+
+
+def _read_calls() -> int:
+    """Read system calls this process has made (`/proc/self/io`)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    msg = "no syscr in /proc/self/io"
+    raise AssertionError(msg)
+
+
+@linux_only
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts read calls in /proc/self/io")
+def test_small_tensors_one_after_another_come_from_few_reads(tmp_path: Path) -> None:
+    """Tensors in file order share reads that reach further ahead; backwards, each read is the page they lie on."""
+    rng = np.random.default_rng(1)
+    source = tmp_path / "source.bin"
+    data = rng.integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+    source.write_bytes(data)
+    pieces = [(offset, 120) for offset in range(1000, 2_900_000, 150)]  # 19,327 small tensors, 30-byte headers
+    for order in (pieces, pieces[::-1]):
+        out = tmp_path / "out.bin"
+        with os.fdopen(os.open(source, os.O_RDONLY), "rb") as src, DirectOutput(_open(out), block=BLOCK) as handle:
+            before = _read_calls()
+            for offset, count in order:
+                assert handle.copy_from(src.fileno(), offset, count) == count
+            reads = _read_calls() - before
+        assert out.read_bytes() == b"".join(data[o : o + c] for o, c in order)
+        if order is pieces:
+            assert reads <= 2 * len(data) // BLOCK + 20, reads  # a block at a time once the reads are doubled
+        else:
+            pages = len(data) // 4096  # each read is the page under a tensor, and serves its neighbours on that page
+            assert pages // 2 <= reads <= pages + 10, reads
