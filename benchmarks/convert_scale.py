@@ -17,7 +17,9 @@ the other on the same disk, and its wall time and peak resident memory (`ru_maxr
   of the whole list,
 - a reference: the `.safetensors` file copied tensor by tensor with `os.copy_file_range` and fsynced, by a bare
   script that plans nothing and checks nothing. It is the floor for any converter that picks tensors out one at
-  a time, in the kernel, as automap does; an automap route against it shows what automap itself adds.
+  a time, in the kernel, as automap's verified routes do; an automap route against it shows what automap itself
+  adds. The `--no-verify` routes write past the page cache instead (`automap._direct`), so they can beat it, and
+  `cp + sync` too.
 
 The automap routes run through `benchmarks._phased`, which runs the same command and records where its time went
 (`automap._phases`); a second table gives the median seconds of each phase: start (the interpreter and imports),
