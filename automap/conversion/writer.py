@@ -189,11 +189,9 @@ def _streamed(
             pages.used(handed_out[0])
             handed_out[0] = 0
             array = inner()
-            if read_ahead:
+            if read_ahead:  # a view of a mapped source: let the disk stream while earlier data is written
                 with timed("read"):
-                    pages.prefetch(
-                        array
-                    )  # a view of a mapped source: let the disk stream while earlier data is written
+                    pages.prefetch(array)
             if not array.flags.c_contiguous:
                 with timed("transform"):
                     array = np.ascontiguousarray(array).reshape(array.shape)  # keeps a 0-d scalar 0-d
