@@ -78,8 +78,6 @@ class DirectOutput:
     """
 
     def __init__(self, fd: int, *, block: int = BLOCK) -> None:
-        import fcntl
-
         if block <= 0 or block % _ALIGN:
             msg = f"block must be a positive multiple of {_ALIGN}, not {block}"
             raise ValueError(msg)
@@ -87,7 +85,7 @@ class DirectOutput:
         self._size = block
         self._blocks = [mmap.mmap(-1, block), mmap.mmap(-1, block)]  # anonymous maps are page-aligned
         self._reading = mmap.mmap(-1, block + _ALIGN)
-        self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self._flags = _status_flags(fd)
         self._direct = True  # False once a direct write was refused: the rest goes through the cache
         self._current = 0  # the block being filled
         self._fill = 0  # bytes in it
@@ -101,11 +99,11 @@ class DirectOutput:
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="automap-direct-writer", daemon=True)
-        fcntl.fcntl(fd, fcntl.F_SETFL, self._flags | _O_DIRECT)  # EINVAL where the filesystem has no direct I/O
+        _status_flags(fd, self._flags | _O_DIRECT)  # EINVAL where the filesystem has no direct I/O
         try:
             self._thread.start()
         except BaseException:
-            fcntl.fcntl(fd, fcntl.F_SETFL, self._flags)  # the caller writes through the cache instead
+            _status_flags(fd, self._flags)  # the caller writes through the cache instead
             raise
 
     # --- the file interface the writers use ---------------------------------------------------------------
@@ -163,10 +161,8 @@ class DirectOutput:
             self._changed.notify_all()
         self._thread.join()
         try:
-            import fcntl
-
             with contextlib.suppress(OSError):
-                fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+                _status_flags(self._fd, self._flags)
             for _, direct in self._sources.values():
                 if direct is not None:
                     with contextlib.suppress(OSError):
@@ -291,9 +287,7 @@ class DirectOutput:
                     self._through_cache()  # the filesystem takes no direct write of this shape: write it as usual
 
     def _through_cache(self) -> None:
-        import fcntl
-
-        fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+        _status_flags(self._fd, self._flags)
         self._direct = False
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -317,6 +311,15 @@ class DirectOutput:
             direct = None
         self._sources[source] = (file, direct)
         return file, direct
+
+
+def _status_flags(fd: int, flags: int | None = None) -> int:
+    """The descriptor's status flags (`O_DIRECT` among them), set to `flags` first when given."""
+    import fcntl  # POSIX only, as direct I/O is
+
+    if flags is not None:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
 
 
 def _round_up(count: int) -> int:
